@@ -1,0 +1,44 @@
+# attnbench: `make bench` measures, `make test` checks. Both build .venv first
+# when it is missing (or when the project's requirements changed).
+PYTHON ?= python3
+VENV ?= .venv
+REQUIREMENTS ?= requirements/cpu.txt
+SUITE ?= suites/default.toml
+ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup bench smoke test check fidelity clean help
+
+help:
+	@echo "make bench     run $(SUITE) (SUITE=suites/smoke.toml to pick another; ARGS=... passes options)"
+	@echo "make test      the test suite (unit, conformance, integration)"
+	@echo "make check     the test suite including the slow combinations (torch.compile, ...)"
+	@echo "make fidelity  harness medians beside a bare timing loop of the same call"
+	@echo "make setup     create $(VENV) and install (REQUIREMENTS=requirements/gpu.txt on GPUs)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(REQUIREMENTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r $(REQUIREMENTS) -e '.[test]'
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/attnbench run $(SUITE) $(ARGS)
+
+smoke: $(STAMP)
+	$(BIN)/attnbench run suites/smoke.toml $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+check: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+fidelity: $(STAMP)
+	$(BIN)/python benchmarks/fidelity.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,130 @@
+"""The Backend protocol and the registry of backends, framework-free.
+
+The registry holds import strings, not modules: naming a backend (to plan a
+suite, to print --help) never imports its framework. A framework is imported
+only by `load_backend`, inside the worker process that runs it, after the
+worker has set that framework's environment (see each backend's settings.py).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from harness.spec import Case
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named way of running the workloads, and where it can run."""
+
+    name: str
+    description: str
+    devices: tuple[str, ...] = ("cpu", "cuda")   # device kinds, "cuda:1" -> "cuda"
+    dtypes: tuple[str, ...] = ("float32", "tf32", "bfloat16", "float16")
+    tuned: bool = False                          # False: out of the box
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    framework: str        # the distribution to report, e.g. "torch"
+    module: str           # import string of the implementation
+    settings: str         # import string of its framework-free settings module
+    variants: tuple[Variant, ...]
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants)
+
+
+_GPU_ONLY = ("cuda",)
+_NO_TF32 = ("float32", "bfloat16", "float16")
+
+REGISTRY: dict[str, BackendInfo] = {
+    "torch": BackendInfo(
+        name="torch", framework="torch",
+        module="backends.torch", settings="backends.torch.settings",
+        variants=(
+            Variant("eager", "the spec's math in torch ops, op by op"),
+            Variant("sdpa", "F.scaled_dot_product_attention for the core, eager"),
+            Variant("sdpa-flash", "SDPA pinned to the FlashAttention kernel",
+                    devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),
+            Variant("sdpa-efficient", "SDPA pinned to the memory-efficient kernel",
+                    devices=_GPU_ONLY, tuned=True),
+            Variant("sdpa-math", "SDPA pinned to the math kernel",
+                    devices=_GPU_ONLY, tuned=True),
+            Variant("sdpa-cudnn", "SDPA pinned to the cuDNN kernel",
+                    devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),
+            Variant("compile", "torch.compile of the sdpa path", tuned=True),
+        ),
+    ),
+}
+
+BACKENDS = tuple(REGISTRY)
+
+
+def device_kind(device: str) -> str:
+    return device.split(":", 1)[0]
+
+
+def static_unsupported(case: Case) -> str | None:
+    """Why a case cannot run, from the registry alone (no framework needed)."""
+    info = REGISTRY.get(case.backend)
+    if info is None:
+        return f"unknown backend {case.backend!r}"
+    variant = info.variant(case.variant)
+    if variant is None:
+        return f"{case.backend} has no variant {case.variant!r}"
+    kind = device_kind(case.device)
+    if kind not in variant.devices:
+        return f"{case.backend} {case.variant} runs on {'/'.join(variant.devices)} only"
+    if case.dtype not in variant.dtypes:
+        return f"{case.backend} {case.variant} does not run {case.dtype}"
+    if case.dtype == "tf32" and kind != "cuda":
+        return "tf32 is a GPU matmul mode; this device has no TF32 units"
+    return None
+
+
+Outputs = dict[str, np.ndarray]   # "out" and, in train mode, "grad/<name>"
+
+
+class Prepared(Protocol):
+    """A case made ready to run: weights and inputs already on the device."""
+
+    def step(self) -> object:
+        """One timed step: forward, or forward and backward. Returns its result."""
+
+    def sync(self) -> None:
+        """Block until all work issued so far has finished."""
+
+    def outputs(self) -> Outputs:
+        """Run one step and return its results as float32/float64 NumPy arrays."""
+
+
+class Backend(Protocol):
+    info: BackendInfo
+
+    def version(self) -> str: ...
+
+    def unsupported(self, case: Case) -> str | None:
+        """Why this case cannot run here (dtype refused, no GPU...), else None."""
+
+    def prepare(self, case: Case, weights: dict, inputs: dict) -> Prepared: ...
+
+    def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray: ...
+
+    def peak_memory(self, case: Case) -> Callable[[], tuple[int, str]] | None:
+        """A device-memory probe for GPU devices, or None to use the CPU's RSS."""
+
+
+def load_backend(name: str) -> Backend:
+    """Import a backend's implementation (and so its framework) and build it."""
+    info = REGISTRY[name]
+    module = importlib.import_module(info.module)
+    return module.make_backend(info)

@@ -1,0 +1,55 @@
+"""The correctness verdict: FlashAttention's rule, applied to every tensor.
+
+A backend's error against the float64 reference may be at most MULTIPLE times the
+error of the reference computed in the Case's own dtype (reference.py emulates
+it), plus a tiny floor so float32, whose reference error is ~1e-7, is not judged
+on the order of summation alone. Gradients are judged the same way, each tensor
+on its own scale.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MULTIPLE = 2.0
+# The floor, relative to the tensor's largest magnitude. float32: a tiny floor,
+# ~17 ulps, so the order of summation alone never fails a cell. Low precision:
+# two units of roundoff (2 * 2^-8 for bfloat16), because real kernels round in
+# places the emulation does not, and a fault smaller than that cannot be told
+# from rounding in those dtypes anyway (faults are planted in float32).
+FLOOR = {"float32": 1e-6, "tf32": 2.0**-10, "bfloat16": 2.0**-7, "float16": 2.0**-10}
+# A tensor that is ~0 by construction (grad/bk: softmax ignores a per-row shift
+# of the scores) holds rounding noise of the terms that cancel in it, so every
+# tensor is judged on at least ZERO_SCALE times the case's largest tensor.
+ZERO_SCALE = 0.1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    max_abs_err: float      # largest |backend - float64| over every tensor
+    err_ratio: float        # worst err / (low-precision reference err + floor / MULTIPLE)
+    correct: bool           # err_ratio <= MULTIPLE for every tensor
+    worst: str              # the tensor with the worst ratio ("out", "grad/wq", ...)
+
+
+def judge(got: dict, exact: dict, low: dict, dtype: str) -> Verdict:
+    missing = sorted(set(exact) - set(got))
+    if missing:
+        raise ValueError(f"backend returned no {', '.join(missing)}")
+    largest = max(float(np.abs(t).max(initial=0.0)) for t in exact.values())
+    max_err, worst_ratio, worst = 0.0, 0.0, "out"
+    for name, ref in exact.items():
+        out = np.asarray(got[name], dtype=np.float64)
+        if out.shape != ref.shape:
+            raise ValueError(f"{name}: shape {out.shape}, expected {ref.shape}")
+        err = float(np.abs(out - ref).max(initial=0.0))
+        if not np.isfinite(out).all():
+            err = float("inf")
+        base = float(np.abs(low[name].astype(np.float64) - ref).max(initial=0.0))
+        scale = max(float(np.abs(ref).max(initial=0.0)), ZERO_SCALE * largest)
+        ratio = err / (base + FLOOR[dtype] * scale / MULTIPLE) if scale > 0 else 0.0
+        max_err = max(max_err, err)
+        if ratio > worst_ratio or worst_ratio == 0.0 and name == "out":
+            worst_ratio, worst = ratio, name
+    return Verdict(max_err, worst_ratio, bool(worst_ratio <= MULTIPLE), worst)

@@ -1,0 +1,117 @@
+"""Device discovery and description, and each device's dense peak.
+
+GPUs are found through NVML (nvidia-ml-py), never through a framework, so the
+core can plan GPU runs without importing one. CUDA_DEVICE_ORDER=PCI_BUS_ID makes
+NVML's numbering and the frameworks' agree (set for every worker).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+
+# Dense peaks, TFLOP/s, from MEASUREMENT.md: (fp32, tf32, bf16/fp16). None: no such unit.
+# Keys are matched against the NVML name, most specific first.
+GPU_PEAKS: tuple[tuple[str, tuple[float, float | None, float]], ...] = (
+    ("H100 PCIe", (51.0, 378.0, 756.0)),
+    ("H100", (67.0, 495.0, 989.0)),
+    ("H200", (67.0, 495.0, 989.0)),
+    ("A100", (19.5, 156.0, 312.0)),
+    ("V100", (15.7, None, 125.0)),
+    ("L4", (30.3, 60.0, 121.0)),
+    ("A10", (31.2, 62.5, 125.0)),
+    ("RTX 4090", (82.6, 82.6, 165.0)),
+    ("T4", (8.1, None, 65.0)),
+)
+_DTYPE_INDEX = {"float32": 0, "tf32": 1, "bfloat16": 2, "float16": 2}
+
+
+def peak_tflops(device_name: str, dtype: str) -> float | None:
+    """The dense peak of a device for a dtype, or None where it is not known (CPUs)."""
+    for key, peaks in GPU_PEAKS:
+        if key.lower() in device_name.lower():
+            return peaks[_DTYPE_INDEX[dtype]]
+    return None
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_threads() -> int:
+    """CPUs this process may run on (its affinity), which frameworks size pools from."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def gpus() -> list[dict]:
+    """Visible NVIDIA GPUs through NVML; [] where there is no driver or no NVML."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+    except Exception:          # no library, no driver: a CPU machine
+        return []
+    try:
+        found = []
+        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            found.append({"index": i, "name": _text(pynvml.nvmlDeviceGetName(h)),
+                          "memory_total": int(mem.total), "memory_free": int(mem.free),
+                          "driver": driver,
+                          "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}"})
+        return found
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def expand(device: str, visible: list[dict]) -> list[str]:
+    """A suite's device value as concrete devices: auto -> every GPU, else the CPU;
+    cuda -> every GPU; gpu:TYPE -> the GPUs whose name contains TYPE."""
+    if device == "auto":
+        return [f"cuda:{g['index']}" for g in visible] or ["cpu"]
+    if device == "cuda":
+        return [f"cuda:{g['index']}" for g in visible] or ["cuda:0"]
+    if device.startswith("gpu:"):
+        kind = device[4:].lower()
+        return [f"cuda:{g['index']}" for g in visible if kind in g["name"].lower()] \
+            or [device]
+    return [device]
+
+
+def describe(device: str, visible: list[dict] | None = None) -> dict:
+    """What a row says about its device: name, and for CPUs the thread count."""
+    if device == "cpu":
+        return {"device_name": cpu_name(), "threads": cpu_threads()}
+    visible = gpus() if visible is None else visible
+    if device.startswith("cuda:"):
+        index = int(device.split(":")[1])
+        for g in visible:
+            if g["index"] == index:
+                return {"device_name": g["name"], "threads": cpu_threads()}
+    return {"device_name": device, "threads": cpu_threads()}
+
+
+def host() -> str:
+    return socket.gethostname()
+
+
+def environment() -> dict:
+    return {"host": host(), "platform": platform.platform(),
+            "python": platform.python_version(), "cpu": cpu_name(),
+            "cpu_threads": cpu_threads(), "gpus": gpus()}

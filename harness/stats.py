@@ -1,0 +1,40 @@
+"""Pure functions over raw samples (milliseconds per call)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NOISY_IQR_FRACTION = 0.10     # MEASUREMENT.md: flag a cell whose IQR/median passes 10%
+
+
+def median_ci(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free ~95% confidence interval of the median (order statistics)."""
+    s = np.sort(samples)
+    n = len(s)
+    half = z * math.sqrt(n) / 2
+    lo = max(0, math.floor(n / 2 - half))
+    hi = min(n - 1, math.ceil(n / 2 + half))
+    return float(s[lo]), float(s[hi])
+
+
+def summarize(samples_ms) -> dict:
+    """The result columns of a list of per-call times."""
+    s = np.asarray(samples_ms, dtype=np.float64)
+    if s.size == 0:
+        raise ValueError("no samples")
+    p10, p25, p50, p75, p90 = np.percentile(s, [10, 25, 50, 75, 90])
+    lo, hi = median_ci(s)
+    iqr = float(p75 - p25)
+    return {
+        "n_samples": int(s.size),
+        "median_ms": float(p50),
+        "iqr_ms": iqr,
+        "min_ms": float(s.min()),
+        "mean_ms": float(s.mean()),
+        "p10_ms": float(p10),
+        "p90_ms": float(p90),
+        "ci_low_ms": lo,
+        "ci_high_ms": hi,
+        "noisy": bool(iqr > NOISY_IQR_FRACTION * p50),
+    }

@@ -1,0 +1,62 @@
+"""The measuring loop, given a step and a sync: nothing framework-specific.
+
+1. The first call (tracing, compiling) is timed apart.
+2. Warm-up: calls until `warmup_ms` has passed, so caches, allocators and
+   autotuners settle.
+3. Autorange, as torch.utils.benchmark's blocked_autorange does: grow the number
+   of calls per sample until one block takes `min_block_ms`, so the cost of the
+   clock and the sync is spread over many calls; then take blocks until both
+   `min_run_ms` and `min_samples` are met. Each sample is block time / calls.
+A sync ends every block: asynchronous frameworks otherwise return before the
+work is done, and syncing inside every call would time the sync, not the work.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Timing:
+    first_call_ms: float
+    warmup_calls: int
+    number: int                                  # calls per sample
+    samples_ms: list[float] = field(default_factory=list)   # per call, raw
+
+
+def measure(step: Callable[[], object], sync: Callable[[], None], *,
+            min_run_ms: float = 500, min_samples: int = 10, warmup_ms: float = 100,
+            min_block_ms: float = 1.0, max_number: int = 1_000_000,
+            clock: Callable[[], float] = time.perf_counter) -> Timing:
+    def block(number: int) -> float:
+        """Milliseconds for `number` back-to-back calls, synced at both ends."""
+        sync()
+        start = clock()
+        for _ in range(number):
+            step()
+        sync()
+        return (clock() - start) * 1e3
+
+    first_call_ms = block(1)
+
+    warmup_calls, spent = 0, 0.0
+    while warmup_calls == 0 or spent < warmup_ms:
+        spent += block(1)
+        warmup_calls += 1
+
+    number = 1
+    elapsed = block(number)
+    while elapsed < min_block_ms and number < max_number:
+        # Aim straight for the target, at most 10x a time, as blocked_autorange does.
+        grow = min_block_ms / max(elapsed, 1e-6)
+        number = min(max_number, max(number * 2, int(number * min(grow * 1.2, 10))))
+        elapsed = block(number)
+
+    timing = Timing(first_call_ms, warmup_calls, number)
+    total = 0.0
+    while len(timing.samples_ms) < min_samples or total < min_run_ms:
+        ms = block(number)
+        total += ms
+        timing.samples_ms.append(ms / number)
+    return timing
