@@ -4,6 +4,8 @@ Imported only inside a worker process, after settings.environment() is applied.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -122,6 +124,8 @@ class TorchBackend:
 
 
 def make_backend(info: BackendInfo) -> TorchBackend:
-    torch.set_num_threads(max(1, int(__import__("os").environ.get("OMP_NUM_THREADS", "0"))
-                              or torch.get_num_threads()))
+    # The same thread count for every framework, chosen by the runner.
+    threads = os.environ.get("ATTNBENCH_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
     return TorchBackend(info)

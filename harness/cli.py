@@ -1,0 +1,163 @@
+"""The attnbench command (also `python -m harness` from the repository root)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+
+from backends.base import BACKENDS, REGISTRY
+from harness import devices, report, runner, store
+from harness.store import StoreError
+from harness.suite import SuiteError, load_suite
+
+DESCRIPTION = """\
+attnbench: one Transformer spec (attention core, multi-head attention, pre-LN
+block, block stack) in PyTorch, TensorFlow and JAX, measured the same way on
+every device and checked against one float64 reference."""
+
+EXAMPLES = {
+    "run": """\
+examples:
+  attnbench run suites/smoke.toml                  # a one-minute sweep on this machine
+  attnbench run suites/default.toml --backend torch --out results/mine
+  attnbench run suites/gpu.toml --dry-run          # what would run, and where""",
+    "env": """\
+example:
+  attnbench env          # host, CPU, GPUs (NVML), framework versions, dense peaks""",
+    "report": """\
+example:
+  attnbench report results/20261128-101500-default   # rewrite report.md, print the table""",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    top = _Parser(prog="attnbench", description=DESCRIPTION,
+                  formatter_class=argparse.RawDescriptionHelpFormatter,
+                  epilog="example:\n  attnbench run suites/smoke.toml\n\n"
+                         "`attnbench COMMAND --help` explains each command.")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text,
+                              epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    run = command("run", "Run a suite (a TOML grid of cells) and write a run folder: "
+                         "results.jsonl, results.csv, env.json, report.md.")
+    run.add_argument("suite", metavar="SUITE", help="suite file, e.g. suites/default.toml")
+    run.add_argument("--out", metavar="DIR", help="run folder (default: results/<run_id>/)")
+    run.add_argument("--backend", action="append", choices=BACKENDS, metavar="B",
+                     help=f"only this backend; repeatable ({', '.join(BACKENDS)})")
+    run.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="CPU threads for every framework (default: all this process may use)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the planned cells per backend and device; run nothing")
+    run.add_argument("--verbose", "-v", action="store_true",
+                     help="with --dry-run, list every planned cell")
+    run.add_argument("--quiet", "-q", action="store_true",
+                     help="no progress bar or summary table, only the closing lines")
+
+    command("env", "Show this machine: host, CPU, GPUs, framework versions, peaks.")
+
+    rep = command("report", "Rewrite report.md and results.csv of run folders and print "
+                            "their summary table.")
+    rep.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    return top
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _run(args, console: Console) -> int:
+    suite = load_suite(args.suite)
+    if args.dry_run:
+        cases = runner.plan(suite, args.backend)
+        counts = Counter((c.backend, c.device) for c in cases)
+        table = Table(title=f"{suite.name}: {len(cases)} cells planned")
+        for name in ("backend", "device", "cells"):
+            table.add_column(name)
+        for (backend, device), n in sorted(counts.items()):
+            table.add_row(backend, device, str(n))
+        Console().print(table)
+        if args.verbose:
+            for case in cases:
+                print(case.name)
+        return 0
+    runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
+               quiet=args.quiet, console=console)
+    return 0
+
+
+def _env(console: Console) -> int:
+    import importlib.metadata as md
+    env = devices.environment()
+    table = Table(title=f"attnbench env: {env['host']}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("platform", env["platform"])
+    table.add_row("python", env["python"])
+    table.add_row("cpu", f"{env['cpu']} ({env['cpu_threads']} threads)")
+    for gpu in env["gpus"] or [{"name": "none visible (NVML)"}]:
+        peaks = [devices.peak_tflops(gpu["name"], d) for d in ("float32", "tf32", "bfloat16")]
+        extra = "" if "index" not in gpu else (
+            f", {gpu['memory_total'] / 2**30:.0f} GiB, driver {gpu['driver']}, "
+            f"peak TFLOP/s fp32/tf32/bf16: {' / '.join(str(p or '-') for p in peaks)}")
+        table.add_row(f"gpu {gpu.get('index', '')}".strip(), gpu["name"] + extra)
+    for name, info in REGISTRY.items():
+        try:
+            version = md.version(info.framework)
+        except md.PackageNotFoundError:
+            version = "not installed"
+        table.add_row(f"backend {name}", f"{info.framework} {version}; variants: "
+                      + ", ".join(info.variant_names))
+    console.print(table)
+    return 0
+
+
+def _report(args, console: Console) -> int:
+    for folder in args.runs:
+        frame = store.load(folder)
+        store.write_csv(frame, f"{folder}/results.csv")
+        report.write_markdown(frame, f"{folder}/report.md", store.read_env(folder))
+        report.print_summary(frame, console)
+        console.print(f"wrote {folder}/report.md and {folder}/results.csv")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "run":
+            return _run(args, Console(stderr=True))
+        if args.command == "env":
+            return _env(console)
+        return _report(args, console)
+    except (SuiteError, StoreError) as exc:
+        print(f"attnbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attnbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Run worker batches as local processes, one cell at a time, losing nothing.
+
+A cell that runs past its timeout has its worker killed and is recorded as
+`timeout`; a worker that dies (segfault, SIGKILL, the OOM killer) has its cell
+recorded as `error` with the signal and the tail of its stderr. Either way a
+fresh worker takes the remaining cells.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from harness.spec import Case
+from harness.worker import base_row, environment_for
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Importing a framework can take a while on a cold disk; the cell clock starts
+# only when the worker says the cell has started.
+STARTUP_TIMEOUT_S = 600
+
+
+@dataclass
+class Batch:
+    backend: str
+    device: str
+    cases: list[Case]
+    measure: dict
+    threads: int
+    run_id: str
+    gpus: list[dict]
+    log_path: Path
+
+    def job(self, cases: list[Case]) -> dict:
+        measure = {k: v for k, v in self.measure.items() if k != "timeout_s"}
+        return {"backend": self.backend, "device": self.device, "threads": self.threads,
+                "run_id": self.run_id, "gpus": self.gpus, "measure": measure,
+                "cases": [c.to_dict() for c in cases]}
+
+
+def failure_row(case: Case, batch: Batch, status: str, reason: str) -> dict:
+    row = base_row(case, batch.job([]), version="")
+    return {**row, "status": status, "reason": reason}
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _tail(path: Path, offset: int, lines: int = 3) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])[-400:]
+
+
+class LocalExecutor:
+    name = "local"
+
+    def run_batch(self, batch: Batch, on_start: Callable[[Case], None],
+                  on_row: Callable[[dict], None]) -> None:
+        pending = list(batch.cases)
+        while pending:
+            pending = self._run_worker(batch, pending, on_start, on_row)
+
+    def _run_worker(self, batch: Batch, cases: list[Case], on_start, on_row) -> list[Case]:
+        """Run cases in one worker; return those left when it stopped early."""
+        env = {**os.environ, **environment_for(batch.backend, batch.device, batch.threads)}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                          env.get("PYTHONPATH")]))
+        batch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(batch.log_path, "ab")
+        offset = log.tell()
+        proc = subprocess.Popen([sys.executable, "-m", "harness.worker"], env=env,
+                                cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=log)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+        try:
+            proc.stdin.write(json.dumps(batch.job(cases)).encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass                         # it died at once; reported below with its stderr
+        current, done = None, -1
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        try:
+            while True:
+                try:
+                    message = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    proc.kill()
+                    proc.wait()
+                    if current is None:   # hung outside any cell: blame the next one
+                        failed, status = done + 1, "error"
+                        reason = f"worker started no cell in {STARTUP_TIMEOUT_S} s"
+                    else:
+                        failed, status = current, "timeout"
+                        reason = f"ran past timeout_s = {batch.measure['timeout_s']:g} s"
+                    on_row(failure_row(cases[failed], batch, status, reason))
+                    return cases[failed + 1:]
+                if message is None:       # the worker's stdout closed: it ended
+                    code = proc.wait()
+                    if current is None and done == len(cases) - 1:
+                        return []
+                    # It died inside a cell, or between cells, or before any cell.
+                    failed = current if current is not None else done + 1
+                    reason = f"worker {_exit_text(code)}"
+                    tail = _tail(batch.log_path, offset)
+                    on_row(failure_row(cases[failed], batch, "error",
+                                       f"{reason}: {tail}" if tail else reason))
+                    return cases[failed + 1:]
+                if message["event"] == "start":
+                    current = message["index"]
+                    deadline = time.monotonic() + batch.measure["timeout_s"]
+                    on_start(cases[current])
+                elif message["event"] == "row":
+                    on_row(message["row"])
+                    done, current = message["index"], None
+                    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    """Parse the worker's JSON lines into a queue; None marks the end."""
+    for raw in stream:
+        try:
+            lines.put(json.loads(raw))
+        except json.JSONDecodeError:
+            continue                      # not ours; the worker keeps stdout for rows
+    lines.put(None)

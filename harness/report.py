@@ -1,0 +1,99 @@
+"""Tables of a run: the console summary and report.md (one table per workload)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from harness.spec import WORKLOADS
+
+CONVENTIONS = """\
+Conventions. Latency: median of per-call samples (IQR beside it), after a
+separately timed first call (tracing and compiling) and a warm-up. FLOPs: attention
+core 4·B·H·N²·D (causal: half), projections 8·B·N·d², MLP 16·B·N·d²; train = 3.5x
+the core and 3x the matmuls; softmax, LayerNorm and GELU not counted. Peak memory:
+what one step adds above the resident weights and inputs (CPU: resident high-water
+mark). Error: max |backend − float64 reference| over the output (and every
+gradient in train mode); ratio: that error over the error of the reference
+computed in the cell's own dtype; correct: ratio ≤ 2 for every tensor."""
+
+_SHAPE = ["batch", "seq_len", "heads", "head_dim", "causal", "layers"]
+
+
+def _mb(value) -> str:
+    return "" if pd.isna(value) else f"{value / 2**20:,.1f}"
+
+
+def _num(value, fmt: str) -> str:
+    return "" if value is None or pd.isna(value) else format(value, fmt)
+
+
+def table(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
+    """The readable table of one workload, sorted so backends sit side by side."""
+    rows = frame[frame["workload"] == workload]
+    if workload != "transformer":
+        rows = rows.drop(columns=["layers"])
+    shape = [c for c in _SHAPE if c in rows]
+    rows = rows.sort_values(["mode", "dtype", *shape, "backend", "variant"])
+    out = pd.DataFrame({
+        "backend": rows["backend"], "variant": rows["variant"], "mode": rows["mode"],
+        "dtype": rows["dtype"], "device": rows["device"],
+        **{c: rows[c] for c in shape},
+        "median ms": [_num(v, ".3f") for v in rows["median_ms"]],
+        "IQR ms": [_num(v, ".3f") for v in rows["iqr_ms"]],
+        "first call ms": [_num(v, ".0f") for v in rows["first_call_ms"]],
+        "TFLOP/s": [_num(v, ".3f") for v in rows["tflops"]],
+        "% peak": [_num(v, ".1f") for v in rows["pct_peak"]],
+        "peak MB": [_mb(v) for v in rows["peak_mem_bytes"]],
+        "max abs err": [_num(v, ".1e") for v in rows["max_abs_err"]],
+        "err ratio": [_num(v, ".2f") for v in rows["err_ratio"]],
+        "correct": ["" if pd.isna(v) else ("yes" if v else "NO") for v in rows["correct"]],
+        "status": [s if s == "ok" else f"{s}: {r}" for s, r in zip(rows["status"], rows["reason"])],
+    })
+    return out.reset_index(drop=True)
+
+
+def write_markdown(frame: pd.DataFrame, path: str | Path, env: dict | None = None) -> None:
+    env = env or {}
+    lines = [f"# attnbench run {env.get('run_id', '')}", ""]
+    if env:
+        lines += [f"Suite `{env.get('suite', '')}` on {env.get('host', '')}: "
+                  f"{env.get('cpu', '')}, {env.get('threads', '')} threads; "
+                  f"{', '.join(f'{k} {v}' for k, v in env.get('versions', {}).items())}.", ""]
+    lines += [CONVENTIONS, ""]
+    for workload in WORKLOADS:
+        if (frame["workload"] == workload).any():
+            lines += [f"## {workload}", "", table(frame, workload).to_markdown(index=False), ""]
+    Path(path).write_text("\n".join(lines))
+
+
+def print_summary(frame: pd.DataFrame, console: Console) -> None:
+    """One line per cell that ran, the essentials only, for the terminal."""
+    shown = frame[frame["status"] != "unsupported"]
+    summary = Table(title="attnbench", header_style="bold", box=box.SIMPLE_HEAD,
+                    pad_edge=False)
+    for name in ("workload", "backend", "mode", "dtype", "B·N·H·D", "causal"):
+        summary.add_column(name, no_wrap=True)
+    for name in ("median ms", "TFLOP/s", "peak MB", "err ratio", "status"):
+        summary.add_column(name, justify="right", no_wrap=True)
+    for _, r in shown.iterrows():
+        ok = r["status"] == "ok"
+        wrong = ok and r.get("correct") is False
+        summary.add_row(
+            r["workload"], f"{r['backend']} {r['variant']}", r["mode"], r["dtype"],
+            f"{r['batch']}·{r['seq_len']}·{r['heads']}·{r['head_dim']}",
+            "yes" if r["causal"] else "no",
+            _num(r["median_ms"], ".3f") if ok else "", _num(r["tflops"], ".3f") if ok else "",
+            _mb(r["peak_mem_bytes"]) if ok else "",
+            (_num(r["err_ratio"], ".2f") + (" [red]WRONG[/]" if wrong else "")) if ok else "",
+            "ok" if ok else f"[red]{r['status']}[/]")
+    # Not a terminal (CI logs, pipes): rich would fold the table into 80 columns.
+    if not console.is_terminal:
+        console.width = max(console.width, 150)
+    console.print(summary)
+    skipped = len(frame) - len(shown)
+    if skipped:
+        console.print(f"{skipped} cells unsupported on this machine (reasons in report.md)")

@@ -1,0 +1,165 @@
+"""python -m harness.worker: one backend on one device, a batch of Cases.
+
+Reads a job (JSON) on stdin and streams JSON lines on its original stdout:
+  {"event": "start", "index": i}            before cell i runs
+  {"event": "row", "index": i, "row": {...}} when it has ended, whatever happened
+Anything the framework prints goes to stderr, so the stream stays clean. The
+runner set this process's environment (threads, CUDA_VISIBLE_DEVICES, the
+backend's settings) before it started, i.e. before the framework is imported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+
+from backends.base import REGISTRY, device_kind, static_unsupported
+from harness import costs, devices, reference
+from harness.accuracy import judge
+from harness.spec import Case
+from harness.stats import summarize
+from harness.timing import measure
+from harness.weights import make_inputs, make_weights
+
+ROW_SCHEMA = 1
+
+
+def environment_for(backend: str, device: str, threads: int) -> dict[str, str]:
+    """The variables a worker for (backend, device) needs before its import."""
+    settings = __import__(REGISTRY[backend].settings, fromlist=["environment"])
+    env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "ATTNBENCH_THREADS": str(threads)}
+    if device.startswith("cuda:"):
+        # One GPU per worker; inside it that GPU is cuda:0.
+        env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+    elif device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""          # a CPU cell never touches a GPU
+    env.update(settings.environment(device, threads))
+    return env
+
+
+def local_device(device: str) -> str:
+    return "cuda:0" if device.startswith("cuda") else device
+
+
+class References:
+    """float64 and own-dtype references, kept for the cells that share them
+    (the runner orders a batch so that they are adjacent)."""
+
+    def __init__(self):
+        self.key, self.value = None, None
+
+    def get(self, case: Case, weights: dict, inputs: dict):
+        key = (case.shape_key, case.mode, case.dtype)
+        if key != self.key:
+            self.value = None           # free the last one before computing the next
+            exact = reference.outputs(case, weights, inputs)
+            low = reference.outputs(case, weights, inputs, dtype=case.dtype)
+            self.key, self.value = key, (exact, low)
+        return self.value
+
+
+def is_oom(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "outofmemory" in text
+
+
+def one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:500]
+
+
+def base_row(case: Case, job: dict, version: str) -> dict:
+    flops = costs.flops(case)
+    return {
+        **case.to_dict(),
+        "run_id": job.get("run_id", ""),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": devices.host(),
+        **devices.describe(case.device, job.get("gpus", [])),
+        "backend_version": version,
+        "threads": job.get("threads"),
+        "tuned": _tuned(case),
+        "flops": flops,
+        **{f"mem_{k}": v for k, v in costs.memory(case).items()},
+        "schema": ROW_SCHEMA,
+    }
+
+
+def _tuned(case: Case) -> bool | None:
+    info = REGISTRY.get(case.backend)
+    variant = info.variant(case.variant) if info else None
+    return variant.tuned if variant else None
+
+
+def run_case(backend, case: Case, job: dict, refs: References) -> dict:
+    row = base_row(case, job, backend.version() if backend else job.get("missing", ""))
+    local = case.replace(device=local_device(case.device))
+    reason = static_unsupported(case) or (
+        job["missing"] if backend is None else backend.unsupported(local))
+    if reason:
+        return {**row, "status": "unsupported", "reason": reason}
+    try:
+        weights, inputs = make_weights(case), make_inputs(case)
+        prepared = backend.prepare(local, weights, inputs)
+        timing = measure(prepared.step, prepared.sync, **job["measure"])
+
+        def one_step():
+            prepared.step()
+            prepared.sync()
+
+        peak, method = backend.step_peak(local, one_step)
+        got = prepared.outputs()
+        del prepared
+        exact, low = refs.get(case, weights, inputs)
+        verdict = judge(got, exact, low, case.dtype)
+    except Exception as exc:       # one cell's failure never stops the batch
+        status = "oom" if is_oom(exc) else "error"
+        traceback.print_exc(file=sys.stderr)
+        return {**row, "status": status, "reason": one_line(exc)}
+    stats = summarize(timing.samples_ms)
+    tflops = row["flops"] / (stats["median_ms"] * 1e-3) / 1e12
+    peak_tflops = devices.peak_tflops(row["device_name"], case.dtype) \
+        if device_kind(case.device) == "cuda" else None
+    return {
+        **row, "status": "ok", "reason": "", **stats,
+        "first_call_ms": timing.first_call_ms, "warmup_calls": timing.warmup_calls,
+        "calls_per_sample": timing.number, "samples_ms": timing.samples_ms,
+        "peak_mem_bytes": peak, "mem_method": method,
+        "tflops": tflops,
+        "pct_peak": 100 * tflops / peak_tflops if peak_tflops else None,
+        "max_abs_err": verdict.max_abs_err, "err_ratio": verdict.err_ratio,
+        "correct": verdict.correct, "err_tensor": verdict.worst,
+    }
+
+
+def main() -> int:
+    # Keep the original stdout for rows; whatever else prints goes to stderr.
+    rows = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    job = json.load(sys.stdin)
+
+    def emit(message: dict) -> None:
+        rows.write(json.dumps(message) + "\n")
+        rows.flush()
+
+    backend = None
+    info = REGISTRY.get(job["backend"])
+    try:
+        from backends import load_backend
+        backend = load_backend(job["backend"])
+    except ImportError as exc:     # a missing framework is `unsupported`, not a crash
+        job["missing"] = f"{info.framework if info else job['backend']} is not installed ({exc})"
+    refs = References()
+    for index, case_dict in enumerate(job["cases"]):
+        emit({"event": "start", "index": index, "time": time.time()})
+        row = run_case(backend, Case.from_dict(case_dict), job, refs)
+        emit({"event": "row", "index": index, "row": row})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
