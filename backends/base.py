@@ -8,6 +8,7 @@ worker has set that framework's environment (see each backend's settings.py).
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -66,6 +67,18 @@ REGISTRY: dict[str, BackendInfo] = {
     ),
 }
 
+
+
+def _register_plugins() -> None:
+    """Backends from outside this package: ATTNBENCH_BACKENDS="pkg.mod,other.mod",
+    each module holding INFO (a BackendInfo) and make_backend(info). Read at import
+    in the runner and in every worker alike, since workers inherit the variable."""
+    for module in filter(None, os.environ.get("ATTNBENCH_BACKENDS", "").split(",")):
+        info = importlib.import_module(module.strip()).INFO
+        REGISTRY[info.name] = info
+
+
+_register_plugins()
 BACKENDS = tuple(REGISTRY)
 
 
@@ -119,8 +132,9 @@ class Backend(Protocol):
 
     def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray: ...
 
-    def peak_memory(self, case: Case) -> Callable[[], tuple[int, str]] | None:
-        """A device-memory probe for GPU devices, or None to use the CPU's RSS."""
+    def step_peak(self, case: Case, run_step: Callable[[], None]) -> tuple[int | None, str]:
+        """Bytes one call of run_step adds at its peak, and how that was measured
+        (harness.memory.cpu_step_peak on the CPU; the allocator's peak on GPUs)."""
 
 
 def load_backend(name: str) -> Backend:

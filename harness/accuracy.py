@@ -47,9 +47,12 @@ def judge(got: dict, exact: dict, low: dict, dtype: str) -> Verdict:
         if not np.isfinite(out).all():
             err = float("inf")
         base = float(np.abs(low[name].astype(np.float64) - ref).max(initial=0.0))
+        if not np.isfinite(base):      # the yardstick overflowed: judge on the floor alone
+            base = 0.0
         scale = max(float(np.abs(ref).max(initial=0.0)), ZERO_SCALE * largest)
-        ratio = err / (base + FLOOR[dtype] * scale / MULTIPLE) if scale > 0 else 0.0
+        allowed = base + FLOOR[dtype] * scale / MULTIPLE
+        ratio = err / allowed if allowed > 0 else (0.0 if err == 0 else float("inf"))
         max_err = max(max_err, err)
-        if ratio > worst_ratio or worst_ratio == 0.0 and name == "out":
+        if ratio > worst_ratio or (worst_ratio == 0.0 and name == "out"):
             worst_ratio, worst = ratio, name
     return Verdict(max_err, worst_ratio, bool(worst_ratio <= MULTIPLE), worst)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 
 # Dense peaks, TFLOP/s, from MEASUREMENT.md: (fp32, tf32, bf16/fp16). None: no such unit.
@@ -26,10 +27,17 @@ GPU_PEAKS: tuple[tuple[str, tuple[float, float | None, float]], ...] = (
 _DTYPE_INDEX = {"float32": 0, "tf32": 1, "bfloat16": 2, "float16": 2}
 
 
+def is_model(device_name: str, model: str) -> bool:
+    """Whether a GPU name names this model as a whole word: "NVIDIA L40S" is not
+    an L4, "NVIDIA A100-SXM4-80GB" is an A100 but not an A10."""
+    pattern = r"(?<![A-Za-z0-9])" + re.escape(model) + r"(?![A-Za-z0-9])"
+    return re.search(pattern, device_name, re.IGNORECASE) is not None
+
+
 def peak_tflops(device_name: str, dtype: str) -> float | None:
     """The dense peak of a device for a dtype, or None where it is not known (CPUs)."""
     for key, peaks in GPU_PEAKS:
-        if key.lower() in device_name.lower():
+        if is_model(device_name, key):
             return peaks[_DTYPE_INDEX[dtype]]
     return None
 
@@ -88,8 +96,7 @@ def expand(device: str, visible: list[dict]) -> list[str]:
     if device == "cuda":
         return [f"cuda:{g['index']}" for g in visible] or ["cuda:0"]
     if device.startswith("gpu:"):
-        kind = device[4:].lower()
-        return [f"cuda:{g['index']}" for g in visible if kind in g["name"].lower()] \
+        return [f"cuda:{g['index']}" for g in visible if is_model(g["name"], device[4:])] \
             or [device]
     return [device]
 

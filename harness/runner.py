@@ -60,7 +60,7 @@ def new_run_id(suite: Suite) -> str:
 def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None = None,
         threads: int | None = None, quiet: bool = False,
         console: Console | None = None) -> Path:
-    console = console or Console(stderr=True, quiet=quiet)
+    console = console or Console(stderr=True)
     gpus = devices.gpus()
     cases = plan(suite, backends, gpus)
     run_id = new_run_id(suite)
@@ -76,7 +76,7 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
     executor = LocalExecutor()
     versions: dict[str, str] = {}
     counts: dict[str, int] = defaultdict(int)
-    with store.RunWriter(folder) as writer, _progress(console) as progress:
+    with store.RunWriter(folder) as writer, _progress(console, quiet) as progress:
         writer.write_env(env)
         task = progress.add_task("starting", total=len(cases))
 
@@ -110,8 +110,8 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
     return folder
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console, quiet: bool) -> Progress:
     return Progress(TextColumn("[progress.description]{task.description}", table_column=None),
                     BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("eta"), TimeRemainingColumn(), console=console,
-                    transient=False)
+                    transient=False, disable=quiet)

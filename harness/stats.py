@@ -13,8 +13,8 @@ def median_ci(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]:
     s = np.sort(samples)
     n = len(s)
     half = z * math.sqrt(n) / 2
-    lo = max(0, math.floor(n / 2 - half))
-    hi = min(n - 1, math.ceil(n / 2 + half))
+    lo = max(0, math.floor(n / 2 - half - 0.5))  # continuity correction: >= 95% exact coverage
+    hi = n - 1 - lo                       # the mirror image of lo
     return float(s[lo]), float(s[hi])
 
 

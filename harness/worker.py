@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from backends.base import REGISTRY, device_kind, static_unsupported
 from harness import costs, devices, reference
 from harness.accuracy import judge
+from harness.memory import pin_allocator
 from harness.spec import Case
 from harness.stats import summarize
 from harness.timing import measure
@@ -141,6 +142,7 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     job = json.load(sys.stdin)
+    pin_allocator()
 
     def emit(message: dict) -> None:
         rows.write(json.dumps(message) + "\n")

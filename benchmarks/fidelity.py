@@ -1,0 +1,109 @@
+"""Fidelity: does the harness add anything to what it measures?
+
+For a few cells, the harness's median (`attnbench run`, worker process and all)
+beside an independent bare loop of the same framework call (benchmarks/bare/),
+interleaved over several rounds so that drift of the machine hits both alike.
+The ratio harness / bare should be 1; the goal is within 10%.
+
+    make fidelity                       # or: python benchmarks/fidelity.py --rounds 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.devices import cpu_threads  # noqa: E402
+from harness.store import load  # noqa: E402
+
+# (name, backend, variant, workload, bare script, causal)
+CELLS = [
+    ("torch sdpa attention fwd", "torch", "sdpa", "attention", "torch_bare.py", False),
+    ("torch sdpa mha fwd (causal)", "torch", "sdpa", "mha", "torch_bare.py", True),
+]
+SHAPE = dict(batch=2, seq_len=1024, heads=8, head_dim=64)
+
+SUITE = """name = "fidelity"
+[measure]
+min_run_ms = {ms}
+min_samples = 10
+warmup_ms = 200
+[[sweep]]
+workload = ["{workload}"]
+backend = ["{backend}"]
+mode = ["forward"]
+dtype = ["float32"]
+device = ["cpu"]
+batch = [{batch}]
+seq_len = [{seq_len}]
+heads = [{heads}]
+head_dim = [{head_dim}]
+causal = [{causal}]
+[sweep.variants]
+{backend} = ["{variant}"]
+"""
+
+
+def harness_median(cell, seconds: float, threads: int, work: Path) -> float:
+    _, backend, variant, workload, _, causal = cell
+    suite = work / f"{backend}-{variant}-{workload}.toml"
+    suite.write_text(SUITE.format(ms=int(seconds * 1000), workload=workload, backend=backend,
+                                  variant=variant, causal=str(causal).lower(), **SHAPE))
+    out = Path(tempfile.mkdtemp(dir=work))
+    subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--out", str(out),
+                    "--quiet", "--threads", str(threads)], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    row = load(out).iloc[0]
+    if row["status"] != "ok":
+        raise SystemExit(f"harness cell failed: {row['status']}: {row['reason']}")
+    return float(row["median_ms"])
+
+
+def bare_median(cell, seconds: float, threads: int) -> dict:
+    _, _, _, workload, script, _ = cell
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bare" / script),
+                          "--workload", workload, "--batch", str(SHAPE["batch"]),
+                          "--seq-len", str(SHAPE["seq_len"]), "--heads", str(SHAPE["heads"]),
+                          "--head-dim", str(SHAPE["head_dim"]), "--threads", str(threads),
+                          "--seconds", str(seconds)],
+                         cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--seconds", type=float, default=2.0, help="measuring time per run")
+    a = p.parse_args()
+    threads = cpu_threads()
+    lines = ["| cell | harness median ms | bare loop median ms | torch.utils.benchmark ms "
+             "| harness / bare |", "|---|---:|---:|---:|---:|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for cell in CELLS:
+            ours, loop, tbench = [], [], []
+            for r in range(a.rounds):
+                ours.append(harness_median(cell, a.seconds, threads, Path(tmp)))
+                bare = bare_median(cell, a.seconds, threads)
+                loop.append(bare["loop_median_ms"])
+                tbench.append(bare["torch_benchmark_median_ms"])
+                print(f"{cell[0]} round {r + 1}: harness {ours[-1]:.3f} ms, "
+                      f"bare {loop[-1]:.3f} ms", file=sys.stderr)
+            h, b, t = (statistics.median(x) for x in (ours, loop, tbench))
+            lines.append(f"| {cell[0]}, B={SHAPE['batch']} N={SHAPE['seq_len']} "
+                         f"H={SHAPE['heads']} D={SHAPE['head_dim']} float32 | {h:.3f} | {b:.3f} "
+                         f"| {t:.3f} | {h / b:.3f} |")
+    print(f"\nfidelity on {threads} threads, median of {a.rounds} interleaved rounds\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Conformance: every backend in the registry, every variant it declares, against
+the float64 reference (contracts 2 and 5 of DESIGN.md).
+
+One suite for all backends: the parameter lists are built from
+`backends.base.REGISTRY`, so a backend added there (TensorFlow, JAX) is tested
+here with no new test code. A case the backend refuses (`backend.unsupported`:
+GPU-only variants, tf32 on the CPU) is skipped with its reason, and so is every
+case of a backend whose framework is not installed.
+
+Each case is judged as the harness judges a measured cell (harness.accuracy):
+the error against float64 may be at most MULTIPLE times the error of the
+reference computed in the case's own dtype.
+
+Cost: `torch.compile` compiles afresh for every shape, dtype and mode (seconds
+each on a small CPU), so only COMPILE_SAMPLE runs by default; the rest of the
+expensive variants' grid is marked `slow` (`make check` runs it, `make test`
+does not). See `params`.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+
+import numpy as np
+import pytest
+
+from backends.base import REGISTRY, load_backend
+from harness import reference
+from harness.accuracy import MULTIPLE, ZERO_SCALE, judge
+from harness.spec import DTYPES, MODES, WORKLOADS, Case
+from harness.weights import make_inputs, make_weights
+
+DEVICE = "cpu"
+# Small and odd on purpose: seq_len not a power of two, head_dim not a multiple
+# of 16, d_model = 48 and 24. `layers` matters for `transformer` alone.
+SHAPES = (
+    dict(batch=2, seq_len=19, heads=2, head_dim=24, layers=2),
+    dict(batch=1, seq_len=33, heads=3, head_dim=8, layers=2),
+)
+CAUSAL = (False, True)
+
+# Variants whose every new shape/dtype/mode costs a compilation: by default only
+# a sample of their grid runs, the rest is marked slow.
+EXPENSIVE_VARIANTS = {("torch", "compile")}
+# The sample, as (mode, workload, causal), in float32 at SHAPES[0].
+COMPILE_SAMPLE = {("forward", "block", True), ("train", "mha", False)}
+
+
+# -- the parameter lists --------------------------------------------------------
+
+def make_case(backend: str, variant: str, workload: str, mode: str, dtype: str,
+              causal: bool, shape: dict) -> Case:
+    return Case("conformance", workload, backend, variant, mode, dtype, DEVICE,
+                causal=causal, **shape)
+
+
+def in_default_set(case: Case) -> bool:
+    """The sampling rule: everything runs by default, except that an expensive
+    variant runs only COMPILE_SAMPLE (float32, first shape); the rest is slow."""
+    if (case.backend, case.variant) not in EXPENSIVE_VARIANTS:
+        return True
+    return (case.dtype == "float32" and case.shape_key == _shape_key(case, SHAPES[0])
+            and (case.mode, case.workload, case.causal) in COMPILE_SAMPLE)
+
+
+def _shape_key(case: Case, shape: dict) -> str:
+    return case.replace(**shape).shape_key
+
+
+def case_id(case: Case) -> str:
+    shape = f"B{case.batch}N{case.seq_len}H{case.heads}D{case.head_dim}"
+    causal = "causal" if case.causal else "full"
+    return (f"{case.backend}-{case.variant}-{case.workload}-{case.mode}-{case.dtype}"
+            f"-{causal}-{shape}")
+
+
+def params(workloads=WORKLOADS, modes=MODES, dtypes=DTYPES, causals=CAUSAL,
+           shapes=SHAPES) -> list:
+    """One pytest.param per (backend, variant, workload, mode, dtype, causal, shape),
+    every backend and variant taken from the registry; slow where in_default_set
+    says so."""
+    out = []
+    for info in REGISTRY.values():
+        for variant, workload, mode, dtype, causal, shape in itertools.product(
+                info.variant_names, workloads, modes, dtypes, causals, shapes):
+            case = make_case(info.name, variant, workload, mode, dtype, causal, shape)
+            marks = () if in_default_set(case) else (pytest.mark.slow,)
+            out.append(pytest.param(case, id=case_id(case), marks=marks))
+    return out
+
+
+# -- backends, loaded once per session -----------------------------------------
+
+@functools.cache
+def _load(name: str):
+    """The backend, or the reason it cannot load (its framework is missing)."""
+    try:
+        return load_backend(name), None
+    except ImportError as exc:
+        return None, f"{name} backend not importable: {exc}"
+
+
+def runnable_backend(case: Case):
+    """The case's backend, or skip: framework missing, or the case unsupported."""
+    backend, missing = _load(case.backend)
+    if backend is None:
+        pytest.skip(missing)
+    reason = backend.unsupported(case)
+    if reason is not None:
+        pytest.skip(reason)
+    return backend
+
+
+# -- data and references, computed once per numbers (not per backend) ----------
+
+def _numbers_key(case: Case) -> Case:
+    """What fixes weights, inputs and the references: not the backend or variant."""
+    return case.replace(suite="", backend="", variant="", device="")
+
+
+@functools.cache
+def _data(key: Case):
+    w, x = make_weights(key), make_inputs(key)
+    exact = reference.outputs(key, w, x)
+    low = reference.outputs(key, w, x, dtype=key.dtype)
+    return w, x, exact, low
+
+
+def data(case: Case):
+    """Weights and inputs (fresh copies, so no backend can alter the cached ones),
+    the float64 reference and the reference in the case's own dtype."""
+    w, x, exact, low = _data(_numbers_key(case))
+    copy = lambda d: {k: v.copy() for k, v in d.items()}
+    return copy(w), copy(x), exact, low
+
+
+def expected_names(case: Case, w: dict, x: dict) -> set[str]:
+    if case.mode == "forward":
+        return {"out"}
+    wrt = [n for n in x if n != "g"] + list(w)
+    return {"out", *(f"grad/{n}" for n in wrt)}
+
+
+def error_table(got: dict, exact: dict, low: dict) -> str:
+    """Per tensor: the backend's error and the low-precision reference's, vs float64."""
+    largest = max(float(np.abs(t).max(initial=0.0)) for t in exact.values())
+    lines = []
+    for name, ref in exact.items():
+        g = np.asarray(got[name], dtype=np.float64)
+        scale = max(float(np.abs(ref).max(initial=0.0)), ZERO_SCALE * largest)
+        err = float(np.abs(g - ref).max(initial=0.0))
+        base = float(np.abs(low[name].astype(np.float64) - ref).max(initial=0.0))
+        lines.append(f"  {name:<22} err {err:.3g}  ref-in-dtype err {base:.3g}  "
+                     f"scale {scale:.3g}")
+    return "\n".join(lines)
+
+
+# -- the tests ------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", params())
+def test_matches_reference(case: Case):
+    """Every output (and, in train mode, every gradient) passes the harness's verdict."""
+    backend = runnable_backend(case)
+    w, x, exact, low = data(case)
+    got = backend.prepare(case, w, x).outputs()
+
+    assert set(exact) == expected_names(case, w, x)       # the reference itself
+    assert set(got) == set(exact), (
+        f"{case.name}: tensor names differ from the reference: "
+        f"missing {sorted(set(exact) - set(got))}, extra {sorted(set(got) - set(exact))}")
+    for name, ref in exact.items():
+        assert np.shape(got[name]) == ref.shape, (
+            f"{case.name}: {name} has shape {np.shape(got[name])}, expected {ref.shape}")
+
+    verdict = judge(got, exact, low, case.dtype)
+    assert verdict.correct, (
+        f"{case.name}: worst tensor {verdict.worst!r}, err_ratio {verdict.err_ratio:.3g} "
+        f"> {MULTIPLE} (max_abs_err {verdict.max_abs_err:.3g})\n"
+        + error_table(got, exact, low))
+
+
+@pytest.mark.parametrize("case", params(dtypes=("float32",), shapes=SHAPES[:1]))
+def test_forward_surface_equals_outputs(case: Case):
+    """backend.forward (contract 4's in-process surface) is outputs()["out"]: bit for
+    bit for the same forward computation; in train mode, forward() runs the
+    forward case, so up to float32 reassociation (autograd may fuse differently)."""
+    backend = runnable_backend(case)
+    w, x, _, _ = data(case)
+    out = backend.prepare(case, w, x).outputs()["out"]
+    w, x, _, _ = data(case)
+    surface = backend.forward(case, w, x)
+    assert isinstance(surface, np.ndarray)
+    assert surface.shape == out.shape
+    if case.mode == "forward":
+        np.testing.assert_array_equal(surface, out, err_msg=case.name)
+    else:
+        scale = float(np.abs(out).max())
+        np.testing.assert_allclose(surface, out, rtol=1e-5, atol=1e-6 * scale,
+                                   err_msg=case.name)
+
+
+@pytest.mark.parametrize("case", params(dtypes=("float32",), shapes=SHAPES[:1]))
+def test_float32_is_close_to_float64(case: Case):
+    """Directly, without the verdict's yardstick: float32 results within rtol 1e-4 of
+    float64. atol is relative to the tensor's scale (at least ZERO_SCALE times the
+    case's largest tensor, as in the verdict), since elements near zero carry
+    absolute, not relative, rounding error."""
+    backend = runnable_backend(case)
+    w, x, exact, _ = data(case)
+    got = backend.prepare(case, w, x).outputs()
+    largest = max(float(np.abs(t).max()) for t in exact.values())
+    for name, ref in exact.items():
+        scale = max(float(np.abs(ref).max()), ZERO_SCALE * largest)
+        np.testing.assert_allclose(got[name], ref, rtol=1e-4, atol=1e-5 * scale,
+                                   err_msg=f"{case.name}: {name}")

@@ -1,0 +1,104 @@
+"""A test-only backend, framework-free, whose variants fail on purpose.
+
+Selected by ATTNBENCH_BACKENDS=tests.integration.faulty_backend (see
+backends.base._register_plugins). Each variant plants one way a cell can end:
+
+  exact    computes harness.reference.outputs in float64: ok and correct
+  raises   step raises RuntimeError("planted failure"): error
+  memory   step raises MemoryError: oom
+  sleeps   step sleeps 60 s: timeout (the suite's timeout_s is far shorter)
+  crashes  step SIGKILLs its own worker: error, and a fresh worker goes on
+  wrong    the exact results with the output scaled by 1.01: ok but not correct
+
+This module is imported while backends.base is itself being imported (by its
+plugin hook), so it takes only what base.py has defined by then (BackendInfo,
+Variant) at module level and imports the rest where it is used.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+
+from backends.base import BackendInfo, Variant
+
+PLANTED = "planted failure"
+PLANTED_OOM = "planted allocation failure"
+WRONG_SCALE = 1.01
+SLEEP_S = 60
+
+_CPU = ("cpu",)
+INFO = BackendInfo(
+    name="faulty", framework="numpy", module=__name__, settings=__name__,
+    variants=(
+        Variant("exact", "the float64 reference itself", devices=_CPU),
+        Variant("raises", f"step raises RuntimeError({PLANTED!r})", devices=_CPU),
+        Variant("memory", "step raises MemoryError", devices=_CPU),
+        Variant("sleeps", f"step sleeps {SLEEP_S} s", devices=_CPU),
+        Variant("crashes", "step SIGKILLs its own process", devices=_CPU),
+        Variant("wrong", f"the exact output scaled by {WRONG_SCALE}", devices=_CPU),
+    ),
+)
+
+
+def environment(device: str, threads: int) -> dict[str, str]:
+    """The settings hook (INFO.settings is this module): nothing to set."""
+    return {}
+
+
+class Prepared:
+    def __init__(self, case, weights: dict, inputs: dict):
+        self.case, self.weights, self.inputs = case, weights, inputs
+
+    def _compute(self) -> dict:
+        from harness import reference
+        return reference.outputs(self.case, self.weights, self.inputs)
+
+    def step(self):
+        variant = self.case.variant
+        if variant == "raises":
+            raise RuntimeError(PLANTED)
+        if variant == "memory":
+            raise MemoryError(PLANTED_OOM)
+        if variant == "sleeps":
+            time.sleep(SLEEP_S)
+        elif variant == "crashes":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self._compute()
+
+    def sync(self) -> None:
+        pass
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        result = dict(self.step())
+        if self.case.variant == "wrong":
+            result["out"] = result["out"] * WRONG_SCALE
+        return result
+
+
+class FaultyBackend:
+    def __init__(self, info: BackendInfo):
+        self.info = info
+
+    def version(self) -> str:
+        return f"faulty-{np.__version__}"
+
+    def unsupported(self, case) -> str | None:
+        from backends.base import static_unsupported
+        return static_unsupported(case)
+
+    def prepare(self, case, weights: dict, inputs: dict) -> Prepared:
+        return Prepared(case, weights, inputs)
+
+    def forward(self, case, weights: dict, inputs: dict) -> np.ndarray:
+        return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
+
+    def step_peak(self, case, run_step) -> tuple[int | None, str]:
+        from harness.memory import cpu_step_peak
+        return cpu_step_peak(run_step)
+
+
+def make_backend(info: BackendInfo) -> FaultyBackend:
+    return FaultyBackend(info)
