@@ -67,6 +67,8 @@ REGISTRY: dict[str, BackendInfo] = {
     ),
 }
 
+# One line per plugin that failed to load; the command line reports them.
+PLUGIN_ERRORS: list[str] = []
 
 
 def _register_plugins() -> None:
@@ -74,7 +76,12 @@ def _register_plugins() -> None:
     each module holding INFO (a BackendInfo) and make_backend(info). Read at import
     in the runner and in every worker alike, since workers inherit the variable."""
     for module in filter(None, os.environ.get("ATTNBENCH_BACKENDS", "").split(",")):
-        info = importlib.import_module(module.strip()).INFO
+        try:
+            info = importlib.import_module(module.strip()).INFO
+        except Exception as exc:      # reported as one line, not a traceback
+            PLUGIN_ERRORS.append(f"ATTNBENCH_BACKENDS: cannot load {module.strip()!r}: "
+                                 f"{type(exc).__name__}: {exc}")
+            continue
         REGISTRY[info.name] = info
 
 

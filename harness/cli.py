@@ -8,7 +8,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from backends.base import BACKENDS, REGISTRY
+from backends.base import BACKENDS, PLUGIN_ERRORS, REGISTRY
 from harness import devices, report, runner, store
 from harness.store import StoreError
 from harness.suite import SuiteError, load_suite
@@ -143,6 +143,9 @@ def _report(args, console: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if PLUGIN_ERRORS:
+        print(f"attnbench: error: {PLUGIN_ERRORS[0]}", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     console = Console()
     try:

@@ -98,8 +98,9 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
             batch = Batch(backend, device, group, measure, threads, run_id, gpus,
                           folder / "logs" / f"{backend}-{device.replace(':', '')}.log")
             executor.run_batch(batch, on_start, on_row)
-        writer.write_env({**env, "versions": versions,
-                          "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        env.update(versions=versions,
+                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        writer.write_env(env)
     frame = store.load(folder)
     store.write_csv(frame, folder / "results.csv")
     report.write_markdown(frame, folder / "report.md", env)

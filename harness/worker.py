@@ -20,7 +20,7 @@ from backends.base import REGISTRY, device_kind, static_unsupported
 from harness import costs, devices, reference
 from harness.accuracy import judge
 from harness.memory import pin_allocator
-from harness.spec import Case
+from harness.spec import RESULT_COLUMNS, Case
 from harness.stats import summarize
 from harness.timing import measure
 from harness.weights import make_inputs, make_weights
@@ -76,6 +76,7 @@ def base_row(case: Case, job: dict, version: str) -> dict:
     flops = costs.flops(case)
     return {
         **case.to_dict(),
+        **dict.fromkeys(RESULT_COLUMNS),          # every row carries every column
         "run_id": job.get("run_id", ""),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": devices.host(),
@@ -96,7 +97,7 @@ def _tuned(case: Case) -> bool | None:
 
 
 def run_case(backend, case: Case, job: dict, refs: References) -> dict:
-    row = base_row(case, job, backend.version() if backend else job.get("missing", ""))
+    row = base_row(case, job, backend.version() if backend else "")
     local = case.replace(device=local_device(case.device))
     reason = static_unsupported(case) or (
         job["missing"] if backend is None else backend.unsupported(local))

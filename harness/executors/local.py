@@ -46,8 +46,8 @@ class Batch:
                 "cases": [c.to_dict() for c in cases]}
 
 
-def failure_row(case: Case, batch: Batch, status: str, reason: str) -> dict:
-    row = base_row(case, batch.job([]), version="")
+def failure_row(case: Case, batch: Batch, status: str, reason: str, version: str) -> dict:
+    row = base_row(case, batch.job([]), version=version)
     return {**row, "status": status, "reason": reason}
 
 
@@ -98,7 +98,7 @@ class LocalExecutor:
             proc.stdin.close()
         except BrokenPipeError:
             pass                         # it died at once; reported below with its stderr
-        current, done = None, -1
+        current, done, version = None, -1, ""
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         try:
             while True:
@@ -113,7 +113,7 @@ class LocalExecutor:
                     else:
                         failed, status = current, "timeout"
                         reason = f"ran past timeout_s = {batch.measure['timeout_s']:g} s"
-                    on_row(failure_row(cases[failed], batch, status, reason))
+                    on_row(failure_row(cases[failed], batch, status, reason, version))
                     return cases[failed + 1:]
                 if message is None:       # the worker's stdout closed: it ended
                     code = proc.wait()
@@ -124,14 +124,17 @@ class LocalExecutor:
                     reason = f"worker {_exit_text(code)}"
                     tail = _tail(batch.log_path, offset)
                     on_row(failure_row(cases[failed], batch, "error",
-                                       f"{reason}: {tail}" if tail else reason))
+                                       f"{reason}: {tail}" if tail else reason, version))
                     return cases[failed + 1:]
                 if message["event"] == "start":
                     current = message["index"]
+                    log.flush()
+                    offset = os.path.getsize(batch.log_path)   # this cell's stderr starts here
                     deadline = time.monotonic() + batch.measure["timeout_s"]
                     on_start(cases[current])
                 elif message["event"] == "row":
                     on_row(message["row"])
+                    version = message["row"].get("backend_version") or version
                     done, current = message["index"], None
                     deadline = time.monotonic() + STARTUP_TIMEOUT_S
         finally:
