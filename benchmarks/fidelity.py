@@ -3,7 +3,9 @@
 For a few cells, the harness's median (`attnbench run`, worker process and all)
 beside an independent bare loop of the same framework call (benchmarks/bare/),
 interleaved over several rounds so that drift of the machine hits both alike.
-The ratio harness / bare should be 1; the goal is within 10%.
+The ratio harness / bare should be 1; the goal is within 10%. The bare loop runs
+under the harness's malloc policy (see harness/memory.py), and once more under
+glibc's defaults to show what that policy is worth on its own.
 
     make fidelity                       # or: python benchmarks/fidelity.py --rounds 3
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -21,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.devices import cpu_threads  # noqa: E402
+from harness.memory import TIMED_MMAP_THRESHOLD, TIMED_TRIM_THRESHOLD  # noqa: E402
 from harness.store import load  # noqa: E402
 
 # (name, backend, variant, workload, bare script, causal)
@@ -66,14 +70,24 @@ def harness_median(cell, seconds: float, threads: int, work: Path) -> float:
     return float(row["median_ms"])
 
 
-def bare_median(cell, seconds: float, threads: int) -> dict:
+# Workers pin glibc's malloc thresholds (harness/memory.py). The bare loop runs
+# once under the same policy, the like-for-like comparison, and once under
+# glibc's defaults, to show what the policy itself is worth.
+PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(TIMED_MMAP_THRESHOLD),
+                 "MALLOC_TRIM_THRESHOLD_": str(TIMED_TRIM_THRESHOLD)}
+
+
+def bare_median(cell, seconds: float, threads: int, pinned: bool) -> dict:
     _, _, _, workload, script, _ = cell
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    if pinned:
+        env.update(PINNED_MALLOC)
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bare" / script),
                           "--workload", workload, "--batch", str(SHAPE["batch"]),
                           "--seq-len", str(SHAPE["seq_len"]), "--heads", str(SHAPE["heads"]),
                           "--head-dim", str(SHAPE["head_dim"]), "--threads", str(threads),
                           "--seconds", str(seconds)],
-                         cwd=ROOT, check=True, capture_output=True, text=True)
+                         cwd=ROOT, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -84,22 +98,25 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=2.0, help="measuring time per run")
     a = p.parse_args()
     threads = cpu_threads()
-    lines = ["| cell | harness median ms | bare loop median ms | torch.utils.benchmark ms "
-             "| harness / bare |", "|---|---:|---:|---:|---:|"]
+    lines = ["| cell | harness median ms | bare loop ms | torch.utils.benchmark ms "
+             "| harness / bare | bare loop, glibc malloc defaults ms |",
+             "|---|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for cell in CELLS:
-            ours, loop, tbench = [], [], []
+            ours, loop, tbench, default = [], [], [], []
             for r in range(a.rounds):
                 ours.append(harness_median(cell, a.seconds, threads, Path(tmp)))
-                bare = bare_median(cell, a.seconds, threads)
+                bare = bare_median(cell, a.seconds, threads, pinned=True)
                 loop.append(bare["loop_median_ms"])
                 tbench.append(bare["torch_benchmark_median_ms"])
+                default.append(bare_median(cell, a.seconds, threads, False)["loop_median_ms"])
                 print(f"{cell[0]} round {r + 1}: harness {ours[-1]:.3f} ms, "
-                      f"bare {loop[-1]:.3f} ms", file=sys.stderr)
-            h, b, t = (statistics.median(x) for x in (ours, loop, tbench))
+                      f"bare {loop[-1]:.3f} ms, bare (malloc defaults) {default[-1]:.3f} ms",
+                      file=sys.stderr)
+            h, b, t, d = (statistics.median(x) for x in (ours, loop, tbench, default))
             lines.append(f"| {cell[0]}, B={SHAPE['batch']} N={SHAPE['seq_len']} "
                          f"H={SHAPE['heads']} D={SHAPE['head_dim']} float32 | {h:.3f} | {b:.3f} "
-                         f"| {t:.3f} | {h / b:.3f} |")
+                         f"| {t:.3f} | {h / b:.3f} | {d:.3f} |")
     print(f"\nfidelity on {threads} threads, median of {a.rounds} interleaved rounds\n")
     print("\n".join(lines))
     return 0

@@ -11,7 +11,13 @@ high (a hole a later allocation did not fit in). So the probe step runs with
 every allocation of 64 KiB or more mapped on its own (returned to the OS the
 moment it is freed), after malloc_trim has handed back what glibc kept: the
 resident peak is then the live peak, as a GPU allocator's max_memory_allocated
-is. Timed steps run under a fixed policy (`pin_allocator`), the same in every cell.
+is. Timed steps run under a fixed policy (`pin_allocator`), the same in every cell:
+the thresholds glibc's own dynamic rule settles on once a process has freed a
+32 MiB buffer, i.e. the state of any worker after its first large cell. Without
+it a cell's time would depend on which cells ran before it in the same worker.
+A fresh process that only ever held small tensors trims and faults pages more:
+benchmarks/fidelity.py shows both (mha below 4 MiB tensors: 41 ms pinned, 46-65
+ms with glibc's defaults in a fresh process).
 GPU probes come from each backend (its allocator's own peak).
 """
 from __future__ import annotations

@@ -105,6 +105,10 @@ class TorchBackend:
         if train:
             g = tensor(inputs["g"], bhnd=case.workload == "attention").requires_grad_(False)
         if case.variant == "compile":
+            # Each cell compiles afresh: past 8 cached graphs per function torch
+            # would silently run the rest eagerly under the `compile` label.
+            torch._dynamo.reset()
+            torch._dynamo.config.fail_on_recompile_limit_hit = True
             fn = torch.compile(fn, dynamic=False)
         return Prepared(case, fn, args, params, g, bhnd=case.workload == "attention")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,6 +143,8 @@ class LocalExecutor:
                 proc.kill()
                 proc.wait()
             log.close()
+            if env.get("ATTNBENCH_SCRATCH"):      # a backend's per-worker scratch folder
+                shutil.rmtree(env["ATTNBENCH_SCRATCH"], ignore_errors=True)
 
 
 def _pump(stream, lines: queue.Queue) -> None:
