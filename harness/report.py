@@ -31,6 +31,12 @@ def _num(value, fmt: str) -> str:
     return "" if value is None or pd.isna(value) else format(value, fmt)
 
 
+def _verdict(correct, status: str) -> str:
+    if status != "ok":
+        return ""
+    return "not checked" if correct is None or pd.isna(correct) else ("yes" if correct else "NO")
+
+
 def table(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
     """The readable table of one workload, sorted so backends sit side by side."""
     rows = frame[frame["workload"] == workload]
@@ -50,7 +56,7 @@ def table(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
         "peak MB": [_mb(v) for v in rows["peak_mem_bytes"]],
         "max abs err": [_num(v, ".1e") for v in rows["max_abs_err"]],
         "err ratio": [_num(v, ".2f") for v in rows["err_ratio"]],
-        "correct": ["" if pd.isna(v) else ("yes" if v else "NO") for v in rows["correct"]],
+        "correct": [_verdict(v, s) for v, s in zip(rows["correct"], rows["status"])],
         "status": [s if s == "ok" else f"{s}: {r}" for s, r in zip(rows["status"], rows["reason"])],
     })
     return out.reset_index(drop=True)

@@ -3,7 +3,7 @@ by hand. B=2, H=8, N=1024, D=64 (d_model 512) makes every term a power of two:
 core = 4*2*8*1024^2*64 = 2^32, mha projections 8*2*1024*512^2 = 2^32, block MLP 2^33."""
 import pytest
 
-from harness.costs import attention_flops, flops, memory
+from harness.costs import attention_flops, flops, memory, reference_bytes
 from harness.spec import Case
 
 
@@ -84,3 +84,12 @@ def test_memory_block_and_transformer_small():
         "resident_bytes": 2160,                   # 2 * (1032 + 48)
         "output_bytes": 2160,                     # 2 * (24 out + 1032 dW + 24 dx)
         "scores_bytes": 64}                       # 2 * 1*2*4*4, one matrix
+
+
+def test_reference_bytes_counts_the_attention_matrices():
+    # B*H*N^2 = 1*8*2048^2 = 33554432 matrices' elements; 3 float64 + 3 float32 each
+    # -> 33554432 * 36 = 1207959552 bytes in forward; a 2-layer train keeps both layers'.
+    fwd = Case("t", "mha", "torch", "sdpa", "forward", "float32", "cpu", 1, 2048, 8, 64, False, 1)
+    assert reference_bytes(fwd) == 1207959552
+    train = fwd.replace(workload="transformer", mode="train", layers=2)
+    assert reference_bytes(train) == 2 * 1207959552
