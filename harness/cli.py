@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                          "results.jsonl, results.csv, env.json, report.md.")
     run.add_argument("suite", metavar="SUITE", help="suite file, e.g. suites/default.toml")
     run.add_argument("--out", metavar="DIR", help="run folder (default: results/<run_id>/)")
-    run.add_argument("--backend", action="append", choices=BACKENDS, metavar="B",
-                     help=f"only this backend; repeatable ({', '.join(BACKENDS)})")
+    run.add_argument("--backend", action="extend", nargs="+", choices=BACKENDS, metavar="B",
+                     help=f"only these backends ({', '.join(BACKENDS)})")
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="CPU threads for every framework (default: all this process may use)")
     run.add_argument("--dry-run", action="store_true",

@@ -31,8 +31,9 @@ ROW_SCHEMA = 1
 REFERENCE_LIMIT_BYTES = 4 * 2**30
 
 
-def environment_for(backend: str, device: str, threads: int) -> dict[str, str]:
-    """The variables a worker for (backend, device) needs before its import."""
+def environment_for(backend: str, device: str, threads: int, scratch: str) -> dict[str, str]:
+    """The variables a worker for (backend, device) needs before its import;
+    `scratch` is a folder of the worker's own (compile caches), removed after it."""
     settings = __import__(REGISTRY[backend].settings, fromlist=["environment"])
     env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "ATTNBENCH_THREADS": str(threads)}
     if device.startswith("cuda:"):
@@ -40,7 +41,7 @@ def environment_for(backend: str, device: str, threads: int) -> dict[str, str]:
         env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
     elif device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""          # a CPU cell never touches a GPU
-    env.update(settings.environment(device, threads))
+    env.update(settings.environment(device, threads, scratch))
     return env
 
 

@@ -5,10 +5,10 @@ Framework-free on purpose: the runner reads it without importing torch.
 from __future__ import annotations
 
 import os
-import tempfile
 
 
-def environment(device: str, threads: int) -> dict[str, str]:
+def environment(device: str, threads: int, scratch: str) -> dict[str, str]:
+    """`scratch` is an empty folder of this worker's own, removed when it ends."""
     # OpenMP and MKL size their pools at import; torch.set_num_threads follows
     # in the backend too, since some builds ignore the variables.
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -16,6 +16,5 @@ def environment(device: str, threads: int) -> dict[str, str]:
         # A cold compile cache per worker, so `compile`'s first_call_ms is a real
         # compile, not a lookup of what an earlier run left on disk (~25 s against
         # <1 s here). Set TORCHINDUCTOR_CACHE_DIR yourself to measure a warm one.
-        scratch = tempfile.mkdtemp(prefix="attnbench-torch-")
-        env.update(TORCHINDUCTOR_CACHE_DIR=scratch, ATTNBENCH_SCRATCH=scratch)
+        env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, "inductor")
     return env

@@ -13,6 +13,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -83,7 +84,9 @@ class LocalExecutor:
 
     def _run_worker(self, batch: Batch, cases: list[Case], on_start, on_row) -> list[Case]:
         """Run cases in one worker; return those left when it stopped early."""
-        env = {**os.environ, **environment_for(batch.backend, batch.device, batch.threads)}
+        scratch = tempfile.mkdtemp(prefix=f"attnbench-{batch.backend}-")
+        env = {**os.environ,
+               **environment_for(batch.backend, batch.device, batch.threads, scratch)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                           env.get("PYTHONPATH")]))
         batch.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,8 +146,7 @@ class LocalExecutor:
                 proc.kill()
                 proc.wait()
             log.close()
-            if env.get("ATTNBENCH_SCRATCH"):      # a backend's per-worker scratch folder
-                shutil.rmtree(env["ATTNBENCH_SCRATCH"], ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _pump(stream, lines: queue.Queue) -> None:

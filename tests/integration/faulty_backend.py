@@ -43,7 +43,7 @@ INFO = BackendInfo(
 )
 
 
-def environment(device: str, threads: int) -> dict[str, str]:
+def environment(device: str, threads: int, scratch: str) -> dict[str, str]:
     """The settings hook (INFO.settings is this module): nothing to set."""
     return {}
 

@@ -13,12 +13,13 @@ def case(**changes):
     return base.replace(**changes)
 
 
-def test_environment_pins_one_gpu_and_the_thread_count():
-    env = worker.environment_for("torch", "cuda:3", threads=2)
+def test_environment_pins_one_gpu_and_the_thread_count(tmp_path):
+    env = worker.environment_for("torch", "cuda:3", threads=2, scratch=str(tmp_path))
     assert env["CUDA_VISIBLE_DEVICES"] == "3"
     assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     assert env["OMP_NUM_THREADS"] == "2" and env["ATTNBENCH_THREADS"] == "2"
-    assert worker.environment_for("torch", "cpu", threads=1)["CUDA_VISIBLE_DEVICES"] == ""
+    cpu = worker.environment_for("torch", "cpu", threads=1, scratch=str(tmp_path))
+    assert cpu["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_check_judges_a_result_against_the_reference():
