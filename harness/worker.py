@@ -45,6 +45,18 @@ def environment_for(backend: str, device: str, threads: int, scratch: str) -> di
     return env
 
 
+def limit_cpus(threads: int | None) -> None:
+    """Run on `threads` CPUs, before any framework is imported: XLA sizes its CPU
+    pool from the affinity mask, torch and TF are told the count as well, so every
+    framework gets the same cores."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if threads and threads < len(cpus):
+            os.sched_setaffinity(0, cpus[:threads])
+    except (AttributeError, OSError):     # not Linux: the thread counts still hold
+        pass
+
+
 def local_device(device: str) -> str:
     return "cuda:0" if device.startswith("cuda") else device
 
@@ -160,6 +172,7 @@ def main() -> int:
     sys.stdout = sys.stderr
     job = json.load(sys.stdin)
     pin_allocator()
+    limit_cpus(job.get("threads"))
 
     def emit(message: dict) -> None:
         rows.write(json.dumps(message) + "\n")
