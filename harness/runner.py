@@ -75,6 +75,7 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
     measure = dataclasses.asdict(suite.measure)
     executor = LocalExecutor()
     versions: dict[str, str] = {}
+    workers: dict[str, str] = {}              # (backend, device) -> its settings
     counts: dict[str, int] = defaultdict(int)
     with store.RunWriter(folder) as writer, _progress(console, quiet) as progress:
         writer.write_env(env)
@@ -89,6 +90,8 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
             counts[row["status"]] += 1
             if row.get("backend_version"):
                 versions[row["backend"]] = row["backend_version"]
+            if row.get("settings"):
+                workers[f"{row['backend']} {row['device']}"] = row["settings"]
             progress.advance(task)
             if row["status"] not in ("ok", "unsupported"):
                 progress.console.print(f"[yellow]{row['status']}[/] {Case.from_dict(row).name}: "
@@ -98,7 +101,7 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
             batch = Batch(backend, device, group, measure, threads, run_id, gpus,
                           folder / "logs" / f"{backend}-{device.replace(':', '')}.log")
             executor.run_batch(batch, on_start, on_row)
-        env.update(versions=versions,
+        env.update(versions=versions, worker_settings=workers,
                    finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         writer.write_env(env)
     frame = store.load(folder)

@@ -88,6 +88,14 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:500]
 
 
+def recorded_settings(job: dict) -> str:
+    """The framework settings this worker runs under, as `KEY=value ...`: what the
+    runner set before the import (threads, preallocation, memory growth...)."""
+    keys = environment_for(job["backend"], job["device"], job.get("threads") or 1, "")
+    return " ".join(f"{k}={os.environ.get(k, '')}" for k in sorted(keys)
+                    if not k.endswith("_DIR"))
+
+
 def base_row(case: Case, job: dict, version: str) -> dict:
     flops = costs.flops(case)
     return {
@@ -99,6 +107,7 @@ def base_row(case: Case, job: dict, version: str) -> dict:
         **devices.describe(case.device, job.get("gpus", [])),
         "backend_version": version,
         "threads": job.get("threads"),
+        "settings": job.get("settings", ""),
         "tuned": _tuned(case),
         "flops": flops,
         **{f"mem_{k}": v for k, v in costs.memory(case).items()},
@@ -185,6 +194,7 @@ def main() -> int:
         backend = load_backend(job["backend"])
     except ImportError as exc:     # a missing framework is `unsupported`, not a crash
         job["missing"] = f"{info.framework if info else job['backend']} is not installed ({exc})"
+    job["settings"] = recorded_settings(job)
     refs = References()
     for index, case_dict in enumerate(job["cases"]):
         emit({"event": "start", "index": index, "time": time.time()})
