@@ -27,10 +27,12 @@ from harness.devices import cpu_threads  # noqa: E402
 from harness.memory import TIMED_MMAP_THRESHOLD, TIMED_TRIM_THRESHOLD  # noqa: E402
 from harness.store import load  # noqa: E402
 
-# (name, backend, variant, workload, bare script, causal)
+# (name, backend, variant, workload, causal); the bare loop is bare/<backend>_bare.py,
+# whose second opinion is the framework's own timer where it has one
+# (torch.utils.benchmark), else timeit.
 CELLS = [
-    ("torch sdpa attention fwd", "torch", "sdpa", "attention", "torch_bare.py", False),
-    ("torch sdpa mha fwd (causal)", "torch", "sdpa", "mha", "torch_bare.py", True),
+    ("torch sdpa attention fwd", "torch", "sdpa", "attention", False),
+    ("torch sdpa mha fwd (causal)", "torch", "sdpa", "mha", True),
 ]
 SHAPE = dict(batch=2, seq_len=1024, heads=8, head_dim=64)
 
@@ -56,7 +58,7 @@ causal = [{causal}]
 
 
 def harness_median(cell, seconds: float, threads: int, work: Path) -> float:
-    _, backend, variant, workload, _, causal = cell
+    _, backend, variant, workload, causal = cell
     suite = work / f"{backend}-{variant}-{workload}.toml"
     suite.write_text(SUITE.format(ms=int(seconds * 1000), workload=workload, backend=backend,
                                   variant=variant, causal=str(causal).lower(), **SHAPE))
@@ -78,7 +80,8 @@ PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(TIMED_MMAP_THRESHOLD),
 
 
 def bare_median(cell, seconds: float, threads: int, pinned: bool) -> dict:
-    _, _, _, workload, script, _ = cell
+    _, backend, _, workload, _ = cell
+    script = f"{backend}_bare.py"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     if pinned:
         env.update(PINNED_MALLOC)
@@ -96,19 +99,22 @@ def main() -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--seconds", type=float, default=2.0, help="measuring time per run")
+    p.add_argument("--backend", nargs="+", help="only these backends' cells")
     a = p.parse_args()
     threads = cpu_threads()
-    lines = ["| cell | harness median ms | bare loop ms | torch.utils.benchmark ms "
+    lines = ["| cell | harness median ms | bare loop ms | second opinion ms "
              "| harness / bare | bare loop, glibc malloc defaults ms |",
              "|---|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for cell in CELLS:
+            if a.backend and cell[1] not in a.backend:
+                continue
             ours, loop, tbench, default = [], [], [], []
             for r in range(a.rounds):
                 ours.append(harness_median(cell, a.seconds, threads, Path(tmp)))
                 bare = bare_median(cell, a.seconds, threads, pinned=True)
                 loop.append(bare["loop_median_ms"])
-                tbench.append(bare["torch_benchmark_median_ms"])
+                tbench.append(bare["second_opinion_median_ms"])
                 default.append(bare_median(cell, a.seconds, threads, False)["loop_median_ms"])
                 print(f"{cell[0]} round {r + 1}: harness {ours[-1]:.3f} ms, "
                       f"bare {loop[-1]:.3f} ms, bare (malloc defaults) {default[-1]:.3f} ms",
