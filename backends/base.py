@@ -65,6 +65,25 @@ REGISTRY: dict[str, BackendInfo] = {
             Variant("compile", "torch.compile of the sdpa path", tuned=True),
         ),
     ),
+    "tensorflow": BackendInfo(
+        name="tensorflow", framework="tensorflow",
+        module="backends.tensorflow", settings="backends.tensorflow.settings",
+        variants=(
+            Variant("eager", "the spec's math in TF ops, op by op"),
+            Variant("function", "the same under tf.function (graph)", tuned=True),
+            Variant("xla", "the same under tf.function(jit_compile=True)", tuned=True),
+        ),
+    ),
+    "jax": BackendInfo(
+        name="jax", framework="jax",
+        module="backends.jax", settings="backends.jax.settings",
+        variants=(
+            Variant("jit", "the spec's math as Flax NNX modules under jax.jit"),
+            Variant("dpa", "jax.nn.dot_product_attention (implementation xla), jitted"),
+            Variant("dpa-cudnn", "jax.nn.dot_product_attention (implementation cudnn)",
+                    devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),
+        ),
+    ),
 }
 
 # One line per plugin that failed to load; the command line reports them.

@@ -33,6 +33,10 @@ from harness.store import load  # noqa: E402
 CELLS = [
     ("torch sdpa attention fwd", "torch", "sdpa", "attention", False),
     ("torch sdpa mha fwd (causal)", "torch", "sdpa", "mha", True),
+    ("jax jit attention fwd", "jax", "jit", "attention", False),
+    ("jax jit mha fwd (causal)", "jax", "jit", "mha", True),
+    ("tensorflow eager attention fwd", "tensorflow", "eager", "attention", False),
+    ("tensorflow eager mha fwd (causal)", "tensorflow", "eager", "mha", True),
 ]
 SHAPE = dict(batch=2, seq_len=1024, heads=8, head_dim=64)
 

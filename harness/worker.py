@@ -80,7 +80,10 @@ class References:
 
 def is_oom(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}".lower()
-    return isinstance(exc, MemoryError) or "out of memory" in text or "outofmemory" in text
+    # torch/JAX say "out of memory"; TF raises ResourceExhaustedError "OOM when allocating".
+    return isinstance(exc, MemoryError) or any(
+        key in text for key in ("out of memory", "outofmemory", "resourceexhausted",
+                                "oom when allocating"))
 
 
 def one_line(exc: BaseException) -> str:

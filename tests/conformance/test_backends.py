@@ -39,11 +39,18 @@ SHAPES = (
 )
 CAUSAL = (False, True)
 
-# Variants whose every new shape/dtype/mode costs a compilation: by default only
-# a sample of their grid runs, the rest is marked slow.
-EXPENSIVE_VARIANTS = {("torch", "compile")}
-# The sample, as (mode, workload, causal), in float32 at SHAPES[0].
+# Variants that compile for every new shape, dtype and mode cost seconds per case
+# here, so by default only a sample of their grid runs; the rest is marked slow
+# (`make check` runs it, `make test` does not).
+# torch.compile, the slowest (~3-25 s a case): a fixed sample, as (mode, workload,
+# causal), in float32 at SHAPES[0].
+COMPILE_SAMPLE_ONLY = {("torch", "compile")}
 COMPILE_SAMPLE = {("forward", "block", True), ("train", "mha", False)}
+# XLA and graph variants (~0.5-2 s a case): every (workload, mode, dtype) once, at
+# one (causal, shape) that rotates with it, so both masks and both shapes are
+# still covered.
+ROTATED = {("tensorflow", "function"), ("tensorflow", "xla"),
+           ("jax", "jit"), ("jax", "dpa"), ("jax", "dpa-cudnn")}
 
 
 # -- the parameter lists --------------------------------------------------------
@@ -55,12 +62,21 @@ def make_case(backend: str, variant: str, workload: str, mode: str, dtype: str,
 
 
 def in_default_set(case: Case) -> bool:
-    """The sampling rule: everything runs by default, except that an expensive
-    variant runs only COMPILE_SAMPLE (float32, first shape); the rest is slow."""
-    if (case.backend, case.variant) not in EXPENSIVE_VARIANTS:
-        return True
-    return (case.dtype == "float32" and case.shape_key == _shape_key(case, SHAPES[0])
-            and (case.mode, case.workload, case.causal) in COMPILE_SAMPLE)
+    """The sampling rule: everything runs by default, except the compiled variants
+    (COMPILE_SAMPLE_ONLY, ROTATED), which run a sample; the rest is slow."""
+    variant = (case.backend, case.variant)
+    if variant in COMPILE_SAMPLE_ONLY:
+        return (case.dtype == "float32" and case.shape_key == _shape_key(case, SHAPES[0])
+                and (case.mode, case.workload, case.causal) in COMPILE_SAMPLE)
+    if variant in ROTATED:
+        causal, shape = _rotation(case)
+        return case.causal == causal and case.shape_key == _shape_key(case, shape)
+    return True
+
+
+def _rotation(case: Case) -> tuple[bool, dict]:
+    i = WORKLOADS.index(case.workload) + MODES.index(case.mode) + DTYPES.index(case.dtype)
+    return CAUSAL[i % 2], SHAPES[(i // 2) % len(SHAPES)]
 
 
 def _shape_key(case: Case, shape: dict) -> str:

@@ -1,0 +1,196 @@
+"""The spec's layers as Flax NNX modules, loaded from harness.weights.
+
+Canonical weights are (in, out) and so are nnx.Linear kernels: loading copies,
+nothing is transposed. The modules are built abstractly (nnx.eval_shape), so no
+initializer ever draws a number; `build` returns the module split into its
+graphdef and a flat tuple of parameters, and `apply` is the pure function the
+backend jits. LayerNorm epsilon (Flax's default is 1e-6), its float32 math and
+the tanh GELU are set from the spec.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from backends.jax.attention import BHND, Core
+from harness.spec import GELU_APPROXIMATE, LAYERNORM_EPS, MLP_RATIO, Case
+
+
+class LayerNorm(nnx.LayerNorm):
+    """The spec's LayerNorm: float32 math whatever the storage dtype (dtype=float32
+    promotes x, scale and bias), the biased variance computed as E[(x - mean)^2]
+    rather than Flax's default E[x^2] - mean^2, and the result stored back in
+    the input's dtype, as the torch backend does."""
+
+    def __init__(self, d_model: int, *, param_dtype, rngs: nnx.Rngs):
+        super().__init__(d_model, epsilon=LAYERNORM_EPS, dtype=jnp.float32,
+                         param_dtype=param_dtype, use_fast_variance=False, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return super().__call__(x).astype(x.dtype)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    """GELU in its tanh form, computed in float32 and stored in x's dtype."""
+    return jax.nn.gelu(x.astype(jnp.float32),
+                       approximate=GELU_APPROXIMATE == "tanh").astype(x.dtype)
+
+
+class Linear(nnx.Linear):
+    """nnx.Linear with its bias added in float32, the sum stored in the input's
+    dtype. The matmul is nnx.Linear's (storage dtype, the cell's precision); the
+    float32 add makes the bias gradient, a sum over every row, accumulate in
+    float32 as the reference does: XLA sums a bfloat16 broadcast's transpose in
+    bfloat16, which put grad/b1 of a 38-row block at 2x the reference's error."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = self.dot_general(x, self.kernel[...], (((x.ndim - 1,), (0,)), ((), ())),
+                             precision=self.precision)
+        return (y.astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(y.dtype)
+
+
+def _linear(d_in: int, d_out: int, param_dtype, precision, rngs: nnx.Rngs) -> Linear:
+    return Linear(d_in, d_out, param_dtype=param_dtype, precision=precision, rngs=rngs)
+
+
+class MultiHeadAttention(nnx.Module):
+    def __init__(self, d_model: int, heads: int, causal: bool, core: Core, *,
+                 param_dtype, rngs: nnx.Rngs):
+        self.heads, self.causal, self.core = heads, causal, core
+        p = core.precision
+        self.q, self.k, self.v, self.o = (
+            _linear(d_model, d_model, param_dtype, p, rngs) for _ in range(4))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, n, d = x.shape
+        bhnd = self.core.layout == BHND
+
+        def split(t):       # (B, N, d) -> (B, N, H, D): head h owns features h*D:(h+1)*D
+            t = t.reshape(b, n, self.heads, d // self.heads)
+            return t.transpose(0, 2, 1, 3) if bhnd else t      # -> the core's layout
+
+        o = self.core(split(self.q(x)), split(self.k(x)), split(self.v(x)), self.causal)
+        if bhnd:
+            o = o.transpose(0, 2, 1, 3)
+        return self.o(o.reshape(b, n, d))
+
+
+class Block(nnx.Module):
+    """Pre-LN: h = x + mha(LN1(x)); out = h + W2 gelu(W1 LN2(h) + b1) + b2."""
+
+    def __init__(self, d_model: int, heads: int, causal: bool, core: Core, *,
+                 param_dtype, rngs: nnx.Rngs):
+        p = core.precision
+        self.ln1 = LayerNorm(d_model, param_dtype=param_dtype, rngs=rngs)
+        self.mha = MultiHeadAttention(d_model, heads, causal, core,
+                                      param_dtype=param_dtype, rngs=rngs)
+        self.ln2 = LayerNorm(d_model, param_dtype=param_dtype, rngs=rngs)
+        self.w1 = _linear(d_model, MLP_RATIO * d_model, param_dtype, p, rngs)
+        self.w2 = _linear(MLP_RATIO * d_model, d_model, param_dtype, p, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x + self.mha(self.ln1(x))
+        return h + self.w2(gelu(self.w1(self.ln2(h))))
+
+
+class Transformer(nnx.Module):
+    def __init__(self, d_model: int, heads: int, causal: bool, core: Core, layers: int, *,
+                 param_dtype, rngs: nnx.Rngs):
+        self.blocks = nnx.List([Block(d_model, heads, causal, core,
+                                      param_dtype=param_dtype, rngs=rngs)
+                                for _ in range(layers)])
+        self.lnf = LayerNorm(d_model, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for block in self.blocks:
+            x = block(x)
+        return self.lnf(x)
+
+
+# -- canonical names <-> paths in the module's state ------------------------------
+
+Path = tuple                     # e.g. ("mha", "q", "kernel"), ("blocks", 0, "ln1", "scale")
+
+
+def _mha_paths() -> dict[str, Path]:
+    paths = {}
+    for name in ("q", "k", "v", "o"):
+        paths[f"w{name}"] = (name, "kernel")
+        paths[f"b{name}"] = (name, "bias")
+    return paths
+
+
+def _block_paths() -> dict[str, Path]:
+    return {**{k: ("mha", *p) for k, p in _mha_paths().items()},
+            "ln1_g": ("ln1", "scale"), "ln1_b": ("ln1", "bias"),
+            "ln2_g": ("ln2", "scale"), "ln2_b": ("ln2", "bias"),
+            "w1": ("w1", "kernel"), "b1": ("w1", "bias"),
+            "w2": ("w2", "kernel"), "b2": ("w2", "bias")}
+
+
+def _paths(case: Case) -> dict[str, Path]:
+    if case.workload == "mha":
+        return _mha_paths()
+    if case.workload == "block":
+        return _block_paths()
+    paths = {f"layer{i}.{k}": ("blocks", i, *p)
+             for i in range(case.n_layers) for k, p in _block_paths().items()}
+    return {**paths, "lnf_g": ("lnf", "scale"), "lnf_b": ("lnf", "bias")}
+
+
+def _key(entry) -> object:
+    """One step of a jax key path as a plain str/int."""
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return getattr(entry, attr)
+    raise TypeError(f"unexpected key path entry {entry!r}")
+
+
+def _module(case: Case, core: Core, param_dtype, rngs: nnx.Rngs) -> nnx.Module:
+    d, h = case.d_model, case.heads
+    kw = dict(param_dtype=param_dtype, rngs=rngs)
+    if case.workload == "mha":
+        return MultiHeadAttention(d, h, case.causal, core, **kw)
+    if case.workload == "block":
+        return Block(d, h, case.causal, core, **kw)
+    return Transformer(d, h, case.causal, core, case.n_layers, **kw)
+
+
+class Built:
+    """The workload split for jax.jit: a static graphdef and the parameters as
+    one flat tuple (in `names` order), so the timed call hands jit plain arrays
+    and no NNX object is touched outside tracing."""
+
+    def __init__(self, case: Case, core: Core, param_dtype):
+        # eval_shape: the module's structure with abstract parameters; the
+        # initializers are traced, never run.
+        abstract = nnx.eval_shape(lambda: _module(case, core, param_dtype, nnx.Rngs(0)))
+        self.graphdef, state = nnx.split(abstract)
+        with_path, self.treedef = jax.tree_util.tree_flatten_with_path(state)
+        by_path = {path: name for name, path in _paths(case).items()}
+        self.names, self.shapes = [], []
+        for key_path, leaf in with_path:
+            path = tuple(_key(e) for e in key_path if _key(e) != "value")
+            if path not in by_path:
+                raise KeyError(f"{case.workload}: parameter {path} has no canonical name")
+            self.names.append(by_path[path])
+            self.shapes.append(tuple(leaf.shape))
+        missing = set(by_path.values()) - set(self.names)
+        if missing:
+            raise KeyError(f"{case.workload}: no parameter for {sorted(missing)}")
+
+    def params(self, weights: dict, put) -> tuple:
+        """The canonical weights, (in, out) as Flax keeps them, through `put`."""
+        out = []
+        for name, shape in zip(self.names, self.shapes):
+            if weights[name].shape != shape:
+                raise ValueError(f"{name}: shape {weights[name].shape}, module wants {shape}")
+            out.append(put(weights[name]))
+        return tuple(out)
+
+    def apply(self, params: tuple, x: jax.Array) -> jax.Array:
+        """The pure forward: rebuild the module from the parameters (at trace time
+        only) and call it."""
+        module = nnx.merge(self.graphdef, jax.tree_util.tree_unflatten(self.treedef, params))
+        return module(x)
