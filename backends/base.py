@@ -50,7 +50,7 @@ _NO_TF32 = ("float32", "bfloat16", "float16")
 REGISTRY: dict[str, BackendInfo] = {
     "torch": BackendInfo(
         name="torch", framework="torch",
-        module="backends.torch", settings="backends.torch.settings",
+        module="backends.torch.backend", settings="backends.torch.settings",
         variants=(
             Variant("eager", "the spec's math in torch ops, op by op"),
             Variant("sdpa", "F.scaled_dot_product_attention for the core, eager"),
@@ -67,7 +67,7 @@ REGISTRY: dict[str, BackendInfo] = {
     ),
     "tensorflow": BackendInfo(
         name="tensorflow", framework="tensorflow",
-        module="backends.tensorflow", settings="backends.tensorflow.settings",
+        module="backends.tensorflow.backend", settings="backends.tensorflow.settings",
         variants=(
             Variant("eager", "the spec's math in TF ops, op by op"),
             Variant("function", "the same under tf.function (graph)", tuned=True),
@@ -76,7 +76,7 @@ REGISTRY: dict[str, BackendInfo] = {
     ),
     "jax": BackendInfo(
         name="jax", framework="jax",
-        module="backends.jax", settings="backends.jax.settings",
+        module="backends.jax.backend", settings="backends.jax.settings",
         variants=(
             Variant("jit", "the spec's math as Flax NNX modules under jax.jit"),
             Variant("dpa", "jax.nn.dot_product_attention (implementation xla), jitted"),

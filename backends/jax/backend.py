@@ -1,0 +1,269 @@
+"""JAX/Flax backend: variants jit, dpa and dpa-cudnn (CUDA).
+
+Imported only inside a worker process, after settings.environment() is applied.
+
+A step is one call of a jax.jit-compiled pure function of (parameters, inputs):
+the Flax NNX module is split into its graphdef and a flat tuple of parameters
+when the cell is prepared (layers.Built), so the timed call does no NNX
+bookkeeping. In train mode that one function returns (out, grads), the
+gradients of sum(out * g) with respect to the inputs and every weight (jax.vjp).
+The first call traces and compiles; the harness times it apart (first_call_ms).
+"""
+from __future__ import annotations
+
+import weakref
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from backends.base import BackendInfo, Outputs, device_kind, static_unsupported
+from backends.jax.attention import BHND, core_for
+from backends.jax.layers import Built
+from harness.memory import cpu_step_peak
+from harness.spec import Case
+
+DTYPES = {"float32": jnp.float32, "tf32": jnp.float32,
+          "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+# float32 means full float32 and tf32 means TF32, in every framework: JAX's own
+# default on GPUs is TF32 for float32 matmuls, so both are pinned. tf32 names the
+# dot algorithm itself: Precision.HIGH ("tensorfloat32") is TF32 on some GPUs but
+# three bfloat16 passes elsewhere. bfloat16 and float16 operands have no precision
+# to choose (the setting acts on float32 operands).
+PRECISION = {"float32": jax.lax.Precision.HIGHEST,
+             "tf32": jax.lax.DotAlgorithmPreset.TF32_TF32_F32,
+             "bfloat16": None, "float16": None}
+MATMUL_PRECISION = {"float32": "float32", "tf32": "TF32_TF32_F32"}   # for the context
+INPUT_NAMES = ("q", "k", "v", "x")          # the rest of the gradients are weights
+
+
+def _to_numpy(a: jax.Array) -> np.ndarray:
+    return np.asarray(a).astype(np.float32)
+
+
+def _bhnd(a: np.ndarray) -> np.ndarray:
+    """(B, N, H, D) <-> (B, H, N, D): the same swap both ways."""
+    return np.ascontiguousarray(a.transpose(0, 2, 1, 3))
+
+
+def jax_device(device: str) -> jax.Device:
+    """The jax device of "cpu", "cpu:N" or "cuda:N" (raises RuntimeError if absent)."""
+    kind, _, index = device.partition(":")
+    return jax.devices("gpu" if kind == "cuda" else kind)[int(index or 0)]
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:300]
+
+
+def _pure(case: Case, built: Built | None, core):
+    """The function to jit: (params, *inputs[, g]) -> out, or (out, grads) in train
+    mode with grads = (gradients of the inputs, gradients of the params)."""
+    if built is None:                       # the attention core: no parameters
+        def forward(params, q, k, v):
+            return core(q, k, v, case.causal)
+    else:
+        forward = built.apply
+    precision = MATMUL_PRECISION.get(case.dtype)
+
+    def pinned(fn):
+        if precision is None:
+            return fn
+
+        def run(*args):
+            # Traced under the context, so every matmul (dot_product_attention's
+            # included, which takes no precision argument) and its transpose in
+            # the backward pass carries it; the layers also pass it explicitly.
+            with jax.default_matmul_precision(precision):
+                return fn(*args)
+        return run
+
+    if case.mode == "forward":
+        return pinned(forward)
+
+    def train(params, *args):
+        *inputs, g = args
+        out, vjp = jax.vjp(forward, params, *inputs)
+        dparams, *dinputs = vjp(g)                 # gradients of sum(out * g)
+        return out, (tuple(dinputs), dparams)
+    return pinned(train)
+
+
+class Prepared:
+    """One cell ready to run: the jitted step, its parameters and inputs on the device."""
+
+    def __init__(self, case: Case, fn, params: tuple, args: list, names: list[str],
+                 bhnd: bool):
+        self.case, self.fn, self.params, self.args = case, fn, params, args
+        self.names = names            # inputs, then weights, in gradient order
+        self.bhnd = bhnd              # attention workload: tensors kept as (B, H, N, D)
+        self.last = None
+
+    def step(self):
+        self.last = self.fn(self.params, *self.args)
+        return self.last
+
+    def sync(self) -> None:
+        if self.last is not None:
+            jax.block_until_ready(self.last)
+
+    def outputs(self) -> Outputs:
+        result = self.step()
+        self.sync()
+        out, grads = (result, ((), ())) if self.case.mode == "forward" else result
+        dinputs, dparams = grads
+        arrays = {"out": self._canonical(out)}
+        for name, grad in zip(self.names, (*dinputs, *dparams)):
+            arrays[f"grad/{name}"] = self._canonical(grad, weight=name not in INPUT_NAMES)
+        return arrays
+
+    def _canonical(self, a: jax.Array, weight: bool = False) -> np.ndarray:
+        """Back to contract 5's layouts: (B, N, H, D) for the core; weights are
+        (in, out) in Flax already."""
+        a = _to_numpy(a)
+        return _bhnd(a) if self.bhnd and not weight else a
+
+    def memory_analysis(self) -> int | None:
+        """XLA's own figure for the compiled step: temporaries plus outputs."""
+        compiled = self.fn.lower(self.params, *self.args).compile()
+        stats = compiled.memory_analysis()
+        if stats is None:
+            return None
+        return int(stats.temp_size_in_bytes + stats.output_size_in_bytes)
+
+
+class JaxBackend:
+    def __init__(self, info: BackendInfo):
+        self.info = info
+        self._probes: dict[tuple, str | None] = {}
+        self._prepared = None          # weakref to the last Prepared (step_peak's fallback)
+
+    def version(self) -> str:
+        return f"jax {jax.__version__}, flax {flax.__version__}"
+
+    def unsupported(self, case: Case) -> str | None:
+        reason = static_unsupported(case)
+        if reason is not None:
+            return reason
+        try:
+            device = jax_device(case.device)
+        except (RuntimeError, IndexError) as exc:
+            kind = device_kind(case.device)
+            return f"jax sees no {case.device} device ({_one_line(exc)})" if kind == "cuda" \
+                else f"jax cannot use {case.device}: {_one_line(exc)}"
+        if case.variant == "dpa-cudnn":
+            return self._probe_cudnn(case, device)
+        if case.dtype != "float32":
+            return self._probe_dtype(case, device)
+        return None
+
+    def _probe_dtype(self, case: Case, device) -> str | None:
+        """Whether the variant's core runs this dtype here, forward and backward:
+        a tiny jitted call, once per (device, variant, dtype). On this CPU XLA
+        refuses dot_product_attention's float16 logits (its F16_F16_F32 dot
+        algorithm), while plain float16 einsums run; a GPU without TF32 units
+        refuses the TF32_TF32_F32 algorithm."""
+        key = (device.platform, case.variant, case.dtype)
+        if key not in self._probes:
+            core = core_for(case.variant, PRECISION[case.dtype])
+            q = jax.device_put(jnp.ones((1, 4, 2, 8), DTYPES[case.dtype]), device)
+            fwd_bwd = _pure(case.replace(workload="attention", mode="train", causal=True),
+                            None, core)
+            try:
+                jax.block_until_ready(jax.jit(fwd_bwd)((), q, q, q, q))
+                self._probes[key] = None
+            except Exception as exc:
+                self._probes[key] = (f"jax {case.variant} cannot run {case.dtype} on "
+                                     f"{device.platform}: {_one_line(exc)}")
+        return self._probes[key]
+
+    def _probe_cudnn(self, case: Case, device) -> str | None:
+        """cuDNN's fused attention takes a subset of shapes and dtypes, checked when
+        jax lowers the call: lower (without compiling) the cell's own core, and in
+        train mode its backward, on abstract arrays of the cell's shape."""
+        key = (device.platform, case.batch, case.seq_len, case.heads, case.head_dim,
+               case.dtype, case.causal, case.mode)
+        if key not in self._probes:
+            core = core_for(case.variant, PRECISION[case.dtype])
+            shape = jax.ShapeDtypeStruct((case.batch, case.seq_len, case.heads, case.head_dim),
+                                         DTYPES[case.dtype])
+
+            def step(q, k, v):
+                if case.mode == "forward":
+                    return core(q, k, v, case.causal)
+                out, vjp = jax.vjp(lambda *a: core(*a, case.causal), q, k, v)
+                return out, vjp(out)
+            try:
+                jax.jit(step).lower(shape, shape, shape)
+                self._probes[key] = None
+            except Exception as exc:
+                self._probes[key] = f"cuDNN attention refuses this case: {_one_line(exc)}"
+        return self._probes[key]
+
+    def prepare(self, case: Case, weights: dict, inputs: dict) -> Prepared:
+        device, dtype = jax_device(case.device), DTYPES[case.dtype]
+        core = core_for(case.variant, PRECISION[case.dtype])
+        # The attention workload's tensors go to the core's own layout here, before
+        # timing ((B, H, N, D) for jit, see attention.py); outputs() turns them back.
+        bhnd = case.workload == "attention" and core.layout == BHND
+
+        def put(a: np.ndarray, to_bhnd: bool = False) -> jax.Array:
+            # Already rounded to the dtype by harness.weights: the cast is exact.
+            return jax.device_put((_bhnd(a) if to_bhnd else a).astype(dtype), device)
+
+        if case.workload == "attention":
+            built, params = None, ()
+            args = [put(inputs[n], bhnd) for n in ("q", "k", "v")]
+            names = ["q", "k", "v"]
+        else:
+            built = Built(case, core, dtype)
+            params = built.params(weights, put)
+            args = [put(inputs["x"])]
+            names = ["x", *built.names]
+        if case.mode == "train":
+            args.append(put(inputs["g"], bhnd))
+        fn = jax.jit(_pure(case, built, core))
+        prepared = Prepared(case, fn, params, args, names, bhnd)
+        self._prepared = weakref.ref(prepared)
+        return prepared
+
+    def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray:
+        """The forward output, in-process (contract 4's Python surface)."""
+        return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
+
+    def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
+        """Bytes one step adds at its peak. CPU: the resident high-water mark. GPU:
+        the allocator's peak_bytes_in_use, which JAX never resets (it is the peak
+        since the process started): when the step raised it, the new peak minus
+        what was in use before the step is the step's own peak; when an earlier
+        cell had set a higher one, the step's peak cannot be read from it, and
+        XLA's compiled memory analysis (temporaries plus outputs) stands in,
+        named as such."""
+        if device_kind(case.device) != "cuda":
+            return cpu_step_peak(run_step)
+        device = jax_device(case.device)
+        before = device.memory_stats() or {}
+        run_step()
+        after = device.memory_stats() or {}
+        if "peak_bytes_in_use" not in after:
+            return None, "unavailable: jax memory_stats() has no peak_bytes_in_use"
+        if after["peak_bytes_in_use"] > before.get("peak_bytes_in_use", 0):
+            return (after["peak_bytes_in_use"] - before.get("bytes_in_use", 0),
+                    "jax peak_bytes_in_use (since process start) - bytes_in_use before")
+        prepared = self._prepared() if self._prepared else None
+        if prepared is not None:
+            try:
+                size = prepared.memory_analysis()
+            except Exception as exc:
+                return None, f"unavailable: {_one_line(exc)}"
+            if size is not None:
+                return size, "xla memory_analysis temp+output (step under an earlier peak)"
+        return None, "unavailable: step stayed under an earlier jax peak_bytes_in_use"
+
+
+def make_backend(info: BackendInfo) -> JaxBackend:
+    # Threads: XLA's CPU pool follows the CPU affinity the worker set before the
+    # import (settings.py); JAX has no thread count to set here.
+    return JaxBackend(info)

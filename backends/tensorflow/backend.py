@@ -1,0 +1,244 @@
+"""TensorFlow backend: variants eager, function (tf.function) and xla
+(tf.function(jit_compile=True)).
+
+Imported only inside a worker process, after settings.environment() is applied.
+
+Layout: the attention core runs on (B, H, N, D); attention.py says why.
+
+What the timed step relies on to be complete when it returns: TF's synchronous
+execution (its default, pinned in make_backend). Under it an eager op, and a call
+of a tf.function (graph or XLA), returns only once its outputs are computed on
+the CPU: a 2000^3 float32 matmul returned after its 110-230 ms of work in all
+three variants (a sync_devices() right after it took 0.2-0.4 ms, against 20-80 us
+when idle: no part of the work was left to wait for). So on the CPU sync() does
+nothing, as torch's does there, rather than add 15-80 us to every timed block (a
+few % of the 1 ms blocks of the smallest cells). On a GPU, kernels are queued on
+streams and sync() is tf.test.experimental.sync_devices() (eager only: it raises
+inside a tf.function; it is only ever called between steps).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from backends.base import BackendInfo, Outputs, static_unsupported
+from backends.tensorflow import layers
+from backends.tensorflow.attention import attention
+from backends.tensorflow.settings import INTEROP_THREADS
+from harness.memory import cpu_step_peak
+from harness.spec import Case
+from harness.weights import make_inputs, make_weights
+
+DTYPES = {"float32": tf.float32, "tf32": tf.float32,
+          "bfloat16": tf.bfloat16, "float16": tf.float16}
+GPU_METHOD = "tf get_memory_info peak"
+CPU_METHOD = "tf get_memory_info peak (cpu pool)"
+# The smallest cell that runs every op of every workload (the transformer adds
+# only a final LayerNorm), run once per (variant, dtype, device) to ask TF whether
+# it takes that combination.
+PROBE = dict(suite="probe", workload="block", backend="tensorflow", mode="train",
+             batch=1, seq_len=5, heads=2, head_dim=4, causal=True)
+
+
+def tf_device(device: str) -> str:
+    """"cpu" -> "/CPU:0", "cuda:N" -> "/GPU:N" (N counts the visible GPUs)."""
+    if device.startswith("cuda"):
+        return f"/GPU:{device.split(':', 1)[1] if ':' in device else 0}"
+    return "/CPU:0"
+
+
+def _to_numpy(t: tf.Tensor) -> np.ndarray:
+    return tf.cast(t, tf.float32).numpy()
+
+
+class Prepared:
+    """One cell ready to run: variables and inputs on the device, the step built."""
+
+    def __init__(self, case: Case, fn, args: list[tf.Tensor], names: list[str],
+                 train: bool, bhnd: bool):
+        self.case, self.fn, self.args, self.names = case, fn, args, names
+        self.train = train
+        self.bhnd = bhnd              # attention workload: tensors kept as (B, H, N, D)
+        self.gpu = case.device.startswith("cuda")
+
+    def step(self):
+        """Forward: out. Train: (out, [gradients of sum(out * g) w.r.t. names])."""
+        return self.fn(*self.args)
+
+    def sync(self) -> None:
+        if self.gpu:                  # the CPU is synchronous (module docstring)
+            tf.test.experimental.sync_devices()
+
+    def outputs(self) -> Outputs:
+        result = self.step()
+        self.sync()
+        out, grads = result if self.train else (result, ())
+        arrays = {"out": self._canonical(out)}
+        for name, grad in zip(self.names, grads):
+            arrays[f"grad/{name}"] = self._canonical(grad)
+        return arrays
+
+    def _canonical(self, t: tf.Tensor) -> np.ndarray:
+        """Back to contract 5's layouts: (B, N, H, D) for the core; weights are
+        already (in, out)."""
+        a = _to_numpy(t)
+        return np.ascontiguousarray(a.transpose(0, 2, 1, 3)) if self.bhnd else a
+
+
+def _build_step(case: Case, weights: dict, inputs: dict):
+    """The cell's step function, its arguments and the names of what it
+    differentiates; everything created here lives on the case's device."""
+    dtype, device = DTYPES[case.dtype], tf_device(case.device)
+    train = case.mode == "train"
+    bhnd = case.workload == "attention"
+
+    def tensor(a: np.ndarray) -> tf.Tensor:
+        if bhnd:                                    # (B, N, H, D) -> (B, H, N, D)
+            a = np.ascontiguousarray(a.transpose(0, 2, 1, 3))
+        # identity: a float32 cast is a no-op that would leave the tensor on the host.
+        return tf.identity(tf.cast(tf.constant(a), dtype))
+
+    with tf.device(device):
+        if bhnd:
+            names = ["q", "k", "v"]
+            model = lambda q, k, v: attention(q, k, v, case.causal)
+            variables = []
+        else:
+            names = ["x"]
+            model, params = layers.build(case, weights, dtype)
+            names += list(params)
+            variables = list(params.values())
+        args = [tensor(inputs[n]) for n in names[:len(names) - len(variables)]]
+        if train:
+            args.append(tensor(inputs["g"]))
+
+    def forward(*xs):
+        with tf.device(device):
+            return model(*xs)
+
+    def forward_backward(*xs_and_g):
+        *xs, g = xs_and_g
+        with tf.device(device):
+            with tf.GradientTape() as tape:
+                tape.watch(xs)                      # inputs are tensors; variables are watched
+                out = model(*xs)
+            # Gradients of sum(out * g) with respect to inputs and every weight.
+            grads = tape.gradient(out, [*xs, *variables], output_gradients=g)
+        return out, grads
+
+    fn = forward_backward if train else forward
+    if case.variant in ("function", "xla"):
+        # Built once here; traced (and, for xla, compiled) on its first call, which
+        # the harness times apart as first_call_ms. A fixed signature of the cell's
+        # shapes and dtype: the step never retraces.
+        signature = [tf.TensorSpec(a.shape, a.dtype) for a in args]
+        fn = tf.function(fn, input_signature=signature, jit_compile=case.variant == "xla",
+                         autograph=False)
+    return fn, args, names, train, bhnd
+
+
+class TensorFlowBackend:
+    def __init__(self, info: BackendInfo):
+        self.info = info
+
+    def version(self) -> str:
+        return tf.__version__
+
+    def unsupported(self, case: Case) -> str | None:
+        reason = static_unsupported(case)
+        if reason is None and case.device.startswith("cuda") \
+                and not tf.config.list_physical_devices("GPU"):
+            reason = "tensorflow sees no GPU (CPU-only build, or no driver)"
+        if reason is None:
+            reason = self._refused(case.variant, case.dtype, case.device)
+        return reason
+
+    @functools.cache
+    def _refused(self, variant: str, dtype: str, device: str) -> str | None:
+        """Whether TF runs this variant in this dtype on this device, asked once by
+        running a tiny train-mode block (canonical seeded weights). Only TF's own
+        refusals (errors raised by its runtime or XLA) count, and only where float32
+        runs: anything else is a fault of this backend and must show as one."""
+        error = self._probe(variant, dtype, device)
+        if error is None or self._probe(variant, "float32", device) is not None:
+            return None
+        return f"tensorflow {variant} refuses {dtype} on {device}: {error}"[:500]
+
+    @functools.cache
+    def _probe(self, variant: str, dtype: str, device: str) -> str | None:
+        case = Case(variant=variant, dtype=dtype, device=device, **PROBE)
+        try:
+            self.prepare(case, make_weights(case), make_inputs(case)).outputs()
+        except tf.errors.ResourceExhaustedError:     # out of memory is no refusal
+            return None
+        except tf.errors.OpError as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            return f"{type(exc).__name__}: {first}"
+        except Exception:       # not TF refusing: the cell itself runs and shows it
+            return None
+        return None
+
+    def prepare(self, case: Case, weights: dict, inputs: dict) -> Prepared:
+        # float32 means full float32 and tf32 means TF32, in every framework; TF
+        # enables TF32 by default on GPUs that have it. Set before tracing, per cell.
+        tf.config.experimental.enable_tensor_float_32_execution(case.dtype == "tf32")
+        return Prepared(case, *_build_step(case, weights, inputs))
+
+    def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray:
+        """The forward output, in-process (contract 4's Python surface)."""
+        return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
+
+    def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
+        """Bytes one step adds at its peak: TF's allocator's own figure wherever it
+        keeps one. On the CPU with oneDNN (TF's default) that allocator caches large
+        blocks (a BFC pool), so the resident high-water mark would miss every byte
+        an earlier step left in the pool (mha at seq_len 1024: 0.5 MB by RSS, 71 MB
+        by the allocator); without oneDNN it keeps no figure and RSS is right, as
+        freed memory goes back to the OS."""
+        name = tf_device(case.device).lstrip("/")
+        if case.device.startswith("cuda"):
+            tf.test.experimental.sync_devices()
+        try:
+            tf.config.experimental.reset_memory_stats(name)
+            before = tf.config.experimental.get_memory_info(name)["current"]
+        except ValueError:            # this device's allocator keeps no statistics
+            return cpu_step_peak(run_step)
+        run_step()
+        method = GPU_METHOD if case.device.startswith("cuda") else CPU_METHOD
+        return tf.config.experimental.get_memory_info(name)["peak"] - before, method
+
+
+def _set_threads() -> None:
+    """The same thread count for every framework, chosen by the runner; TF takes
+    it only before its runtime starts (the first op)."""
+    threads = os.environ.get("ATTNBENCH_THREADS")
+    if not threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(INTEROP_THREADS)
+    except RuntimeError as exc:    # TF already ran an op in this process
+        print(f"attnbench: tensorflow threads not set ({exc}); running with "
+              f"intra={tf.config.threading.get_intra_op_parallelism_threads()} "
+              f"inter={tf.config.threading.get_inter_op_parallelism_threads()}",
+              file=sys.stderr)
+
+
+def _not_retracing_warning(record) -> bool:
+    """Every cell builds its own tf.function on purpose, traced once; TF counts the
+    traces by the code object, the same for every cell, and would warn of
+    "retracing" after the fifth cell. Only that message is dropped."""
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
+def make_backend(info: BackendInfo) -> TensorFlowBackend:
+    _set_threads()
+    if _not_retracing_warning not in tf.get_logger().filters:
+        tf.get_logger().addFilter(_not_retracing_warning)
+    # What every timed step relies on (see the module's docstring): TF's default.
+    tf.config.experimental.set_synchronous_execution(True)
+    return TensorFlowBackend(info)

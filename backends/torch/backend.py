@@ -1,0 +1,135 @@
+"""PyTorch backend: variants eager, sdpa, sdpa-<kernel> (CUDA) and compile.
+
+Imported only inside a worker process, after settings.environment() is applied.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from backends.base import BackendInfo, Outputs, static_unsupported
+from backends.torch import layers
+from backends.torch.attention import core_for, pin_sdpa_kernel
+from harness.memory import cpu_step_peak
+from harness.spec import Case
+
+DTYPES = {"float32": torch.float32, "tf32": torch.float32,
+          "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).numpy()
+
+
+class Prepared:
+    """One cell ready to run: module, inputs and parameters on the device."""
+
+    def __init__(self, case: Case, fn, args: list[torch.Tensor], params: dict,
+                 g: torch.Tensor | None, bhnd: bool):
+        self.case, self.fn, self.args, self.params, self.g = case, fn, args, params, g
+        self.bhnd = bhnd              # attention workload: tensors kept as (B, H, N, D)
+        self.cuda = case.device.startswith("cuda")
+        self.names = [*(["q", "k", "v"] if bhnd else ["x"]), *params]
+        self.wrt = [*args, *(p for p, _ in params.values())]
+
+    def step(self):
+        if self.g is None:
+            with torch.no_grad():
+                return self.fn(*self.args)
+        out = self.fn(*self.args)
+        # Gradients of sum(out * g) with respect to inputs and every weight.
+        return out, torch.autograd.grad(out, self.wrt, self.g)
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def outputs(self) -> Outputs:
+        result = self.step()
+        self.sync()
+        out, grads = (result, ()) if self.g is None else result
+        arrays = {"out": self._canonical("out", out)}
+        for name, grad in zip(self.names, grads):
+            arrays[f"grad/{name}"] = self._canonical(name, grad)
+        return arrays
+
+    def _canonical(self, name: str, t: torch.Tensor) -> np.ndarray:
+        """Back to contract 5's layouts: (B, N, H, D) for the core, (in, out) weights."""
+        if self.bhnd:
+            return _to_numpy(t.transpose(1, 2))
+        if name in self.params and self.params[name][1]:
+            return _to_numpy(t.T)
+        return _to_numpy(t)
+
+
+class TorchBackend:
+    def __init__(self, info: BackendInfo):
+        self.info = info
+
+    def version(self) -> str:
+        return torch.__version__
+
+    def unsupported(self, case: Case) -> str | None:
+        reason = static_unsupported(case)
+        if reason is None and case.device.startswith("cuda") and not torch.cuda.is_available():
+            reason = "torch sees no CUDA device (CPU build or no driver)"
+        return reason
+
+    def prepare(self, case: Case, weights: dict, inputs: dict) -> Prepared:
+        device, dtype = torch.device(case.device), DTYPES[case.dtype]
+        # float32 means full float32 and tf32 means TF32, in every framework.
+        torch.set_float32_matmul_precision("high" if case.dtype == "tf32" else "highest")
+        torch.backends.cudnn.allow_tf32 = case.dtype == "tf32"
+        if device.type == "cuda":
+            pin_sdpa_kernel(case.variant)
+        core = core_for(case.variant)
+        train = case.mode == "train"
+
+        def tensor(a: np.ndarray, bhnd: bool = False) -> torch.Tensor:
+            t = torch.from_numpy(a)
+            t = t.transpose(1, 2) if bhnd else t       # (B, N, H, D) -> (B, H, N, D)
+            return t.to(device=device, dtype=dtype).contiguous().requires_grad_(train)
+
+        if case.workload == "attention":
+            args = [tensor(inputs[n], bhnd=True) for n in ("q", "k", "v")]
+            fn = lambda q, k, v: core(q, k, v, case.causal)
+            params = {}
+        else:
+            module, params = layers.build(case, core)
+            layers.load(params, weights)
+            module.to(device=device, dtype=dtype).requires_grad_(train)
+            args, fn = [tensor(inputs["x"])], module
+        g = None
+        if train:
+            g = tensor(inputs["g"], bhnd=case.workload == "attention").requires_grad_(False)
+        if case.variant == "compile":
+            # Each cell compiles afresh: past 8 cached graphs per function torch
+            # would silently run the rest eagerly under the `compile` label.
+            torch._dynamo.reset()
+            torch._dynamo.config.fail_on_recompile_limit_hit = True
+            fn = torch.compile(fn, dynamic=False)
+        return Prepared(case, fn, args, params, g, bhnd=case.workload == "attention")
+
+    def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray:
+        """The forward output, in-process (contract 4's Python surface)."""
+        return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
+
+    def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
+        """Bytes one step adds at its peak: the allocator's own figure on CUDA."""
+        if not case.device.startswith("cuda"):
+            return cpu_step_peak(run_step)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        run_step()
+        return torch.cuda.max_memory_allocated() - before, "torch.cuda.max_memory_allocated"
+
+
+def make_backend(info: BackendInfo) -> TorchBackend:
+    # The same thread count for every framework, chosen by the runner.
+    threads = os.environ.get("ATTNBENCH_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    return TorchBackend(info)
