@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections import Counter
 
 from rich.console import Console
@@ -57,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                          "results.jsonl, results.csv, env.json, report.md.")
     run.add_argument("suite", metavar="SUITE", help="suite file, e.g. suites/default.toml")
     run.add_argument("--out", metavar="DIR", help="run folder (default: results/<run_id>/)")
+    run.add_argument("--resume", metavar="DIR",
+                     help="continue the run in DIR: rerun every planned cell that is not "
+                          "already ok there, appending to the same results")
     run.add_argument("--backend", action="extend", nargs="+", choices=BACKENDS, metavar="B",
                      help=f"only these backends ({', '.join(BACKENDS)})")
     run.add_argument("--threads", type=_positive_int, metavar="N",
@@ -101,8 +105,13 @@ def _run(args, console: Console) -> int:
             for case in cases:
                 print(case.name)
         return 0
-    runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
-               quiet=args.quiet, console=console)
+    if args.resume and args.out:
+        raise StoreError("--resume DIR continues a run in DIR; --out cannot be given with it")
+    try:
+        runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
+                   quiet=args.quiet, console=console, resume=args.resume)
+    except KeyboardInterrupt:
+        return 130                     # the runner has said how to resume
     return 0
 
 
@@ -147,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"attnbench: error: {PLUGIN_ERRORS[0]}", file=sys.stderr)
         return 2
     args = _parser().parse_args(argv)
+    # A warning (a row cut off by a crash) is one line, not Python's source echo.
+    warnings.formatwarning = lambda message, *_, **__: f"attnbench: warning: {message}\n"
     console = Console()
     try:
         if args.command == "run":

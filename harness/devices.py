@@ -114,6 +114,24 @@ def describe(device: str, visible: list[dict] | None = None) -> dict:
     return {"device_name": device, "threads": cpu_threads()}
 
 
+def free_bytes(device: str, visible: list[dict]) -> int | None:
+    """Memory a cell on `device` could have: the kernel's MemAvailable for the CPU,
+    NVML's free memory for a GPU; None where unknown."""
+    if device == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None
+    if device.startswith("cuda:"):
+        index = int(device.split(":")[1])
+        return next((g.get("memory_free") for g in visible if g["index"] == index), None)
+    return None
+
+
 def host() -> str:
     return socket.gethostname()
 

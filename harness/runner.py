@@ -1,7 +1,9 @@
 """Plan a sweep, hand (backend, device) batches to an executor, keep every row.
 
 Rows are appended to results.jsonl as each cell ends; the CSV, report.md and
-the console summary are written from that file when the sweep ends.
+the console summary are written from that file when the sweep ends, or when it
+is interrupted (Ctrl-C: the running cell is dropped, every finished row stays,
+and `--resume` picks up from there).
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from harness import devices, report, store
+from harness import costs, devices, report, store
 from harness.executors import Batch, LocalExecutor
-from harness.spec import Case
+from harness.executors.local import failure_row
+from harness.spec import CASE_FIELDS, Case
 from harness.suite import Suite
 
 
@@ -57,26 +60,69 @@ def new_run_id(suite: Suite) -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{suite.name}"
 
 
+def cell_key(case_or_row) -> tuple:
+    """What identifies a cell across a run and its resumption."""
+    get = case_or_row.get if isinstance(case_or_row, dict) else case_or_row.to_dict().get
+    return tuple(str(get(k)) for k in CASE_FIELDS)
+
+
+def finished_cells(folder: Path) -> set[tuple]:
+    """Cells whose latest row in the run folder is `ok`: what --resume skips."""
+    return {cell_key(r) for r in store.latest_rows(store.read_rows(folder))
+            if r.get("status") == "ok"}
+
+
+def hopeless(case: Case, gpus: list[dict]) -> str | None:
+    """Why a cell cannot fit, judged before any worker starts: its weights, inputs
+    and outputs alone (a lower bound, whatever the kernel) above the device's free
+    memory. Cells that merely might not fit run, and fail as `oom` if they do."""
+    free = devices.free_bytes(case.device, gpus)
+    mem = costs.memory(case)
+    need = mem["resident_bytes"] + mem["output_bytes"]
+    if free is None or need <= free:
+        return None
+    return (f"refused before running: weights, inputs and outputs alone need "
+            f"{need / 2**30:.3g} GiB, {case.device} has {free / 2**30:.3g} GiB free")
+
+
 def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None = None,
         threads: int | None = None, quiet: bool = False,
-        console: Console | None = None) -> Path:
+        console: Console | None = None, resume: str | Path | None = None) -> Path:
+    """Run the suite into a new folder (`out`, or results/<run_id>), or, with
+    `resume`, rerun in that folder every planned cell not already `ok` there.
+    Ctrl-C writes what finished and re-raises KeyboardInterrupt."""
     console = console or Console(stderr=True)
     gpus = devices.gpus()
-    cases = plan(suite, backends, gpus)
-    run_id = new_run_id(suite)
-    folder = Path(out) if out else Path("results") / run_id
+    planned = plan(suite, backends, gpus)
     threads = threads or devices.cpu_threads()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    env = {"run_id": run_id, "suite": suite.name, "suite_path": suite.path,
-           "description": suite.description, "measure": dataclasses.asdict(suite.measure),
-           "threads": threads, "started_at": started, "command": sys.argv,
-           "git_commit": store.git_commit(Path(__file__).parent),
-           **devices.environment()}
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if resume is not None:
+        folder = Path(resume)
+        done = finished_cells(folder)          # StoreError if it is not a run folder
+        env = store.read_env(folder)
+        if env.get("suite") not in (None, suite.name):
+            raise store.StoreError(f"{folder}: holds a run of suite {env['suite']!r}, "
+                                   f"not {suite.name!r}")
+        run_id = env.get("run_id") or folder.name
+        env.setdefault("resumed", []).append({"at": now, "command": sys.argv,
+                                              "skipped_ok": len(done)})
+        env.pop("interrupted_at", None)
+        cases = [c for c in planned if cell_key(c) not in done]
+    else:
+        run_id = new_run_id(suite)
+        folder = Path(out) if out else Path("results") / run_id
+        env = {"run_id": run_id, "suite": suite.name, "suite_path": suite.path,
+               "description": suite.description, "measure": dataclasses.asdict(suite.measure),
+               "threads": threads, "started_at": now, "command": sys.argv,
+               "git_commit": store.git_commit(Path(__file__).parent),
+               **devices.environment()}
+        cases = planned
     measure = dataclasses.asdict(suite.measure)
     executor = LocalExecutor()
-    versions: dict[str, str] = {}
-    workers: dict[str, str] = {}              # (backend, device) -> its settings
+    versions: dict[str, str] = dict(env.get("versions") or {})
+    workers: dict[str, str] = dict(env.get("worker_settings") or {})  # (backend, device) -> settings
     counts: dict[str, int] = defaultdict(int)
+    interrupted = False
     with store.RunWriter(folder) as writer, _progress(console, quiet) as progress:
         writer.write_env(env)
         task = progress.add_task("starting", total=len(cases))
@@ -97,20 +143,40 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
                 progress.console.print(f"[yellow]{row['status']}[/] {Case.from_dict(row).name}: "
                                        f"{row.get('reason', '')}")
 
-        for (backend, device), group in batches(cases).items():
-            batch = Batch(backend, device, group, measure, threads, run_id, gpus,
-                          folder / "logs" / f"{backend}-{device.replace(':', '')}.log")
-            executor.run_batch(batch, on_start, on_row)
-        env.update(versions=versions, worker_settings=workers,
-                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        try:
+            for (backend, device), group in batches(cases).items():
+                batch = Batch(backend, device, group, measure, threads, run_id, gpus,
+                              folder / "logs" / f"{backend}-{device.replace(':', '')}.log")
+                runnable = []
+                for case in group:
+                    reason = hopeless(case, gpus)
+                    if reason:
+                        on_row(failure_row(case, batch, "oom", reason, ""))
+                    else:
+                        runnable.append(case)
+                batch.cases = runnable
+                executor.run_batch(batch, on_start, on_row)
+        except KeyboardInterrupt:
+            interrupted = True
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        env.update(versions=versions, worker_settings=workers)
+        env["interrupted_at" if interrupted else "finished_at"] = stamp
         writer.write_env(env)
     frame = store.load(folder)
     store.write_csv(frame, folder / "results.csv")
     report.write_markdown(frame, folder / "report.md", env)
-    if not quiet:
+    if not quiet and not interrupted:
         report.print_summary(frame, console)
-    console.print(f"{len(cases)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    finished = sum(counts.values())
+    skipped = f" ({len(planned) - len(cases)} already ok, skipped)" if resume is not None else ""
+    console.print(f"{len(cases)} cells{skipped}: "
+                  + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none run")
                   + f"\nresults: {folder}/ (results.jsonl, results.csv, report.md)")
+    if interrupted:
+        console.print(f"interrupted after {finished} of {len(cases)} cells: the running cell "
+                      f"was dropped, finished rows are kept. Resume with:\n"
+                      f"  attnbench run {suite.path} --resume {folder}")
+        raise KeyboardInterrupt
     return folder
 
 

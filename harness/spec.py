@@ -13,6 +13,8 @@ WORKLOADS = ("attention", "mha", "block", "transformer")
 MODES = ("forward", "train")
 DTYPES = ("float32", "tf32", "bfloat16", "float16")
 STATUSES = ("ok", "error", "oom", "timeout", "unsupported")
+# Version of a result row and of env.json; a reader refuses anything newer.
+ROW_SCHEMA = 1
 
 # The spec's numerics, set explicitly in every backend because framework
 # defaults differ (Keras eps 1e-3, Flax 1e-6, torch GELU exact, ...).

@@ -1,7 +1,10 @@
 """Run folders: append-only results.jsonl and env.json in; one DataFrame out.
 
 Each row is one whole JSON line, written, flushed and fsynced as its cell ends,
-so a crash loses at most the cell that was running.
+so a crash loses at most the cell that was running. A line cut off by a crash is
+skipped with a warning, and a writer that reopens the file (`--resume`) first ends
+that line, so its own rows start on a line of their own. A resumed run appends
+the rerun cells' rows after their failed ones: the last row of a cell wins.
 """
 from __future__ import annotations
 
@@ -13,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.spec import CASE_FIELDS, RESULT_COLUMNS
+from harness.spec import CASE_FIELDS, RESULT_COLUMNS, ROW_SCHEMA
 
 RESULTS = "results.jsonl"
 ENV = "env.json"
-ENV_SCHEMA = 1
+ENV_SCHEMA = ROW_SCHEMA
 
 
 class StoreError(ValueError):
@@ -28,7 +31,11 @@ class RunWriter:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.folder / RESULTS, "a", encoding="utf-8")
+        path = self.folder / RESULTS
+        torn = path.is_file() and path.stat().st_size > 0 and not _ends_with_newline(path)
+        self._file = open(path, "a", encoding="utf-8")
+        if torn:                          # a crash cut the last row off mid-line
+            self._file.write("\n")
 
     def write_env(self, env: dict) -> None:
         path = self.folder / ENV
@@ -51,6 +58,12 @@ class RunWriter:
         self.close()
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 def git_commit(root: str | os.PathLike) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
@@ -61,31 +74,66 @@ def git_commit(root: str | os.PathLike) -> str | None:
 
 
 def read_rows(folder: str | os.PathLike) -> list[dict]:
+    """Every whole row of a run folder, in the order written; a StoreError when the
+    folder is not a run folder or was written by a newer attnbench."""
     path = Path(folder) / RESULTS
     if not path.is_file():
         raise StoreError(f"{folder}: not a run folder (no {RESULTS})")
+    _check_schema(read_env(folder).get("schema"), Path(folder) / ENV)
     rows, bad = [], 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 bad += 1                  # a line cut off by a crash
+                continue
+            if not isinstance(row, dict):
+                bad += 1
+                continue
+            _check_schema(row.get("schema"), f"{path}:{number}")
+            rows.append(row)
     if bad:
-        warnings.warn(f"{path}: skipped {bad} unreadable line(s)", stacklevel=2)
+        warnings.warn(f"{path}: skipped {bad} unreadable line(s) (cut off by a crash?); "
+                      f"kept {len(rows)} whole row(s)", stacklevel=2)
     return rows
+
+
+def _check_schema(version, where) -> None:
+    if isinstance(version, int) and version > ROW_SCHEMA:
+        raise StoreError(f"{where}: written by a newer attnbench (schema {version}; this "
+                         f"one reads up to {ROW_SCHEMA}): upgrade attnbench to read it")
 
 
 def read_env(folder: str | os.PathLike) -> dict:
     path = Path(folder) / ENV
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        env = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(env, dict):
+        raise StoreError(f"{path}: expected a JSON object")
+    return env
+
+
+def latest_rows(rows: list[dict]) -> list[dict]:
+    """One row per cell, the last one written (a resumed run reran it), in the
+    order cells first appeared."""
+    latest: dict[tuple, dict] = {}
+    for row in rows:
+        key = tuple(str(row.get(k)) for k in CASE_FIELDS)
+        latest[key] = row             # a dict keeps the key's first position
+    return list(latest.values())
 
 
 def load(*folders: str | os.PathLike) -> pd.DataFrame:
-    """Rows of one or more run folders as one long DataFrame, contract columns first."""
-    rows = [row for folder in folders for row in read_rows(folder)]
+    """Rows of one or more run folders as one long DataFrame, contract columns first:
+    one row per cell and folder (the last written, see latest_rows)."""
+    rows = [row for folder in folders for row in latest_rows(read_rows(folder))]
     frame = pd.DataFrame(rows)
     columns = [c for c in (*CASE_FIELDS, *RESULT_COLUMNS)]
     for column in columns:

@@ -9,8 +9,10 @@ backend's settings) before it started, i.e. before the framework is imported.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -20,12 +22,11 @@ from backends.base import REGISTRY, device_kind, static_unsupported
 from harness import costs, devices, reference
 from harness.accuracy import judge
 from harness.memory import pin_allocator
-from harness.spec import RESULT_COLUMNS, Case
+from harness.spec import RESULT_COLUMNS, ROW_SCHEMA, Case
 from harness.stats import summarize
 from harness.timing import measure
 from harness.weights import make_inputs, make_weights
 
-ROW_SCHEMA = 1
 # The float64 reference runs on the host, in NumPy: cells past this are measured
 # but not checked (GPU-sized cells; `attnbench check` covers their configuration).
 REFERENCE_LIMIT_BYTES = 4 * 2**30
@@ -177,7 +178,21 @@ def check(case: Case, got: dict, weights: dict, inputs: dict, refs: References) 
             "correct": verdict.correct, "err_tensor": verdict.worst}
 
 
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the runner dies (even by SIGKILL), so
+    that no orphan keeps a GPU or CPU busy under the next run or a --resume."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)          # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return                                 # not Linux: the runner's pipes still end it
+    runner = os.environ.get("ATTNBENCH_RUNNER_PID")
+    if runner and os.getppid() != int(runner):   # it died before prctl took effect
+        os._exit(1)
+
+
 def main() -> int:
+    die_with_parent()
     # Keep the original stdout for rows; whatever else prints goes to stderr.
     rows = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

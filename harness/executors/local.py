@@ -87,6 +87,7 @@ class LocalExecutor:
         scratch = tempfile.mkdtemp(prefix=f"attnbench-{batch.backend}-")
         env = {**os.environ,
                **environment_for(batch.backend, batch.device, batch.threads, scratch)}
+        env["ATTNBENCH_RUNNER_PID"] = str(os.getpid())
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                           env.get("PYTHONPATH")]))
         batch.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,10 @@ class LocalExecutor:
         offset = log.tell()
         proc = subprocess.Popen([sys.executable, "-m", "harness.worker"], env=env,
                                 cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=log)
+                                stdout=subprocess.PIPE, stderr=log,
+                                # Its own session: Ctrl-C at the terminal reaches the
+                                # runner alone, which then stops the worker itself.
+                                start_new_session=True)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
         try:

@@ -7,6 +7,8 @@ backends.base._register_plugins). Each variant plants one way a cell can end:
   raises   step raises RuntimeError("planted failure"): error
   memory   step raises MemoryError: oom
   sleeps   step sleeps 60 s: timeout (the suite's timeout_s is far shorter)
+  slow     step sleeps 0.2 s, then computes as exact: ok, a cell that takes seconds
+           (something to interrupt)
   crashes  step SIGKILLs its own worker: error, and a fresh worker goes on
   wrong    the exact results with the output scaled by 1.01: ok but not correct
 
@@ -28,6 +30,7 @@ PLANTED = "planted failure"
 PLANTED_OOM = "planted allocation failure"
 WRONG_SCALE = 1.01
 SLEEP_S = 60
+SLOW_S = 0.2
 
 _CPU = ("cpu",)
 INFO = BackendInfo(
@@ -37,6 +40,7 @@ INFO = BackendInfo(
         Variant("raises", f"step raises RuntimeError({PLANTED!r})", devices=_CPU),
         Variant("memory", "step raises MemoryError", devices=_CPU),
         Variant("sleeps", f"step sleeps {SLEEP_S} s", devices=_CPU),
+        Variant("slow", f"step sleeps {SLOW_S} s, then computes as exact", devices=_CPU),
         Variant("crashes", "step SIGKILLs its own process", devices=_CPU),
         Variant("wrong", f"the exact output scaled by {WRONG_SCALE}", devices=_CPU),
     ),
@@ -64,6 +68,8 @@ class Prepared:
             raise MemoryError(PLANTED_OOM)
         if variant == "sleeps":
             time.sleep(SLEEP_S)
+        elif variant == "slow":
+            time.sleep(SLOW_S)
         elif variant == "crashes":
             os.kill(os.getpid(), signal.SIGKILL)
         return self._compute()

@@ -288,7 +288,7 @@ document = json_like | mutated(st.fixed_dictionaries(
               "measure": measure}), ("name", "description", "measure", "sweep"))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(document)
 def test_any_document_is_a_suite_or_one_suite_error(doc):
     try:
@@ -296,5 +296,59 @@ def test_any_document_is_a_suite_or_one_suite_error(doc):
     except SuiteError as err:
         message = str(err)
         assert message.startswith("p.toml: ") and len(message.splitlines()) == 1, message
+    else:
+        assert valid(suite)
+
+
+# ---------------------------------------------------------------- fuzz, as files
+
+def without_none(value):
+    """TOML has no null: drop None from tables and arrays."""
+    if isinstance(value, dict):
+        return {k: without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_none(v) for v in value if v is not None]
+    return value
+
+
+def as_toml(value) -> str:
+    import tomli_w
+    doc = without_none(value)
+    if doc is None:
+        return ""
+    return tomli_w.dumps(doc if isinstance(doc, dict) else {"value": doc})
+
+
+# Damage to a document's text: a slice cut out, or junk spliced in, so that the
+# reader meets unclosed brackets, bad escapes, duplicate keys and stray bytes.
+TOML_BITS = st.sampled_from(['[', ']', '[[', ']]', '"', "'", '=', ',', '\n', '{', '}', '.',
+                             '\\u12', '#', 'sweep', 'measure', '1e999', 'nan', '0x', '\xff',
+                             'workload = ["mha"]\n', '[[sweep]]\n', '\ufeff', '\x00'])
+edits = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 40), st.lists(TOML_BITS,
+                                                                             max_size=3)),
+                 max_size=3)
+
+
+def damaged(text: str, cuts) -> str:
+    for at, length, junk in cuts:
+        at %= len(text) + 1
+        text = text[:at] + "".join(junk) + text[at + length:]
+    return text
+
+
+@settings(max_examples=500, deadline=None)
+@given(document, edits, st.booleans())
+def test_any_file_is_a_suite_or_one_suite_error(tmp_path_factory, doc, cuts, latin1):
+    """A TOML text made from a random document, possibly damaged and possibly not
+    UTF-8, through load_suite: a valid Suite, or one line naming the file."""
+    text = damaged(as_toml(doc), cuts)
+    path = tmp_path_factory.mktemp("fuzz") / "f.toml"
+    path.write_bytes(text.encode("latin-1", "replace") if latin1 else
+                     text.encode("utf-8", "surrogatepass"))
+    try:
+        suite = load_suite(path)
+    except SuiteError as err:
+        message = str(err)
+        assert message.startswith(f"{path}: ") and len(message.splitlines()) == 1, message
     else:
         assert valid(suite)

@@ -1,0 +1,229 @@
+"""Nothing lost: Ctrl-C, a SIGKILLed run, a torn last line, `--resume`, hopeless
+cells, and bad run folders, each done for real to a `python -m harness run`.
+
+The cells are the faulty backend's (tests/integration/faulty_backend.py): `slow`
+takes a couple of seconds per cell, long enough to be interrupted in the middle.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import store
+
+from .test_runs import PLUGIN, ROOT, jsonl_rows, write_suite
+
+SEQ_LENS = (8, 12, 16, 20)
+SWEEP = f"""\
+    [[sweep]]
+    workload = ["attention"]
+    backend  = ["faulty"]
+    mode     = ["forward"]
+    dtype    = ["float32"]
+    device   = ["cpu"]
+    batch    = [1]
+    seq_len  = {list(SEQ_LENS)}
+    heads    = [2]
+    head_dim = [4]
+
+    [sweep.variants]
+    faulty = ["exact", "slow"]
+    """
+N_CELLS = 2 * len(SEQ_LENS)
+
+
+def env() -> dict:
+    e = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    e["ATTNBENCH_BACKENDS"] = PLUGIN
+    return e
+
+
+def start(suite: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness", "run", str(suite), "--quiet",
+                             "--threads", "1", *args], cwd=ROOT, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_rows(out: Path, n: int, proc: subprocess.Popen, limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
+    path = out / "results.jsonl"
+    while time.monotonic() < deadline:
+        if path.is_file() and len(path.read_text().splitlines()) >= n:
+            return
+        assert proc.poll() is None, f"run ended early: {proc.communicate()}"
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} rows in {limit_s} s")
+
+
+def workers_of(runner_pid: int) -> list[int]:
+    """Live worker processes started by that runner (they carry its pid)."""
+    mark = f"ATTNBENCH_RUNNER_PID={runner_pid}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if mark in (entry / "environ").read_bytes().split(b"\0"):
+                status = (entry / "status").read_text()
+                if "\nState:\tZ" not in status:
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_no_workers(runner_pid: int, limit_s: float = 10) -> None:
+    deadline = time.monotonic() + limit_s
+    while workers_of(runner_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers_of(runner_pid), "a worker outlived its runner"
+
+
+def resume(suite: Path, out: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--quiet",
+                           "--threads", "1", "--resume", str(out)], cwd=ROOT, env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def assert_each_cell_once_and_ok(out: Path) -> None:
+    """Every planned cell has exactly one row in results.jsonl, and it is ok."""
+    rows = jsonl_rows(out)
+    keys = [(r["variant"], r["seq_len"]) for r in rows]
+    assert sorted(keys) == sorted((v, n) for v in ("exact", "slow") for n in SEQ_LENS), keys
+    assert all(r["status"] == "ok" for r in rows), [r["status"] for r in rows]
+    assert len(store.load(out)) == N_CELLS
+
+
+def test_sigint_keeps_finished_rows_and_resume_completes(tmp_path):
+    suite = write_suite(tmp_path, "recover", SWEEP)
+    out = tmp_path / "run"
+    proc = start(suite, "--out", str(out))
+    wait_for_rows(out, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert f"--resume {out}" in stderr and "Traceback" not in stderr, stderr
+    wait_no_workers(proc.pid)
+    before = jsonl_rows(out)                       # each line whole JSON, or this raises
+    assert 2 <= len(before) < N_CELLS
+    assert all(r["status"] == "ok" for r in before)  # the interrupted cell was dropped
+    assert "interrupted_at" in json.loads((out / "env.json").read_text())
+
+    done = resume(suite, out)
+    assert f"{len(before)} already ok, skipped" in done.stderr, done.stderr
+    assert_each_cell_once_and_ok(out)
+    assert jsonl_rows(out)[:len(before)] == before           # appended, not rewritten
+    env_json = json.loads((out / "env.json").read_text())
+    assert "finished_at" in env_json and "interrupted_at" not in env_json
+    assert env_json["resumed"][0]["skipped_ok"] == len(before)
+
+
+def test_sigkill_of_the_run_then_torn_line_then_resume(tmp_path):
+    suite = write_suite(tmp_path, "recover", SWEEP)
+    out = tmp_path / "run"
+    proc = start(suite, "--out", str(out))
+    wait_for_rows(out, 3, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    wait_no_workers(proc.pid)                      # PR_SET_PDEATHSIG took the worker
+    kept = jsonl_rows(out)
+    assert 3 <= len(kept) < N_CELLS
+    with open(out / "results.jsonl", "a") as f:    # a crash in the middle of a write
+        f.write('{"suite": "recover", "workload": "atten')
+
+    with pytest.warns(UserWarning, match="skipped 1 unreadable line"):
+        assert len(store.load(out)) == len(kept)
+    done = resume(suite, out)
+    assert "skipped 1 unreadable line" in done.stderr
+    lines = (out / "results.jsonl").read_text().splitlines()
+    whole = []
+    for line in lines:
+        try:
+            whole.append(json.loads(line))
+        except json.JSONDecodeError:
+            assert line.startswith('{"suite": "recover", "workload": "atten'), line
+    keys = [(r["variant"], r["seq_len"]) for r in whole]
+    assert sorted(keys) == sorted((v, n) for v in ("exact", "slow") for n in SEQ_LENS)
+    assert all(r["status"] == "ok" for r in whole)
+
+
+def test_resume_reruns_failed_cells_and_the_last_row_wins(tmp_path):
+    sweep = SWEEP.replace('faulty = ["exact", "slow"]', 'faulty = ["exact", "raises"]')
+    suite = write_suite(tmp_path, "rerun", sweep)
+    out = tmp_path / "run"
+    first = start(suite, "--out", str(out))
+    first.communicate(timeout=300)
+    assert first.returncode == 0
+    resume(suite, out)
+    rows = jsonl_rows(out)
+    # ok cells once; each failed cell twice (its first row, then its rerun)
+    per_cell = {}
+    for r in rows:
+        per_cell.setdefault((r["variant"], r["seq_len"]), []).append(r["status"])
+    assert per_cell == {**{("exact", n): ["ok"] for n in SEQ_LENS},
+                        **{("raises", n): ["error", "error"] for n in SEQ_LENS}}
+    assert len(store.load(out)) == N_CELLS
+
+
+def test_hopeless_cell_is_refused_before_it_runs(tmp_path):
+    small = SWEEP.replace('faulty = ["exact", "slow"]', 'faulty = ["exact"]').replace(
+        "seq_len  = [8, 12, 16, 20]", "seq_len  = [8]")
+    # 4096 x 64 heads x 65536 x 128 float32: terabytes of inputs alone.
+    huge = small.replace("batch    = [1]", "batch    = [4096]").replace(
+        "seq_len  = [8]", "seq_len  = [65536]").replace(
+        "heads    = [2]", "heads    = [64]").replace("head_dim = [4]", "head_dim = [128]")
+    suite = write_suite(tmp_path, "huge", huge + "\n" + small)
+    out = tmp_path / "run"
+    proc = start(suite, "--out", str(out))
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    rows = {r["batch"]: r for r in jsonl_rows(out)}
+    assert rows[4096]["status"] == "oom"
+    assert "refused before running" in rows[4096]["reason"]
+    assert rows[4096]["median_ms"] is None and rows[4096]["first_call_ms"] is None
+    assert rows[1]["status"] == "ok"               # and the sweep went on
+
+
+@pytest.mark.parametrize("setup, args, message", [
+    ("empty", ["--resume", "{dir}"], "not a run folder"),
+    ("newer_rows", ["--resume", "{dir}"], "newer attnbench"),
+    ("newer_env", ["--resume", "{dir}"], "newer attnbench"),
+    ("ok", ["--resume", "{dir}", "--out", "{dir}"], "--out cannot be given"),
+    ("ok", ["--backend", "torhc"], "invalid choice"),
+    ("ok", ["--threads", "0"], "positive integer"),
+])
+def test_bad_input_is_one_line(tmp_path, setup, args, message):
+    suite = write_suite(tmp_path, "recover", SWEEP)
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    row = {"suite": "recover", "status": "ok", "schema": 1}
+    if setup == "newer_rows":
+        (folder / "results.jsonl").write_text(json.dumps({**row, "schema": 99}) + "\n")
+    elif setup == "newer_env":
+        (folder / "results.jsonl").write_text(json.dumps(row) + "\n")
+        (folder / "env.json").write_text(json.dumps({"schema": 99, "suite": "recover"}))
+    elif setup == "ok":
+        (folder / "results.jsonl").write_text("")
+    argv = [a.format(dir=folder) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), *argv],
+                          cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_report_of_a_newer_run_is_one_line(tmp_path):
+    (tmp_path / "results.jsonl").write_text(json.dumps({"schema": 99}) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path)],
+                          cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "newer attnbench" in proc.stderr
