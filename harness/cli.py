@@ -24,6 +24,7 @@ EXAMPLES = {
 examples:
   attnbench run suites/smoke.toml                  # a one-minute sweep on this machine
   attnbench run suites/default.toml --backend torch --out results/mine
+  attnbench run suites/default.toml --resume results/mine  # after Ctrl-C or a crash
   attnbench run suites/gpu.toml --dry-run          # what would run, and where""",
     "env": """\
 example:

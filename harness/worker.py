@@ -81,10 +81,14 @@ class References:
 
 def is_oom(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}".lower()
-    # torch/JAX say "out of memory"; TF raises ResourceExhaustedError "OOM when allocating".
+    # What each framework raises, on the CPU and on CUDA (tests/unit/test_worker.py
+    # provokes the CPU ones for real): torch "CUDA out of memory" (OutOfMemoryError)
+    # and "DefaultCPUAllocator: can't allocate memory"; JAX "RESOURCE_EXHAUSTED: Out
+    # of memory"; TF ResourceExhaustedError "OOM when allocating".
     return isinstance(exc, MemoryError) or any(
         key in text for key in ("out of memory", "outofmemory", "resourceexhausted",
-                                "oom when allocating"))
+                                "resource_exhausted", "oom when allocating",
+                                "can't allocate memory"))
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,10 +1,19 @@
-"""The worker's pieces that need no framework: the per-worker environment and
-the correctness check's limits."""
+"""The worker's pieces: the per-worker environment, the correctness check's
+limits, and the reading of each framework's out-of-memory error (each framework
+in a subprocess of its own, as in a real worker)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from harness import worker
 from harness.spec import Case
 from harness.weights import make_inputs, make_weights
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def case(**changes):
@@ -45,3 +54,34 @@ def test_a_reference_that_fails_does_not_lose_the_measurement():
     c = case()
     result = worker.check(c, {}, {}, {}, worker.References())   # no inputs: KeyError inside
     assert result["check_note"].startswith("not checked: KeyError")
+
+
+# Each framework's own out-of-memory error, provoked for real on the CPU: an
+# allocation of 64 TiB, which no machine here has (and overcommit does not hide).
+PROVOKE_OOM = {
+    "torch": "import torch; torch.empty(2**44, dtype=torch.float32)",
+    "jax": "import jax.numpy as jnp; jnp.zeros(2**44, jnp.float32).block_until_ready()",
+    "tensorflow": "import tensorflow as tf; tf.zeros([2**44]).numpy()",
+}
+OOM_PROBE = """
+import importlib.util, sys
+if importlib.util.find_spec(sys.argv[1]) is None:
+    print("missing"); sys.exit()
+from harness.worker import is_oom, one_line
+try:
+    exec(sys.argv[2])
+    print("no error")
+except BaseException as exc:
+    print(is_oom(exc), one_line(exc))
+"""
+
+
+@pytest.mark.parametrize("framework", sorted(PROVOKE_OOM))
+def test_each_frameworks_real_cpu_oom_is_recognized(framework):
+    proc = subprocess.run([sys.executable, "-c", OOM_PROBE, framework, PROVOKE_OOM[framework]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    verdict = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
+    if verdict == "missing":
+        pytest.skip(f"{framework} not installed")
+    assert verdict.startswith("True "), verdict
