@@ -8,6 +8,7 @@ the rerun cells' rows after their failed ones: the last row of a cell wins.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ class RunWriter:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / RESULTS
+        self._lock = _lock(self.folder)
         torn = path.is_file() and path.stat().st_size > 0 and not _ends_with_newline(path)
         self._file = open(path, "a", encoding="utf-8")
         if torn:                          # a crash cut the last row off mid-line
@@ -50,12 +52,33 @@ class RunWriter:
 
     def close(self) -> None:
         self._file.close()
+        self._lock.close()                # and with it the lock
 
     def __enter__(self) -> "RunWriter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _lock(folder: Path):
+    """An exclusive lock on the run folder for as long as a writer holds it: two
+    runs appending to one folder (a --resume started while the run still goes)
+    would interleave their rows. The kernel drops it when the process dies."""
+    handle = open(folder / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise StoreError(f"{folder}: another attnbench run is writing it (pid {holder}); "
+                         f"wait for it or stop it first") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _ends_with_newline(path: Path) -> bool:

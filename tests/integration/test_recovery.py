@@ -108,6 +108,12 @@ def test_sigint_keeps_finished_rows_and_resume_completes(tmp_path):
     out = tmp_path / "run"
     proc = start(suite, "--out", str(out))
     wait_for_rows(out, 2, proc)
+    # A --resume while the run still writes the folder is refused, not interleaved.
+    early = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--quiet",
+                            "--resume", str(out)], cwd=ROOT, env=env(), capture_output=True,
+                           text=True, timeout=60)
+    assert early.returncode == 2 and "another attnbench run is writing it" in early.stderr
+    assert len(early.stderr.strip().splitlines()) == 1, early.stderr
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
