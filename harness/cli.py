@@ -5,13 +5,15 @@ import argparse
 import sys
 import warnings
 from collections import Counter
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from backends.base import BACKENDS, PLUGIN_ERRORS, REGISTRY
-from harness import devices, report, runner, store
+from harness import check, devices, report, runner, store
 from harness.store import StoreError
+from harness.spec import DTYPES, WORKLOADS
 from harness.suite import SuiteError, load_suite
 
 DESCRIPTION = """\
@@ -26,6 +28,10 @@ examples:
   attnbench run suites/default.toml --backend torch --out results/mine
   attnbench run suites/default.toml --resume results/mine  # after Ctrl-C or a crash
   attnbench run suites/gpu.toml --dry-run          # what would run, and where""",
+    "check": """\
+examples:
+  attnbench check                                  # every backend this machine has
+  attnbench check --backend jax --dtype float32 --workload mha""",
     "env": """\
 example:
   attnbench env          # host, CPU, GPUs (NVML), framework versions, dense peaks""",
@@ -72,6 +78,25 @@ def _parser() -> argparse.ArgumentParser:
                      help="with --dry-run, list every planned cell")
     run.add_argument("--quiet", "-q", action="store_true",
                      help="no progress bar or summary table, only the closing lines")
+
+    chk = command("check", "Check every backend, variant, workload, dtype, mode and mask "
+                           "against the float64 reference (outputs and gradients) on small "
+                           "odd shapes; print the pass/fail matrix, write check.csv and "
+                           "check.md; exit 1 on any failure.")
+    chk.add_argument("--backend", action="extend", nargs="+", choices=BACKENDS, metavar="B",
+                     help=f"only these backends ({', '.join(BACKENDS)})")
+    chk.add_argument("--dtype", action="extend", nargs="+", choices=DTYPES, metavar="D",
+                     help=f"only these dtypes ({', '.join(DTYPES)})")
+    chk.add_argument("--workload", action="extend", nargs="+", choices=WORKLOADS, metavar="W",
+                     help=f"only these workloads ({', '.join(WORKLOADS)})")
+    chk.add_argument("--device", default="cpu", metavar="DEV",
+                     help="cpu (default) or cuda:N")
+    chk.add_argument("--out", metavar="DIR", help="folder (default: results/check-<time>/)")
+    chk.add_argument("--timeout-s", type=_positive_int, default=check.TIMEOUT_S, metavar="S",
+                     help=f"seconds a case may take before its worker is replaced "
+                          f"(default {check.TIMEOUT_S})")
+    chk.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="CPU threads for every framework (default: all this process may use)")
 
     command("env", "Show this machine: host, CPU, GPUs, framework versions, peaks.")
 
@@ -142,6 +167,20 @@ def _env(console: Console) -> int:
     return 0
 
 
+def _check(args, console: Console) -> int:
+    from datetime import datetime, timezone
+    folder = Path(args.out or f"results/check-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
+    cases = check.grid(args.backend, args.dtype, args.workload, args.device)
+    frame = check.run_check(cases, folder, args.threads or devices.cpu_threads(), console,
+                            args.timeout_s)
+    table = check.write(frame, folder)
+    check.print_matrix(table, Console())
+    failed = int((check.verdicts(frame)["verdict"] == "FAIL").sum())
+    console.print(f"{len(frame)} cases: {failed} failed\nwrote {folder}/check.md and "
+                  f"{folder}/check.csv")
+    return 1 if failed else 0
+
+
 def _report(args, console: Console) -> int:
     for folder in args.runs:
         frame = store.load(folder)
@@ -163,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args, Console(stderr=True))
+        if args.command == "check":
+            return _check(args, Console(stderr=True))
         if args.command == "env":
             return _env(console)
         return _report(args, console)

@@ -137,6 +137,8 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
     if reason:
         return {**row, "status": "unsupported", "reason": reason}
     weights, inputs = make_weights(case), make_inputs(case)
+    if job.get("check_only"):
+        return check_only(backend, case, local, row, weights, inputs, refs)
     try:
         prepared = backend.prepare(local, weights, inputs)
         timing = measure(prepared.step, prepared.sync, **job["measure"])
@@ -164,6 +166,17 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
         "pct_peak": 100 * tflops / peak_tflops if peak_tflops else None,
         **check(case, got, weights, inputs, refs),
     }
+
+
+def check_only(backend, case: Case, local: Case, row: dict, weights: dict, inputs: dict,
+               refs: References) -> dict:
+    """`attnbench check`: the outputs and gradients against the reference, no timing."""
+    try:
+        got = backend.prepare(local, weights, inputs).outputs()
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        return {**row, "status": "oom" if is_oom(exc) else "error", "reason": one_line(exc)}
+    return {**row, "status": "ok", "reason": "", **check(case, got, weights, inputs, refs)}
 
 
 def check(case: Case, got: dict, weights: dict, inputs: dict, refs: References) -> dict:

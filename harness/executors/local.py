@@ -40,12 +40,13 @@ class Batch:
     run_id: str
     gpus: list[dict]
     log_path: Path
+    check_only: bool = False        # `attnbench check`: correctness, no timing
 
     def job(self, cases: list[Case]) -> dict:
         measure = {k: v for k, v in self.measure.items() if k != "timeout_s"}
         return {"backend": self.backend, "device": self.device, "threads": self.threads,
                 "run_id": self.run_id, "gpus": self.gpus, "measure": measure,
-                "cases": [c.to_dict() for c in cases]}
+                "check_only": self.check_only, "cases": [c.to_dict() for c in cases]}
 
 
 def failure_row(case: Case, batch: Batch, status: str, reason: str, version: str) -> dict:

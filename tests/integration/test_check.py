@@ -1,0 +1,40 @@
+"""`attnbench check` end to end, on the faulty backend's planted failures: the
+exact variant passes, every other way a case can go wrong is a FAIL in the
+matrix, in check.md and in the exit status."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+from .test_runs import PLUGIN, ROOT
+
+FAILING = ("raises", "memory", "sleeps", "crashes", "wrong")
+
+
+def test_check_passes_exact_and_fails_every_planted_fault(tmp_path):
+    out = tmp_path / "check"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["ATTNBENCH_BACKENDS"] = PLUGIN
+    proc = subprocess.run([sys.executable, "-m", "harness", "check", "--backend", "faulty",
+                           "--dtype", "float32", "--workload", "attention", "--threads", "1",
+                           "--timeout-s", "2", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    with open(out / "check.csv") as f:
+        rows = list(csv.DictReader(f))
+    # 2 modes x 2 masks x 2 shapes per variant, each judged
+    verdicts = {}
+    for row in rows:
+        verdicts.setdefault(row["variant"], set()).add(row["verdict"])
+    assert verdicts.pop("exact") == {"pass"}
+    assert verdicts.pop("slow") == {"pass"}
+    assert verdicts == {v: {"FAIL"} for v in FAILING}
+    assert sum(1 for r in rows if r["variant"] == "exact") == 8
+    md = (out / "check.md").read_text()
+    assert "| faulty | exact | pass" in md
+    for variant in FAILING:
+        assert f"| faulty | {variant} | FAIL" in md, md
+    assert f"## Failures: {8 * len(FAILING)}" in md
