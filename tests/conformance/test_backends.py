@@ -27,17 +27,12 @@ import pytest
 from backends.base import REGISTRY, load_backend
 from harness import reference
 from harness.accuracy import MULTIPLE, ZERO_SCALE, judge
+from harness.check import CAUSAL, SHAPES
 from harness.spec import DTYPES, MODES, WORKLOADS, Case
 from harness.weights import make_inputs, make_weights
 
 DEVICE = "cpu"
-# Small and odd on purpose: seq_len not a power of two, head_dim not a multiple
-# of 16, d_model = 48 and 24. `layers` matters for `transformer` alone.
-SHAPES = (
-    dict(batch=2, seq_len=19, heads=2, head_dim=24, layers=2),
-    dict(batch=1, seq_len=33, heads=3, head_dim=8, layers=2),
-)
-CAUSAL = (False, True)
+# SHAPES and CAUSAL are those of `attnbench check` (harness/check.py says why).
 
 # Variants that compile for every new shape, dtype and mode cost seconds per case
 # here, so by default only a sample of their grid runs; the rest is marked slow
