@@ -38,3 +38,37 @@ def test_check_passes_exact_and_fails_every_planted_fault(tmp_path):
     for variant in FAILING:
         assert f"| faulty | {variant} | FAIL" in md, md
     assert f"## Failures: {8 * len(FAILING)}" in md
+
+
+def test_check_catches_each_planted_bug_in_float32(tmp_path):
+    """torch eager with one real-world porting bug each (planted_backend.py): the
+    control passes everywhere, each bug fails the float32 check where it bites."""
+    out = tmp_path / "planted"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["ATTNBENCH_BACKENDS"] = "tests.integration.planted_backend"
+    proc = subprocess.run([sys.executable, "-m", "harness", "check", "--backend", "planted",
+                           "--dtype", "float32", "--threads", "1", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    with open(out / "check.csv") as f:
+        rows = list(csv.DictReader(f))
+    failed = {(r["variant"], r["workload"], r["mode"], r["causal"]) for r in rows
+              if r["verdict"] == "FAIL"}
+    variants = {r["variant"] for r in rows}
+    assert variants == {"none", "scale", "mask", "eps", "gelu", "grad"}
+    assert not any(v == "none" for v, *_ in failed), sorted(failed)
+    bites = {
+        "scale": {(w, m, c) for w in ("attention", "mha", "block", "transformer")
+                  for m in ("forward", "train") for c in ("True", "False")},
+        "mask": {(w, m, "True") for w in ("attention", "mha", "block", "transformer")
+                 for m in ("forward", "train")},
+        "eps": {(w, m, c) for w in ("block", "transformer") for m in ("forward", "train")
+                for c in ("True", "False")},
+        "gelu": {(w, m, c) for w in ("block", "transformer") for m in ("forward", "train")
+                 for c in ("True", "False")},
+        "grad": {(w, "train", c) for w in ("attention", "mha", "block", "transformer")
+                 for c in ("True", "False")},
+    }
+    for fault, where in bites.items():
+        caught = {(w, m, c) for v, w, m, c in failed if v == fault}
+        assert caught == where, (fault, sorted(where - caught), sorted(caught - where))

@@ -1,0 +1,114 @@
+"""A test-only wrapper backend: the real torch `eager` backend with one bug planted
+per variant, to show that `attnbench check` catches each kind of mistake a
+framework port makes. Nothing in backends/ is changed: each fault is patched in
+around torch's `prepare` (where modules are built and the core chosen) and undone
+right after, or applied to the outputs.
+
+  none    torch eager as it is: the control, must pass
+  scale   softmax scale 1/sqrt(D + 1) instead of 1/sqrt(D)
+  mask    causal mask off by one: each query also sees the next key
+  eps     LayerNorm epsilon 1e-3 (Keras' default) instead of the spec's 1e-5
+  gelu    exact (erf) GELU instead of the spec's tanh form
+  grad    one gradient dropped: grad/w1 (block, transformer), else the first
+          weight's (mha) or input's (attention) comes back as zeros, as when a
+          tensor is left out of autograd
+
+Selected by ATTNBENCH_BACKENDS=tests.integration.planted_backend; like the faulty
+backend, it imports only backends.base at module level (see faulty_backend.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+from backends.base import BackendInfo, Variant
+
+FAULTS = ("scale", "mask", "eps", "gelu", "grad")
+INFO = BackendInfo(
+    name="planted", framework="torch", module=__name__, settings="backends.torch.settings",
+    variants=(Variant("none", "torch eager, unchanged", devices=("cpu",)),
+              *(Variant(f, f"torch eager with the {f} fault planted", devices=("cpu",))
+                for f in FAULTS)),
+)
+
+
+def _faulty_core(fault: str):
+    import torch
+
+    def core(q, k, v, causal):
+        d = q.shape[-1]
+        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d + (fault == "scale"))
+        if causal:
+            n = q.shape[-2]
+            hidden = torch.ones(n, n, dtype=torch.bool).triu(2 if fault == "mask" else 1)
+            scores = scores.masked_fill(hidden, float("-inf"))
+        return torch.matmul(torch.softmax(scores.float(), dim=-1).to(q.dtype), v)
+    return core
+
+
+@contextlib.contextmanager
+def planted(fault: str):
+    """The fault in place while torch's backend builds the step."""
+    import torch
+    from backends.torch import backend as torch_backend, layers
+    saved = (torch_backend.core_for, layers.LAYERNORM_EPS, torch.nn.GELU)
+    if fault in ("scale", "mask"):
+        torch_backend.core_for = lambda variant: _faulty_core(fault)
+    if fault == "eps":
+        layers.LAYERNORM_EPS = 1e-3
+    if fault == "gelu":
+        exact = saved[2]
+        torch.nn.GELU = lambda approximate="none": exact(approximate="none")
+    try:
+        yield
+    finally:
+        torch_backend.core_for, layers.LAYERNORM_EPS, torch.nn.GELU = saved
+
+
+class Dropped:
+    """A prepared step whose outputs lose one gradient."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.step, self.sync = inner.step, inner.sync
+
+    def outputs(self):
+        got = dict(self.inner.outputs())
+        grads = ([n for n in got if n.startswith("grad/w")]
+                 or [n for n in got if n.startswith("grad/")])
+        if grads:
+            name = "grad/w1" if "grad/w1" in got else grads[0]
+            got[name] = got[name] * 0
+        return got
+
+
+class PlantedBackend:
+    def __init__(self, info: BackendInfo):
+        from backends.base import load_backend
+        self.info = info
+        self.torch = load_backend("torch")
+
+    def version(self) -> str:
+        return self.torch.version()
+
+    def unsupported(self, case) -> str | None:
+        from backends.base import static_unsupported
+        return static_unsupported(case) or self.torch.unsupported(self._eager(case))
+
+    def _eager(self, case):
+        return case.replace(backend="torch", variant="eager")
+
+    def prepare(self, case, weights: dict, inputs: dict):
+        with planted(case.variant):
+            prepared = self.torch.prepare(self._eager(case), weights, inputs)
+        return Dropped(prepared) if case.variant == "grad" else prepared
+
+    def forward(self, case, weights: dict, inputs: dict):
+        return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
+
+    def step_peak(self, case, run_step):
+        return self.torch.step_peak(self._eager(case), run_step)
+
+
+def make_backend(info: BackendInfo) -> PlantedBackend:
+    return PlantedBackend(info)
