@@ -21,7 +21,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 from harness import costs, devices, report, store
 from harness.executors import Batch, LocalExecutor
 from harness.executors.local import failure_row
-from harness.spec import CASE_FIELDS, Case
+from harness.spec import Case
 from harness.suite import Suite
 
 
@@ -60,15 +60,9 @@ def new_run_id(suite: Suite) -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{suite.name}"
 
 
-def cell_key(case_or_row) -> tuple:
-    """What identifies a cell across a run and its resumption."""
-    get = case_or_row.get if isinstance(case_or_row, dict) else case_or_row.to_dict().get
-    return tuple(str(get(k)) for k in CASE_FIELDS)
-
-
 def finished_cells(folder: Path) -> set[tuple]:
     """Cells whose latest row in the run folder is `ok`: what --resume skips."""
-    return {cell_key(r) for r in store.latest_rows(store.read_rows(folder))
+    return {store.cell_key(r) for r in store.latest_rows(store.read_rows(folder))
             if r.get("status") == "ok"}
 
 
@@ -107,7 +101,7 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
         env.setdefault("resumed", []).append({"at": now, "command": sys.argv,
                                               "skipped_ok": len(done)})
         env.pop("interrupted_at", None)
-        cases = [c for c in planned if cell_key(c) not in done]
+        cases = [c for c in planned if store.cell_key(c) not in done]
     else:
         run_id = new_run_id(suite)
         folder = Path(out) if out else Path("results") / run_id

@@ -143,13 +143,19 @@ def read_env(folder: str | os.PathLike) -> dict:
     return env
 
 
+def cell_key(case_or_row) -> tuple:
+    """What identifies a cell across a run and its resumption: its Case fields
+    (a Case or a row), as text."""
+    get = case_or_row.get if isinstance(case_or_row, dict) else case_or_row.to_dict().get
+    return tuple(str(get(k)) for k in CASE_FIELDS)
+
+
 def latest_rows(rows: list[dict]) -> list[dict]:
     """One row per cell, the last one written (a resumed run reran it), in the
     order cells first appeared."""
     latest: dict[tuple, dict] = {}
     for row in rows:
-        key = tuple(str(row.get(k)) for k in CASE_FIELDS)
-        latest[key] = row             # a dict keeps the key's first position
+        latest[cell_key(row)] = row             # a dict keeps the key's first position
     return list(latest.values())
 
 
