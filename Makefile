@@ -8,12 +8,14 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup bench smoke test check fidelity clean help
+.PHONY: setup bench smoke test check check-all fidelity clean help
 
 help:
 	@echo "make bench     run $(SUITE) (SUITE=suites/smoke.toml to pick another; ARGS=... passes options)"
 	@echo "make test      the test suite (unit, conformance, integration)"
-	@echo "make check     the test suite including the slow combinations (torch.compile, ...)"
+	@echo "make check     attnbench check: every backend, variant, workload, dtype, mode and mask"
+	@echo "               against float64 and against each other (a few minutes; ARGS=... options)"
+	@echo "make check-all the check at every shape, then the whole test suite, slow cases included"
 	@echo "make fidelity  harness medians beside a bare timing loop of the same call"
 	@echo "make setup     create $(VENV) and install (REQUIREMENTS=requirements/gpu.txt on GPUs)"
 
@@ -35,7 +37,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 check: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/attnbench check $(ARGS)
+
+check-all: $(STAMP)
+	$(BIN)/attnbench check --all-shapes $(ARGS)
+	$(BIN)/python -m pytest -q
 
 fidelity: $(STAMP)
 	$(BIN)/python benchmarks/fidelity.py $(ARGS)

@@ -33,26 +33,44 @@ class Verdict:
     worst: str              # the tensor with the worst ratio ("out", "grad/wq", ...)
 
 
-def judge(got: dict, exact: dict, low: dict, dtype: str) -> Verdict:
-    missing = sorted(set(exact) - set(got))
-    if missing:
-        raise ValueError(f"backend returned no {', '.join(missing)}")
+def allowances(exact: dict, low: dict, dtype: str) -> dict[str, float]:
+    """Per tensor, the error a correct backend may reach divided by MULTIPLE: the
+    reference's own error in `dtype` plus the floor on the tensor's scale."""
     largest = max(float(np.abs(t).max(initial=0.0)) for t in exact.values())
-    max_err, worst_ratio, worst = 0.0, 0.0, "out"
+    allowed = {}
     for name, ref in exact.items():
-        out = np.asarray(got[name], dtype=np.float64)
-        if out.shape != ref.shape:
-            raise ValueError(f"{name}: shape {out.shape}, expected {ref.shape}")
-        err = float(np.abs(out - ref).max(initial=0.0))
-        if not np.isfinite(out).all():
-            err = float("inf")
         base = float(np.abs(low[name].astype(np.float64) - ref).max(initial=0.0))
         if not np.isfinite(base):      # the yardstick overflowed: judge on the floor alone
             base = 0.0
         scale = max(float(np.abs(ref).max(initial=0.0)), ZERO_SCALE * largest)
-        allowed = base + FLOOR[dtype] * scale / MULTIPLE
-        ratio = err / allowed if allowed > 0 else (0.0 if err == 0 else float("inf"))
+        allowed[name] = base + FLOOR[dtype] * scale / MULTIPLE
+    return allowed
+
+
+def max_error(got, ref: np.ndarray, name: str) -> float:
+    """Largest |got - ref|; inf when either holds a NaN or an infinity."""
+    out = np.asarray(got, dtype=np.float64)
+    if out.shape != ref.shape:
+        raise ValueError(f"{name}: shape {out.shape}, expected {ref.shape}")
+    if not (np.isfinite(out).all() and np.isfinite(ref).all()):
+        return float("inf")
+    return float(np.abs(out - ref).max(initial=0.0))
+
+
+def ratio(err: float, allowed: float) -> float:
+    return err / allowed if allowed > 0 else (0.0 if err == 0 else float("inf"))
+
+
+def judge(got: dict, exact: dict, low: dict, dtype: str) -> Verdict:
+    missing = sorted(set(exact) - set(got))
+    if missing:
+        raise ValueError(f"backend returned no {', '.join(missing)}")
+    allowed = allowances(exact, low, dtype)
+    max_err, worst_ratio, worst = 0.0, 0.0, "out"
+    for name, ref in exact.items():
+        err = max_error(got[name], ref, name)
+        tensor_ratio = ratio(err, allowed[name])
         max_err = max(max_err, err)
-        if ratio > worst_ratio or (worst_ratio == 0.0 and name == "out"):
-            worst_ratio, worst = ratio, name
+        if tensor_ratio > worst_ratio or (worst_ratio == 0.0 and name == "out"):
+            worst_ratio, worst = tensor_ratio, name
     return Verdict(max_err, worst_ratio, bool(worst_ratio <= MULTIPLE), worst)

@@ -3,138 +3,171 @@
 Every backend, variant, workload, dtype, mode and causal setting, on small and odd
 shapes, against the float64 reference (forward output, and in train mode the
 gradient of every input and weight), judged by the same verdict as a benchmark
-row (harness.accuracy). The cells run in the same worker processes as a
-benchmark (one per backend, crash and timeout isolated), with timing off.
+row (harness.accuracy), and backends against each other (harness.pairwise). The
+cases run in the same worker processes as a benchmark (crash and timeout
+isolated), with timing off, several workers at once: nothing is timed, so they
+may share the CPUs.
 
 The result is a matrix: one row per backend and variant, one column per dtype and
 mode; a cell passes when every (workload, causal, shape) under it does, and shows
-the worst error ratio. check.csv holds every case, check.md the matrix and the
-failures. Exit status 1 on any failure.
+the worst error ratio. check_report.py writes it; exit status 1 on any failure.
 """
 from __future__ import annotations
 
 import itertools
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
-from backends.base import REGISTRY
-from harness import devices, store
+from backends.base import REGISTRY, static_unsupported
+from harness import devices, gate, pairwise, store
 from harness.executors import Batch, LocalExecutor
+from harness.executors.local import failure_row
 from harness.spec import DTYPES, MODES, WORKLOADS, Case
 
 # Small and odd on purpose: seq_len not a power of two, head_dim not a multiple of
-# 16, d_model 48 and 24, so no kernel is checked only on its fast path.
+# 16, d_model 48 and 24, batch and heads unequal, so no kernel is checked only on
+# its fast path and no transpose of B and H goes unseen.
 SHAPES = (
     dict(batch=2, seq_len=19, heads=2, head_dim=24, layers=2),
     dict(batch=1, seq_len=33, heads=3, head_dim=8, layers=2),
 )
 CAUSAL = (False, True)
 TIMEOUT_S = 600          # torch.compile of a train step can take a minute on 2 cores
-FAILED = ("error", "oom", "timeout")
+MAX_JOBS = 8             # workers at once by default: each holds a framework in memory
 
 
-def grid(backends=None, dtypes=None, workloads=None, device: str = "cpu") -> list[Case]:
+def default_jobs() -> int:
+    """One worker per CPU thread, up to MAX_JOBS."""
+    return min(devices.cpu_threads(), MAX_JOBS)
+
+
+def shapes_for(dtype: str, causal: bool, all_shapes: bool = False) -> tuple[dict, ...]:
+    """The shapes a (..., dtype, causal) combination runs at. By default one: the
+    shape alternates with dtype and mask, so every variant, workload and mode meets
+    every shape with both masks and in every dtype pair-wise (a covering design),
+    at half the cases of the full product; `all_shapes` runs the full product."""
+    if all_shapes:
+        return SHAPES
+    return (SHAPES[(DTYPES.index(dtype) + causal) % len(SHAPES)],)
+
+
+def grid(backends=None, dtypes=None, workloads=None, device: str = "cpu",
+         all_shapes: bool = False, variants=None) -> list[Case]:
     cases = []
     for info in REGISTRY.values():
         if backends and info.name not in backends:
             continue
-        for variant, workload, mode, dtype, causal, shape in itertools.product(
-                info.variant_names, workloads or WORKLOADS, MODES, dtypes or DTYPES,
-                CAUSAL, SHAPES):
-            cases.append(Case("check", workload, info.name, variant, mode, dtype, device,
-                              causal=causal, **shape))
+        names = [v for v in info.variant_names if not variants or v in variants]
+        for variant, workload, mode, dtype, causal in itertools.product(
+                names, workloads or WORKLOADS, MODES, dtypes or DTYPES, CAUSAL):
+            for shape in shapes_for(dtype, causal, all_shapes):
+                cases.append(Case("check", workload, info.name, variant, mode, dtype, device,
+                                  causal=causal, **shape))
     return cases
 
 
+def gate_cases(cases: list[Case]) -> list[Case]:
+    """The check cases for the configurations of a run's cells (harness.gate)."""
+    seen, out = set(), []
+    for case in cases:
+        key = gate.config_key(case)
+        if key in seen:
+            continue
+        seen.add(key)
+        for shape in SHAPES:
+            out.append(Case("check", case.workload, case.backend, case.variant, case.mode,
+                            case.dtype, case.device, causal=case.causal, **shape))
+    return out
+
+
+@dataclass
+class CheckResult:
+    cases: pd.DataFrame      # one row per case, with its verdict
+    pairs: pd.DataFrame      # one row per pair of backends on the same case shape
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        return self.cases[self.cases["verdict"] == "FAIL"]
+
+    @property
+    def disagreements(self) -> pd.DataFrame:
+        return self.pairs[~self.pairs["agree"].astype(bool)]
+
+
 def run_check(cases: list[Case], folder: Path, threads: int, console: Console,
-              timeout_s: float = TIMEOUT_S) -> pd.DataFrame:
-    """Every case through a check-only worker; rows appended to folder/results.jsonl."""
-    from harness import runner                      # its batching keeps references shared
+              timeout_s: float = TIMEOUT_S, jobs: int = 1, keep_outputs: bool = False,
+              quiet: bool = False) -> CheckResult:
+    """Every case through check-only workers, `jobs` at a time; rows appended to
+    folder/results.jsonl, pairs compared, and the saved tensors removed unless
+    `keep_outputs`. Ctrl-C stops every worker and re-raises."""
+    from harness import runner                   # its progress bar and batching
     gpus = devices.gpus()
-    executor = LocalExecutor()
-    with store.RunWriter(folder) as writer:
-        done = 0
+    outputs = folder / "outputs"
+    outputs.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    executor = LocalExecutor(stop)
+    lock = threading.Lock()
+    per_worker = max(1, threads // max(1, jobs))
+    with store.RunWriter(folder) as writer, \
+            runner.progress_bar(console, quiet) as bar:
+        task = bar.add_task("checking", total=len(cases))
+
+        def on_start(case: Case) -> None:
+            bar.update(task, description=case.name)
 
         def on_row(row: dict) -> None:
-            nonlocal done
-            writer.append(row)
-            done += 1
-            if row["status"] in FAILED or row.get("correct") is False:
-                console.print(f"[red]FAIL[/] {Case.from_dict(row).name}: "
-                              f"{row.get('reason') or _ratio_text(row)}")
+            with lock:
+                writer.append(row)
+                bar.advance(task)
+                if row["status"] in gate.FAILED or row.get("correct") is False:
+                    bar.console.print(f"[red]FAIL[/] {gate.failure_text(row)}")
 
-        for (backend, device), group in runner.batches(cases).items():
-            console.print(f"{backend} on {device}: {len(group)} cases")
-            batch = Batch(backend, device, group, {"timeout_s": timeout_s}, threads, "check",
-                          gpus, folder / "logs" / f"{backend}-{device.replace(':', '')}.log",
-                          check_only=True)
-            executor.run_batch(batch, lambda case: None, on_row)
-    return store.load(folder)
-
-
-def _ratio_text(row) -> str:
-    return f"{row.get('err_tensor')}: err_ratio {row.get('err_ratio'):.3g}"
-
-
-def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per case: pass, fail or unsupported."""
-    failed = frame["status"].isin(FAILED) | (frame["correct"] == False)  # noqa: E712
-    verdict = pd.Series("pass", index=frame.index)
-    verdict[frame["status"] == "unsupported"] = "unsupported"
-    verdict[failed] = "FAIL"
-    return frame.assign(verdict=verdict)
-
-
-def matrix(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows backend/variant, columns dtype/mode: 'pass 0.71', 'FAIL 3.2' or '-'."""
-    frame = verdicts(frame)
-
-    def cell(group: pd.DataFrame) -> str:
-        ran = group[group["verdict"] != "unsupported"]
-        if ran.empty:
-            return "-"
-        worst = pd.to_numeric(ran["err_ratio"], errors="coerce").max()
-        word = "FAIL" if (ran["verdict"] == "FAIL").any() else "pass"
-        return word if pd.isna(worst) else f"{word} {worst:.2f}"
-
-    cells = frame.groupby(["backend", "variant", "dtype", "mode"], sort=False).apply(
-        cell, include_groups=False)
-    table = cells.unstack(["dtype", "mode"]).fillna("-")
-    order = [(d, m) for d in DTYPES for m in MODES if (d, m) in table.columns]
-    return table[order]
+        batches = []
+        for (backend, device, variant, mode), group in _batches(cases).items():
+            log = folder / "logs" / f"{backend}-{variant}-{mode}-{device.replace(':', '')}.log"
+            batch = Batch(backend, device, [], {"timeout_s": timeout_s}, per_worker, "check",
+                          gpus, log, check_only=True, outputs_dir=outputs)
+            for case in group:          # known without a framework: no worker for it
+                reason = static_unsupported(case)
+                if reason:
+                    on_row(failure_row(case, batch, "unsupported", reason, ""))
+                else:
+                    batch.cases.append(case)
+            if batch.cases:
+                batches.append(batch)
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        try:
+            futures = [pool.submit(executor.run_batch, b, on_start, on_row) for b in batches]
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+    frame = gate.verdicts(store.load(folder))
+    pairs = pairwise.compare(frame, outputs)
+    store.write_csv(pairs, folder / "pairs.csv")
+    if not keep_outputs:
+        shutil.rmtree(outputs, ignore_errors=True)
+    return CheckResult(frame, pairs)
 
 
-def write(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
-    frame = verdicts(frame)
-    store.write_csv(frame, folder / "check.csv")
-    table = matrix(frame)
-    header = ["backend", "variant", *(f"{d} {m}" for d, m in table.columns)]
-    lines = ["# attnbench check", "",
-             "Worst error ratio against float64 per backend and variant (pass: at most 2x the "
-             "error of the reference computed in the dtype itself; `-`: not run on this "
-             "device).", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (backend, variant), values in table.iterrows():
-        lines.append(f"| {backend} | {variant} | " + " | ".join(values) + " |")
-    failures = frame[frame["verdict"] == "FAIL"]
-    lines += ["", f"## Failures: {len(failures)}", ""]
-    for _, row in failures.iterrows():
-        lines.append(f"- {Case.from_dict(row.to_dict()).name}: "
-                     f"{row['reason'] or _ratio_text(row)}")
-    (folder / "check.md").write_text("\n".join(lines) + "\n")
-    return table
-
-
-def print_matrix(table: pd.DataFrame, console: Console) -> None:
-    rich_table = Table(title="attnbench check: worst error ratio vs float64")
-    rich_table.add_column("backend")
-    rich_table.add_column("variant")
-    for dtype, mode in table.columns:
-        rich_table.add_column(f"{dtype}\n{mode}")
-    for (backend, variant), values in table.iterrows():
-        styled = [f"[red]{v}[/]" if v.startswith("FAIL") else v for v in values]
-        rich_table.add_row(backend, variant, *styled)
-    console.print(rich_table)
+def _batches(cases: list[Case]) -> dict[tuple, list[Case]]:
+    """One worker batch per (backend, device, variant, mode), so that `jobs` workers
+    can share them out, train batches first: they take longest (a backward pass to
+    trace and compile), and starting them early keeps every worker busy to the end.
+    Cases sharing a reference stay adjacent inside each batch."""
+    from harness import runner
+    grouped: dict[tuple, list[Case]] = {}
+    for (backend, device), group in runner.batches(cases).items():
+        for case in group:
+            grouped.setdefault((backend, device, case.variant, case.mode), []).append(case)
+    order = sorted(grouped, key=lambda key: key[3] != "train")     # stable otherwise
+    return {key: grouped[key] for key in order}

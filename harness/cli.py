@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from backends.base import BACKENDS, PLUGIN_ERRORS, REGISTRY
-from harness import check, devices, report, runner, store
+from backends.base import BACKENDS, PLUGIN_ERRORS, REGISTRY, static_unsupported
+from harness import check, check_report, devices, report, runner, store
 from harness.store import StoreError
 from harness.spec import DTYPES, WORKLOADS
 from harness.suite import SuiteError, load_suite
@@ -31,7 +31,8 @@ examples:
     "check": """\
 examples:
   attnbench check                                  # every backend this machine has
-  attnbench check --backend jax --dtype float32 --workload mha""",
+  attnbench check --backend jax --dtype float32 --workload mha
+  attnbench check --all-shapes --jobs 4            # every case at every shape""",
     "env": """\
 example:
   attnbench env          # host, CPU, GPUs (NVML), framework versions, dense peaks""",
@@ -76,15 +77,24 @@ def _parser() -> argparse.ArgumentParser:
                      help="print the planned cells per backend and device; run nothing")
     run.add_argument("--verbose", "-v", action="store_true",
                      help="with --dry-run, list every planned cell")
+    run.add_argument("--no-gate", action="store_true",
+                     help="skip the correctness gate: by default every configuration "
+                          "(backend, variant, workload, mode, dtype, mask) is checked on "
+                          "small shapes first, and the rows of one that fails are "
+                          "recorded correct = false")
     run.add_argument("--quiet", "-q", action="store_true",
                      help="no progress bar or summary table, only the closing lines")
 
     chk = command("check", "Check every backend, variant, workload, dtype, mode and mask "
                            "against the float64 reference (outputs and gradients) on small "
-                           "odd shapes; print the pass/fail matrix, write check.csv and "
-                           "check.md; exit 1 on any failure.")
+                           "odd shapes, and backends against each other; print both "
+                           "matrices, write check.csv, pairs.csv and check.md; exit 1 on "
+                           "any failure or disagreement.")
     chk.add_argument("--backend", action="extend", nargs="+", choices=BACKENDS, metavar="B",
                      help=f"only these backends ({', '.join(BACKENDS)})")
+    chk.add_argument("--variant", action="extend", nargs="+", metavar="V",
+                     help="only these variants (e.g. eager compile; `attnbench env` lists "
+                          "them)")
     chk.add_argument("--dtype", action="extend", nargs="+", choices=DTYPES, metavar="D",
                      help=f"only these dtypes ({', '.join(DTYPES)})")
     chk.add_argument("--workload", action="extend", nargs="+", choices=WORKLOADS, metavar="W",
@@ -96,7 +106,18 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"seconds a case may take before its worker is replaced "
                           f"(default {check.TIMEOUT_S})")
     chk.add_argument("--threads", type=_positive_int, metavar="N",
-                     help="CPU threads for every framework (default: all this process may use)")
+                     help="CPU threads shared by the workers (default: all this process "
+                          "may use)")
+    chk.add_argument("--jobs", "-j", type=_positive_int, metavar="N",
+                     help=f"workers at once (default: one per CPU thread, at most "
+                          f"{check.MAX_JOBS}); nothing is timed, so they may share the CPUs")
+    chk.add_argument("--all-shapes", action="store_true",
+                     help="every combination at every check shape (default: a covering "
+                          "design, each combination at one shape, every shape met)")
+    chk.add_argument("--keep-outputs", action="store_true",
+                     help="keep every case's tensors in DIR/outputs/ (default: removed "
+                          "once backends are compared)")
+    chk.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     command("env", "Show this machine: host, CPU, GPUs, framework versions, peaks.")
 
@@ -127,6 +148,10 @@ def _run(args, console: Console) -> int:
         for (backend, device), n in sorted(counts.items()):
             table.add_row(backend, device, str(n))
         Console().print(table)
+        if not args.no_gate:
+            gated = check.gate_cases([c for c in cases if not static_unsupported(c)])
+            print(f"gate: {len(gated) // len(check.SHAPES)} configurations checked against "
+                  f"float64 first ({len(gated)} cases on small shapes; --no-gate skips it)")
         if args.verbose:
             for case in cases:
                 print(case.name)
@@ -135,7 +160,8 @@ def _run(args, console: Console) -> int:
         raise StoreError("--resume DIR continues a run in DIR; --out cannot be given with it")
     try:
         runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
-                   quiet=args.quiet, console=console, resume=args.resume)
+                   quiet=args.quiet, console=console, resume=args.resume,
+                   gate_check=not args.no_gate)
     except KeyboardInterrupt:
         return 130                     # the runner has said how to resume
     return 0
@@ -170,15 +196,20 @@ def _env(console: Console) -> int:
 def _check(args, console: Console) -> int:
     from datetime import datetime, timezone
     folder = Path(args.out or f"results/check-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
-    cases = check.grid(args.backend, args.dtype, args.workload, args.device)
-    frame = check.run_check(cases, folder, args.threads or devices.cpu_threads(), console,
-                            args.timeout_s)
-    table = check.write(frame, folder)
-    check.print_matrix(table, Console())
-    failed = int((check.verdicts(frame)["verdict"] == "FAIL").sum())
-    console.print(f"{len(frame)} cases: {failed} failed\nwrote {folder}/check.md and "
-                  f"{folder}/check.csv")
-    return 1 if failed else 0
+    cases = check.grid(args.backend, args.dtype, args.workload, args.device, args.all_shapes,
+                       args.variant)
+    if not cases:
+        raise SuiteError("no backend has the variants asked for (see attnbench env)")
+    threads = args.threads or devices.cpu_threads()
+    jobs = args.jobs or check.default_jobs()
+    result = check.run_check(cases, folder, threads, console, args.timeout_s, jobs,
+                             args.keep_outputs, args.quiet)
+    table, pairs = check_report.write(result, folder)
+    check_report.print_tables(table, pairs, Console())
+    failed, differ = len(result.failures), len(result.disagreements)
+    console.print(f"{len(result.cases)} cases: {failed} failed; {len(result.pairs)} backend "
+                  f"pairs: {differ} disagree\nwrote {folder}/check.md, check.csv, pairs.csv")
+    return 1 if failed or differ else 0
 
 
 def _report(args, console: Console) -> int:

@@ -8,7 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from harness.spec import WORKLOADS
+from harness.spec import WORKLOADS, Case
 
 CONVENTIONS = """\
 Conventions. Latency: median of per-call samples (IQR beside it), after a
@@ -18,7 +18,10 @@ the core and 3x the matmuls; softmax, LayerNorm and GELU not counted. Peak memor
 what one step adds above the resident weights and inputs (CPU: resident high-water
 mark). Error: max |backend − float64 reference| over the output (and every
 gradient in train mode); ratio: that error over the error of the reference
-computed in the cell's own dtype; correct: ratio ≤ 2 for every tensor."""
+computed in the cell's own dtype; correct: ratio ≤ 2 for every tensor, and the
+cell's configuration (backend, variant, workload, mode, dtype, mask) passes the
+same check on small odd shapes (the run's check/ folder); "yes (config)": the
+cell is too big for the float64 reference and is judged by that check alone."""
 
 _SHAPE = ["batch", "seq_len", "heads", "head_dim", "causal", "layers"]
 
@@ -31,10 +34,24 @@ def _num(value, fmt: str) -> str:
     return "" if value is None or pd.isna(value) else format(value, fmt)
 
 
-def _verdict(correct, status: str) -> str:
+def _verdict(correct, status: str, note) -> str:
     if status != "ok":
         return ""
-    return "not checked" if correct is None or pd.isna(correct) else ("yes" if correct else "NO")
+    if correct is None or pd.isna(correct):
+        return "not checked"
+    if not correct:
+        return "NO"
+    # Too big for the float64 reference itself: its configuration passed the gate.
+    return "yes (config)" if isinstance(note, str) and note.startswith("judged by") else "yes"
+
+
+def wrong(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows that ran but compute the wrong thing (their own check or the gate)."""
+    return frame[(frame["status"] == "ok") & (frame["correct"] == False)]  # noqa: E712
+
+
+def _notes(frame: pd.DataFrame) -> pd.Series:
+    return frame["check_note"] if "check_note" in frame else pd.Series(None, index=frame.index)
 
 
 def table(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
@@ -56,7 +73,8 @@ def table(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
         "peak MB": [_mb(v) for v in rows["peak_mem_bytes"]],
         "max abs err": [_num(v, ".1e") for v in rows["max_abs_err"]],
         "err ratio": [_num(v, ".2f") for v in rows["err_ratio"]],
-        "correct": [_verdict(v, s) for v, s in zip(rows["correct"], rows["status"])],
+        "correct": [_verdict(v, s, n) for v, s, n in
+                    zip(rows["correct"], rows["status"], _notes(rows))],
         "status": [s if s == "ok" else f"{s}: {r}" for s, r in zip(rows["status"], rows["reason"])],
     })
     return out.reset_index(drop=True)
@@ -70,10 +88,23 @@ def write_markdown(frame: pd.DataFrame, path: str | Path, env: dict | None = Non
                   f"{env.get('cpu', '')}, {env.get('threads', '')} threads; "
                   f"{', '.join(f'{k} {v}' for k, v in env.get('versions', {}).items())}.", ""]
     lines += [CONVENTIONS, ""]
+    bad = wrong(frame)
+    if len(bad):
+        lines += [f"**{len(bad)} rows compute the wrong thing** (correct = NO below): their "
+                  f"times are not comparable with the others'.", ""]
+        lines += [f"- {name}: {why}" for name, why in _wrong_reasons(bad)] + [""]
     for workload in WORKLOADS:
         if (frame["workload"] == workload).any():
             lines += [f"## {workload}", "", table(frame, workload).to_markdown(index=False), ""]
     Path(path).write_text("\n".join(lines))
+
+
+def _wrong_reasons(bad: pd.DataFrame):
+    for row in bad.to_dict("records"):
+        why = row.get("check_note")
+        if not isinstance(why, str) or not why:
+            why = f"{row.get('err_tensor')} err_ratio {row.get('err_ratio'):.3g}"
+        yield Case.from_dict(row).name, why
 
 
 def print_summary(frame: pd.DataFrame, console: Console) -> None:
@@ -87,19 +118,24 @@ def print_summary(frame: pd.DataFrame, console: Console) -> None:
         summary.add_column(name, justify="right", no_wrap=True)
     for _, r in shown.iterrows():
         ok = r["status"] == "ok"
-        wrong = ok and r.get("correct") is False
+        is_wrong = ok and r.get("correct") is not None and not pd.isna(r.get("correct")) \
+            and not r.get("correct")
         summary.add_row(
             r["workload"], f"{r['backend']} {r['variant']}", r["mode"], r["dtype"],
             f"{r['batch']}·{r['seq_len']}·{r['heads']}·{r['head_dim']}",
             "yes" if r["causal"] else "no",
             _num(r["median_ms"], ".3f") if ok else "", _num(r["tflops"], ".3f") if ok else "",
             _mb(r["peak_mem_bytes"]) if ok else "",
-            (_num(r["err_ratio"], ".2f") + (" [red]WRONG[/]" if wrong else "")) if ok else "",
+            (_num(r["err_ratio"], ".2f") + (" [red]WRONG[/]" if is_wrong else "")) if ok else "",
             "ok" if ok else f"[red]{r['status']}[/]")
     # Not a terminal (CI logs, pipes): rich would fold the table into 80 columns.
     if not console.is_terminal:
         console.width = max(console.width, 150)
     console.print(summary)
+    bad = wrong(frame)
+    if len(bad):
+        console.print(f"[red]{len(bad)} rows compute the wrong thing[/] (WRONG above; "
+                      f"why in report.md)")
     skipped = len(frame) - len(shown)
     if skipped:
         console.print(f"{skipped} cells unsupported on this machine (reasons in report.md)")

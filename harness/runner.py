@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from harness import costs, devices, report, store
+from backends.base import static_unsupported
+from harness import check, check_report, costs, devices, gate, report, store
 from harness.executors import Batch, LocalExecutor
 from harness.executors.local import failure_row
 from harness.spec import Case
@@ -81,7 +82,8 @@ def hopeless(case: Case, gpus: list[dict]) -> str | None:
 
 def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None = None,
         threads: int | None = None, quiet: bool = False,
-        console: Console | None = None, resume: str | Path | None = None) -> Path:
+        console: Console | None = None, resume: str | Path | None = None,
+        gate_check: bool = True) -> Path:
     """Run the suite into a new folder (`out`, or results/<run_id>), or, with
     `resume`, rerun in that folder every planned cell not already `ok` there.
     Ctrl-C writes what finished and re-raises KeyboardInterrupt."""
@@ -117,39 +119,46 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
     workers: dict[str, str] = dict(env.get("worker_settings") or {})  # (backend, device) -> settings
     counts: dict[str, int] = defaultdict(int)
     interrupted = False
-    with store.RunWriter(folder) as writer, _progress(console, quiet) as progress:
+    with store.RunWriter(folder) as writer:
         writer.write_env(env)
-        task = progress.add_task("starting", total=len(cases))
-
-        def on_start(case: Case) -> None:
-            progress.update(task, description=case.name)
-
-        def on_row(row: dict) -> None:
-            row["run_id"] = run_id
-            writer.append(row)
-            counts[row["status"]] += 1
-            if row.get("backend_version"):
-                versions[row["backend"]] = row["backend_version"]
-            if row.get("settings"):
-                workers[f"{row['backend']} {row['device']}"] = row["settings"]
-            progress.advance(task)
-            if row["status"] not in ("ok", "unsupported"):
-                progress.console.print(f"[yellow]{row['status']}[/] {Case.from_dict(row).name}: "
-                                       f"{row.get('reason', '')}")
-
         try:
-            for (backend, device), group in batches(cases).items():
-                batch = Batch(backend, device, group, measure, threads, run_id, gpus,
-                              folder / "logs" / f"{backend}-{device.replace(':', '')}.log")
-                runnable = []
-                for case in group:
-                    reason = hopeless(case, gpus)
-                    if reason:
-                        on_row(failure_row(case, batch, "oom", reason, ""))
-                    else:
-                        runnable.append(case)
-                batch.cases = runnable
-                executor.run_batch(batch, on_start, on_row)
+            configs = {} if not gate_check else check_configurations(
+                cases, folder, threads, console, quiet, suite.measure.timeout_s, gpus)
+            with progress_bar(console, quiet) as progress:
+                task = progress.add_task("starting", total=len(cases))
+
+                def on_start(case: Case) -> None:
+                    progress.update(task, description=case.name)
+
+                def on_row(row: dict) -> None:
+                    row = gate.apply({**row, "run_id": run_id}, configs)
+                    writer.append(row)
+                    counts[row["status"]] += 1
+                    if row.get("backend_version"):
+                        versions[row["backend"]] = row["backend_version"]
+                    if row.get("settings"):
+                        workers[f"{row['backend']} {row['device']}"] = row["settings"]
+                    progress.advance(task)
+                    name = Case.from_dict(row).name
+                    if row["status"] not in ("ok", "unsupported"):
+                        progress.console.print(f"[yellow]{row['status']}[/] {name}: "
+                                               f"{row.get('reason', '')}")
+                    elif row.get("correct") is False:
+                        progress.console.print(f"[red]wrong[/] {name}: "
+                                               f"{row.get('check_note') or _ratio(row)}")
+
+                for (backend, device), group in batches(cases).items():
+                    batch = Batch(backend, device, group, measure, threads, run_id, gpus,
+                                  folder / "logs" / f"{backend}-{device.replace(':', '')}.log")
+                    runnable = []
+                    for case in group:
+                        reason = hopeless(case, gpus)
+                        if reason:
+                            on_row(failure_row(case, batch, "oom", reason, ""))
+                        else:
+                            runnable.append(case)
+                    batch.cases = runnable
+                    executor.run_batch(batch, on_start, on_row)
         except KeyboardInterrupt:
             interrupted = True
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -174,7 +183,36 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
     return folder
 
 
-def _progress(console: Console, quiet: bool) -> Progress:
+def _ratio(row: dict) -> str:
+    return f"{row.get('err_tensor')} err_ratio {row.get('err_ratio'):.3g}"
+
+
+def check_configurations(cases: list[Case], folder: Path, threads: int, console: Console,
+                         quiet: bool, timeout_s: float, gpus: list[dict]) -> dict:
+    """The gate (harness.gate): check the configurations of the cells about to run,
+    on small shapes, into folder/check/ (an `attnbench check` folder), before any
+    is timed; cases done there by an earlier attempt of this run are kept."""
+    sub = folder / "check"
+    wanted = check.gate_cases([c for c in cases if not static_unsupported(c)
+                               and not hopeless(c, gpus)])
+    done = set()
+    if (sub / store.RESULTS).exists():
+        done = {store.cell_key(r) for r in store.latest_rows(store.read_rows(sub))
+                if r.get("status") in ("ok", "unsupported")}
+    todo = [c for c in wanted if store.cell_key(c) not in done]
+    if todo:
+        configs = len({gate.config_key(c) for c in todo})
+        console.print(f"checking {configs} configurations against float64 first "
+                      f"({len(todo)} cases on small shapes, into {sub}/)")
+        result = check.run_check(todo, sub, threads, console, timeout_s,
+                                 check.default_jobs(), quiet=quiet)
+        check_report.write(result, sub)
+    if not wanted:
+        return {}
+    return gate.config_verdicts(gate.verdicts(store.load(sub)))
+
+
+def progress_bar(console: Console, quiet: bool) -> Progress:
     return Progress(TextColumn("[progress.description]{task.description}", table_column=None),
                     BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("eta"), TimeRemainingColumn(), console=console,

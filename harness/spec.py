@@ -77,6 +77,11 @@ class Case:
                 f"{self.device}/{self.shape_key}")
 
     @property
+    def file_stem(self) -> str:
+        """The name as a file name (no slashes or colons)."""
+        return self.name.replace("/", "~").replace(":", "")
+
+    @property
     def seed(self) -> int:
         # Seeded from the shape alone, never the backend or dtype, so every
         # backend and precision sees the same draws (then rounded to its dtype).

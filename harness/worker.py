@@ -17,6 +17,9 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
 
 from backends.base import REGISTRY, device_kind, static_unsupported
 from harness import costs, devices, reference
@@ -138,7 +141,7 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
         return {**row, "status": "unsupported", "reason": reason}
     weights, inputs = make_weights(case), make_inputs(case)
     if job.get("check_only"):
-        return check_only(backend, case, local, row, weights, inputs, refs)
+        return check_only(backend, case, local, row, weights, inputs, refs, job)
     try:
         prepared = backend.prepare(local, weights, inputs)
         timing = measure(prepared.step, prepared.sync, **job["measure"])
@@ -169,14 +172,27 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
 
 
 def check_only(backend, case: Case, local: Case, row: dict, weights: dict, inputs: dict,
-               refs: References) -> dict:
+               refs: References, job: dict) -> dict:
     """`attnbench check`: the outputs and gradients against the reference, no timing."""
     try:
         got = backend.prepare(local, weights, inputs).outputs()
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         return {**row, "status": "oom" if is_oom(exc) else "error", "reason": one_line(exc)}
+    if job.get("outputs_dir"):
+        save_outputs(Path(job["outputs_dir"]) / f"{case.file_stem}.npz", got)
     return {**row, "status": "ok", "reason": "", **check(case, got, weights, inputs, refs)}
+
+
+def save_outputs(path: Path, got: dict) -> None:
+    """What the backend computed, for the pairwise comparison of backends (float32
+    holds every dtype's values exactly). Best effort: a full disk costs the pair,
+    not the case."""
+    try:
+        np.savez(path, **{name: np.asarray(value, dtype=np.float32)
+                          for name, value in got.items()})
+    except (OSError, ValueError, TypeError):
+        traceback.print_exc(file=sys.stderr)
 
 
 def check(case: Case, got: dict, weights: dict, inputs: dict, refs: References) -> dict:

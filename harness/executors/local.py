@@ -28,6 +28,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Importing a framework can take a while on a cold disk; the cell clock starts
 # only when the worker says the cell has started.
 STARTUP_TIMEOUT_S = 600
+POLL_S = 0.5             # how often a waiting batch looks at its stop event
 
 
 @dataclass
@@ -41,12 +42,14 @@ class Batch:
     gpus: list[dict]
     log_path: Path
     check_only: bool = False        # `attnbench check`: correctness, no timing
+    outputs_dir: Path | None = None  # check only: where each case's tensors are saved
 
     def job(self, cases: list[Case]) -> dict:
         measure = {k: v for k, v in self.measure.items() if k != "timeout_s"}
         return {"backend": self.backend, "device": self.device, "threads": self.threads,
                 "run_id": self.run_id, "gpus": self.gpus, "measure": measure,
-                "check_only": self.check_only, "cases": [c.to_dict() for c in cases]}
+                "check_only": self.check_only, "cases": [c.to_dict() for c in cases],
+                "outputs_dir": str(self.outputs_dir) if self.outputs_dir else None}
 
 
 def failure_row(case: Case, batch: Batch, status: str, reason: str, version: str) -> dict:
@@ -75,12 +78,17 @@ def _tail(path: Path, offset: int, lines: int = 3) -> str:
 
 
 class LocalExecutor:
+    """Runs batches; `stop` (set from another thread, e.g. on Ctrl-C) ends every
+    batch at once, killing its worker, so that batches can run in threads."""
     name = "local"
+
+    def __init__(self, stop: threading.Event | None = None):
+        self.stop = stop or threading.Event()
 
     def run_batch(self, batch: Batch, on_start: Callable[[Case], None],
                   on_row: Callable[[dict], None]) -> None:
         pending = list(batch.cases)
-        while pending:
+        while pending and not self.stop.is_set():
             pending = self._run_worker(batch, pending, on_start, on_row)
 
     def _run_worker(self, batch: Batch, cases: list[Case], on_start, on_row) -> list[Case]:
@@ -111,9 +119,14 @@ class LocalExecutor:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         try:
             while True:
+                if self.stop.is_set():
+                    return []                 # the finally below kills the worker
                 try:
-                    message = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                    wait = min(POLL_S, max(0.0, deadline - time.monotonic()))
+                    message = lines.get(timeout=wait)
                 except queue.Empty:
+                    if time.monotonic() < deadline:
+                        continue
                     proc.kill()
                     proc.wait()
                     if current is None:   # hung outside any cell: blame the next one

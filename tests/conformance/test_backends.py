@@ -13,7 +13,7 @@ reference computed in the case's own dtype.
 
 Cost: `torch.compile` compiles afresh for every shape, dtype and mode (seconds
 each on a small CPU), so only COMPILE_SAMPLE runs by default; the rest of the
-expensive variants' grid is marked `slow` (`make check` runs it, `make test`
+expensive variants' grid is marked `slow` (`make check-all` runs it, `make test`
 does not). See `params`.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ DEVICE = "cpu"
 
 # Variants that compile for every new shape, dtype and mode cost seconds per case
 # here, so by default only a sample of their grid runs; the rest is marked slow
-# (`make check` runs it, `make test` does not).
+# (`make check-all` runs it, `make test` does not).
 # torch.compile, the slowest (~3-25 s a case): a fixed sample, as (mode, workload,
 # causal), in float32 at SHAPES[0].
 COMPILE_SAMPLE_ONLY = {("torch", "compile")}

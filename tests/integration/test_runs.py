@@ -48,7 +48,7 @@ def write_suite(folder: Path, name: str, sweep: str, timeout_s: float = 120) -> 
     return path
 
 
-def harness_run(suite: Path, out: Path, *extra: str, plugins: str = "",
+def harness_run(suite: Path, out: Path | None, *extra: str, plugins: str = "",
                 pythonpath: str = "") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if k not in ("ATTNBENCH_BACKENDS", "PYTHONPATH")}
@@ -56,7 +56,8 @@ def harness_run(suite: Path, out: Path, *extra: str, plugins: str = "",
         env["ATTNBENCH_BACKENDS"] = plugins
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--out", str(out),
+    where = ["--out", str(out)] if out else []      # None: --resume in extra says where
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), *where,
                            "--quiet", *extra],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_LIMIT_S)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-3000:]}"

@@ -1,0 +1,68 @@
+"""The correctness gate: a benchmark row is only as correct as its configuration.
+
+A configuration is what a row computes apart from its size: backend, variant,
+workload, mode, dtype, mask and device. `attnbench check` judges configurations on
+small odd shapes; `attnbench run` checks the configurations of its suite first
+(into the run folder's check/), and a row whose configuration fails there is
+recorded `correct = false` whatever its own check said, with a note naming the
+failing case. A row too large for the float64 reference is judged by its
+configuration alone, and its note says so.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+CONFIG_FIELDS = ("backend", "variant", "workload", "mode", "dtype", "causal", "device")
+FAILED = ("error", "oom", "timeout")
+
+
+def config_key(case_or_row) -> tuple:
+    get = case_or_row.get if isinstance(case_or_row, dict) else case_or_row.to_dict().get
+    return tuple(str(get(k)) for k in CONFIG_FIELDS)
+
+
+def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per check case: pass, FAIL or unsupported."""
+    failed = frame["status"].isin(FAILED) | (frame["correct"] == False)  # noqa: E712
+    verdict = pd.Series("pass", index=frame.index)
+    verdict[frame["status"] == "unsupported"] = "unsupported"
+    verdict[failed] = "FAIL"
+    return frame.assign(verdict=verdict)
+
+
+def failure_text(row: dict) -> str:
+    from harness.spec import Case
+    what = row.get("reason") or f"{row.get('err_tensor')} err_ratio {row.get('err_ratio'):.3g}"
+    return f"{Case.from_dict(row).name}: {what}"
+
+
+def config_verdicts(checks: pd.DataFrame) -> dict[tuple, str | None]:
+    """Configuration -> None when every case of it that ran passed, else the first
+    failing case. Configurations the device cannot run at all are left out."""
+    result: dict[tuple, str | None] = {}
+    for row in verdicts(checks).to_dict("records"):
+        if row["verdict"] == "unsupported":
+            continue
+        key = config_key(row)
+        if row["verdict"] == "FAIL":
+            if result.get(key) is None:
+                result[key] = failure_text(row)
+        else:
+            result.setdefault(key, None)
+    return result
+
+
+def apply(row: dict, configs: dict[tuple, str | None]) -> dict:
+    """The row with the gate's verdict folded into `correct` and `check_note`."""
+    key = config_key(row)
+    if row.get("status") != "ok" or key not in configs:
+        return row
+    failure = configs[key]
+    if failure is not None:
+        return {**row, "correct": False,
+                "check_note": f"configuration fails attnbench check: {failure}"}
+    if row.get("correct") is None:
+        own = row.get("check_note") or "this cell was not checked itself"
+        return {**row, "correct": True,
+                "check_note": f"judged by its configuration's check on small shapes ({own})"}
+    return row
