@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,7 @@ def run_check(cases: list[Case], folder: Path, threads: int, console: Console,
             with lock:
                 writer.append(row)
                 bar.advance(task)
-                if row["status"] in gate.FAILED or row.get("correct") is False:
+                if _failed(row):
                     bar.console.print(f"[red]FAIL[/] {gate.failure_text(row)}")
 
         batches = []
@@ -141,10 +142,26 @@ def run_check(cases: list[Case], folder: Path, threads: int, console: Console,
                     batch.cases.append(case)
             if batch.cases:
                 batches.append(batch)
+
+        def run_one(batch: Batch) -> None:
+            """One batch, then a line saying how it went (the bar alone shows
+            nothing in a CI log until the end)."""
+            start, failed = time.monotonic(), []
+
+            def count(row: dict) -> None:
+                on_row(row)
+                failed.extend([row] if _failed(row) else [])
+
+            executor.run_batch(batch, on_start, count)
+            first = batch.cases[0]
+            with lock:
+                bar.console.print(f"{first.backend} {first.variant} {first.mode} on "
+                                  f"{batch.device}: {len(batch.cases)} cases, {len(failed)} "
+                                  f"failed ({time.monotonic() - start:.0f} s)")
+
         pool = ThreadPoolExecutor(max_workers=max(1, jobs))
         try:
-            futures = [pool.submit(executor.run_batch, b, on_start, on_row) for b in batches]
-            for future in futures:
+            for future in [pool.submit(run_one, b) for b in batches]:
                 future.result()
         except KeyboardInterrupt:
             stop.set()
@@ -157,6 +174,10 @@ def run_check(cases: list[Case], folder: Path, threads: int, console: Console,
     if not keep_outputs:
         shutil.rmtree(outputs, ignore_errors=True)
     return CheckResult(frame, pairs)
+
+
+def _failed(row: dict) -> bool:
+    return row["status"] in gate.FAILED or row.get("correct") is False
 
 
 def _batches(cases: list[Case]) -> dict[tuple, list[Case]]:

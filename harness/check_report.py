@@ -12,7 +12,7 @@ from backends.base import REGISTRY
 from harness import gate, pairwise, store
 from harness.accuracy import MULTIPLE
 from harness.check import CheckResult
-from harness.spec import DTYPES, MODES
+from harness.spec import DTYPES, MODES, WORKLOADS
 
 
 def matrix(frame: pd.DataFrame) -> pd.DataFrame:
@@ -36,6 +36,19 @@ def matrix(frame: pd.DataFrame) -> pd.DataFrame:
     return table.loc[rows, order]
 
 
+def _in_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cases in registry, workload, mode and dtype order, whichever worker wrote
+    them first, so that two check.csv files diff line by line."""
+    backends = list(REGISTRY)
+    rank = {(b, v): (backends.index(b), i) for b, info in REGISTRY.items()
+            for i, v in enumerate(info.variant_names)}
+    keys = frame.apply(lambda r: (*rank.get((r["backend"], r["variant"]), (99, 99)),
+                                  WORKLOADS.index(r["workload"]), MODES.index(r["mode"]),
+                                  DTYPES.index(r["dtype"]), bool(r["causal"]),
+                                  r["seq_len"]), axis=1)
+    return frame.loc[keys.sort_values(kind="stable").index]
+
+
 def _markdown(table: pd.DataFrame, first: list[str]) -> list[str]:
     header = [*first, *(f"{d} {m}" for d, m in table.columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -48,7 +61,7 @@ def _markdown(table: pd.DataFrame, first: list[str]) -> list[str]:
 def write(result: CheckResult, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """check.csv (every case), check.md (both matrices and every failure); returns
     the two matrices."""
-    store.write_csv(result.cases, folder / "check.csv")
+    store.write_csv(_in_order(result.cases), folder / "check.csv")
     table = matrix(result.cases)
     pairs = pairwise.matrix(result.pairs, DTYPES, MODES)
     lines = ["# attnbench check", "",

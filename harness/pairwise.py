@@ -45,7 +45,9 @@ def compare(frame: pd.DataFrame, outputs: Path) -> pd.DataFrame:
     rows = []
     ok = frame[frame["status"] == "ok"]
     for _, group in ok.groupby(list(SAME_NUMBERS), sort=False):
-        cases = [Case.from_dict(r) for r in group.to_dict("records")]
+        # Registry order, so that a pair reads the same way whichever worker
+        # finished first: "torch eager" : "jax jit", never the other way round.
+        cases = sorted((Case.from_dict(r) for r in group.to_dict("records")), key=_rank)
         got = {c: _load(outputs / f"{c.file_stem}.npz") for c in cases}
         got = {c: tensors for c, tensors in got.items() if tensors is not None}
         if len({c.backend for c in got}) < 2:
@@ -61,6 +63,14 @@ def compare(frame: pd.DataFrame, outputs: Path) -> pd.DataFrame:
                              "a": f"{a.backend} {a.variant}", "b": f"{b.backend} {b.variant}",
                              **_agreement(got[a], got[b], allowed)})
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _rank(case: Case) -> tuple[int, int]:
+    names = list(REGISTRY)
+    info = REGISTRY.get(case.backend)
+    variants = list(info.variant_names) if info else []
+    return (names.index(case.backend) if info else len(names),
+            variants.index(case.variant) if case.variant in variants else len(variants))
 
 
 def _agreement(a: dict, b: dict, allowed: dict[str, float]) -> dict:

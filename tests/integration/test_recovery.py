@@ -233,3 +233,28 @@ def test_report_of_a_newer_run_is_one_line(tmp_path):
                           cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "newer attnbench" in proc.stderr
+
+
+def test_sigint_stops_every_parallel_check_worker(tmp_path):
+    """`attnbench check` runs two workers at once; Ctrl-C while both sit in a 60 s
+    step ends the command at once with 130, kills both, and keeps finished rows."""
+    out = tmp_path / "check"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "check", "--backend", "faulty",
+                             "--variant", "exact", "sleeps", "--dtype", "float32",
+                             "--workload", "attention", "--jobs", "2", "--timeout-s", "300",
+                             "--out", str(out)], cwd=ROOT, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(workers_of(proc.pid)) < 2 or not (out / "results.jsonl").is_file():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "two check workers never ran at once"
+        time.sleep(0.05)
+    time.sleep(1)                                      # both inside a step by now
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - started < 10            # not after the 60 s sleep
+    assert "Traceback" not in stderr, stderr
+    wait_no_workers(proc.pid)
+    jsonl_rows(out)                                    # whole lines, or this raises
