@@ -8,7 +8,7 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup bench smoke test check check-all fidelity clean help
+.PHONY: setup bench smoke test check check-all fidelity publish clean help
 
 help:
 	@echo "make bench     run $(SUITE) (SUITE=suites/smoke.toml to pick another; ARGS=... passes options)"
@@ -17,6 +17,7 @@ help:
 	@echo "               against float64 and against each other (a few minutes; ARGS=... options)"
 	@echo "make check-all the check at every shape, then the whole test suite, slow cases included"
 	@echo "make fidelity  harness medians beside a bare timing loop of the same call"
+	@echo "make publish RUN=results/<run> NAME=<name>  its report into results/published/NAME/"
 	@echo "make setup     create $(VENV) and install (REQUIREMENTS=requirements/gpu.txt on GPUs)"
 
 setup: $(STAMP)
@@ -42,6 +43,10 @@ check: $(STAMP)
 check-all: $(STAMP)
 	$(BIN)/attnbench check --all-shapes $(ARGS)
 	$(BIN)/python -m pytest -q
+
+publish: $(STAMP)
+	@test -n "$(RUN)" -a -n "$(NAME)" || { echo "usage: make publish RUN=results/<run> NAME=<name>"; exit 2; }
+	$(BIN)/attnbench publish $(RUN) --name $(NAME)
 
 fidelity: $(STAMP)
 	$(BIN)/python benchmarks/fidelity.py $(ARGS)

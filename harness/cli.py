@@ -37,8 +37,16 @@ examples:
 example:
   attnbench env          # host, CPU, GPUs (NVML), framework versions, dense peaks""",
     "report": """\
+examples:
+  attnbench report results/20261128-101500-default   # into the run folder itself
+  attnbench report results/cpu-run results/h100-run --out results/cpu-vs-h100
+  attnbench report results/RUN --baseline "torch eager" """,
+    "compare": """\
 example:
-  attnbench report results/20261128-101500-default   # rewrite report.md, print the table""",
+  attnbench compare results/before results/after --threshold 5   # exit 1 on a regression""",
+    "publish": """\
+example:
+  attnbench publish results/20261129-062220-default --name cpu-xeon-2core""",
 }
 
 
@@ -121,9 +129,31 @@ def _parser() -> argparse.ArgumentParser:
 
     command("env", "Show this machine: host, CPU, GPUs, framework versions, peaks.")
 
-    rep = command("report", "Rewrite report.md and results.csv of run folders and print "
-                            "their summary table.")
+    rep = command("report", "Tables (markdown, CSV, HTML), plots and one self-contained "
+                            "report.html from one or more run folders, from any machines.")
     rep.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    rep.add_argument("--out", metavar="DIR",
+                     help="where to write (default: the run folder for one run, "
+                          "results/report-<time>/ for several)")
+    rep.add_argument("--baseline", metavar="LABEL",
+                     help="'backend variant' the speedups are against (default: the one "
+                          "measured in most cells)")
+
+    cmp = command("compare", "Match the cells of two runs and call a regression only when "
+                             "the slowdown passes the threshold and the two runs' IQRs do "
+                             "not overlap; markdown on stdout; exit 1 on a regression.")
+    cmp.add_argument("base", metavar="BASE_DIR")
+    cmp.add_argument("new", metavar="NEW_DIR")
+    cmp.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
+                     help="smallest slowdown, in percent, that can be a regression "
+                          "(default 5)")
+    cmp.add_argument("--out", metavar="FILE", help="also write the markdown to FILE")
+
+    pub = command("publish", "Write the report of a run into results/published/NAME/ and "
+                             "list it in results/published/README.md.")
+    pub.add_argument("run", metavar="RUN_DIR")
+    pub.add_argument("--name", required=True, metavar="NAME",
+                     help="folder name under results/published/ (letters, digits, - _ .)")
     return top
 
 
@@ -213,12 +243,34 @@ def _check(args, console: Console) -> int:
 
 
 def _report(args, console: Console) -> int:
+    from datetime import datetime, timezone
     for folder in args.runs:
-        frame = store.load(folder)
-        store.write_csv(frame, f"{folder}/results.csv")
-        report.write_markdown(frame, f"{folder}/report.md", store.read_env(folder))
-        report.print_summary(frame, console)
-        console.print(f"wrote {folder}/report.md and {folder}/results.csv")
+        store.read_rows(folder)                        # one-line error if not a run
+    out = args.out or (args.runs[0] if len(args.runs) == 1 else
+                       f"results/report-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
+    if len(args.runs) == 1:
+        store.write_csv(store.load(args.runs[0]), f"{args.runs[0]}/results.csv")
+    html = report.write_report(args.runs, out, args.baseline)
+    report.print_summary(store.load(*args.runs), console)
+    console.print(f"wrote {out}/: report.md, report.csv, tables/, plots/\nreport: {html}")
+    return 0
+
+
+def _compare(args) -> int:
+    from harness import compare
+    base, new = store.load(args.base), store.load(args.new)
+    result = compare.compare(base, new, args.threshold)
+    text = compare.markdown(result, args.threshold, args.base, args.new)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 1 if result["verdict"].map(compare.is_regression).any() else 0
+
+
+def _publish(args, console: Console) -> int:
+    from harness import publish
+    folder = publish.publish(args.run, args.name)
+    console.print(f"published {args.run} as {folder}/ (listed in {folder.parent}/README.md)")
     return 0
 
 
@@ -237,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args, Console(stderr=True))
         if args.command == "env":
             return _env(console)
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "publish":
+            return _publish(args, console)
         return _report(args, console)
     except (SuiteError, StoreError) as exc:
         print(f"attnbench: error: {exc}", file=sys.stderr)

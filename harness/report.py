@@ -8,7 +8,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from harness import store
 from harness.spec import WORKLOADS, Case
+from harness.tables import TABLES
 
 CONVENTIONS = """\
 Conventions. Latency: median of per-call samples (IQR beside it), after a
@@ -24,6 +26,13 @@ same check on small odd shapes (the run's check/ folder); "yes (config)": the
 cell is too big for the float64 reference and is judged by that check alone."""
 
 _SHAPE = ["batch", "seq_len", "heads", "head_dim", "causal", "layers"]
+
+
+def versions_text(env: dict) -> str:
+    """'torch 2.13.0, jax 0.10.2, flax 0.12.8': a backend's version string may
+    already start with its framework's name (jax's names flax too)."""
+    return ", ".join(v if str(v).startswith(k) else f"{k} {v}"
+                     for k, v in (env.get("versions") or {}).items())
 
 
 def _mb(value) -> str:
@@ -80,26 +89,71 @@ def table(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def write_markdown(frame: pd.DataFrame, path: str | Path, env: dict | None = None) -> None:
-    env = env or {}
-    lines = [f"# attnbench run {env.get('run_id', '')}", ""]
-    if env:
+def write_markdown(frame: pd.DataFrame, path: str | Path, envs: list[dict] | dict | None = None,
+                   pivots: dict | None = None) -> None:
+    """report.md: the runs' environment, the wrong rows first, then per workload
+    its side-by-side tables (`pivots`, see tables.py) and every cell in full."""
+    envs = [envs] if isinstance(envs, dict) else (envs or [])
+    runs = ", ".join(e.get("run_id", "") for e in envs)
+    lines = [f"# attnbench {'run' if len(envs) < 2 else 'runs'} {runs}".rstrip(), ""]
+    for env in envs:
         lines += [f"Suite `{env.get('suite', '')}` on {env.get('host', '')}: "
-                  f"{env.get('cpu', '')}, {env.get('threads', '')} threads; "
-                  f"{', '.join(f'{k} {v}' for k, v in env.get('versions', {}).items())}.", ""]
+                  f"{env.get('cpu', '')}, {env.get('threads', '')} threads"
+                  + "".join(f", {g.get('name')}" for g in env.get("gpus") or []) + "; "
+                  f"{versions_text(env)}.",
+                  ""]
     lines += [CONVENTIONS, ""]
     bad = wrong(frame)
     if len(bad):
         lines += [f"**{len(bad)} rows compute the wrong thing** (correct = NO below): their "
                   f"times are not comparable with the others'.", ""]
-        lines += [f"- {name}: {why}" for name, why in _wrong_reasons(bad)] + [""]
+        lines += [f"- {name}: {why}" for name, why in wrong_reasons(bad)] + [""]
     for workload in WORKLOADS:
-        if (frame["workload"] == workload).any():
-            lines += [f"## {workload}", "", table(frame, workload).to_markdown(index=False), ""]
+        if not (frame["workload"] == workload).any():
+            continue
+        lines += [f"## {workload}", ""]
+        for name, pivot in (pivots or {}).get(workload, {}).items():
+            lines += [f"### {name.replace('_', ' ')}: {TABLES[name]}", "",
+                      pivot.to_markdown(index=False), ""]
+        lines += ["### every cell" if pivots else "", "",
+                  table(frame, workload).to_markdown(index=False), ""]
     Path(path).write_text("\n".join(lines))
 
 
-def _wrong_reasons(bad: pd.DataFrame):
+def write_report(folders: list[str | Path], out: str | Path,
+                 baseline: str | None = None) -> Path:
+    """Everything a report holds, from one or more run folders (any machines):
+    report.md, report.csv (every cell, derived columns included), tables/*.csv,
+    plots/*.svg and the self-contained report.html. Returns the page's path."""
+    from harness import page, plots, tables       # matplotlib only when a report is made
+    out = Path(out)
+    frame = store.load(*folders)
+    envs = [store.read_env(f) for f in folders]
+    cells = tables.prepare(frame)
+    baseline = baseline or tables.default_baseline(cells)
+    if baseline and not (cells["label"] == baseline).any():
+        raise store.StoreError(f"baseline {baseline!r} is in none of these runs; they hold "
+                               f"{', '.join(dict.fromkeys(cells['label']))}")
+    pivots = tables.all_tables(cells, baseline)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(exist_ok=True)
+    write_markdown(frame, out / "report.md", envs, pivots)
+    tables.long_table(cells, baseline).to_csv(out / "report.csv", index=False)
+    for workload, named in pivots.items():
+        for name, pivot in named.items():
+            pivot.to_csv(out / "tables" / f"{workload}-{name}.csv", index=False)
+    figures = {}
+    for name, fig in plots.all_figures(cells).items():
+        figures[name] = plots.svg(fig)
+        (out / "plots" / f"{name}.svg").write_text(figures[name])
+    title = f"attnbench: {', '.join(e.get('run_id', '') for e in envs)}"
+    html = page.render(title, pivots, figures, envs, list(wrong_reasons(wrong(frame))),
+                       CONVENTIONS, baseline)
+    (out / "report.html").write_text(html, encoding="utf-8")
+    return out / "report.html"
+
+
+def wrong_reasons(bad: pd.DataFrame):
     for row in bad.to_dict("records"):
         why = row.get("check_note")
         if not isinstance(why, str) or not why:

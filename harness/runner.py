@@ -167,14 +167,21 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
         writer.write_env(env)
     frame = store.load(folder)
     store.write_csv(frame, folder / "results.csv")
-    report.write_markdown(frame, folder / "report.md", env)
+    made = "report.md"
+    try:
+        report.write_report([folder], folder)
+        made = "report.md, report.html, plots/"
+    except Exception as exc:        # rows are safe on disk; `attnbench report` retries
+        report.write_markdown(frame, folder / "report.md", env)
+        console.print(f"[yellow]report.html not written[/]: {type(exc).__name__}: {exc}")
     if not quiet and not interrupted:
         report.print_summary(frame, console)
     finished = sum(counts.values())
     skipped = f" ({len(planned) - len(cases)} already ok, skipped)" if resume is not None else ""
     console.print(f"{len(cases)} cells{skipped}: "
                   + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none run")
-                  + f"\nresults: {folder}/ (results.jsonl, results.csv, report.md)")
+                  + f"\nresults: {folder}/ (results.jsonl, results.csv, {made})"
+                  + (f"\nreport: {folder / 'report.html'}" if "html" in made else ""))
     if interrupted:
         console.print(f"interrupted after {finished} of {len(cases)} cells: the running cell "
                       f"was dropped, finished rows are kept. Resume with:\n"
