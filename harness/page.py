@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from harness.report import versions_text
-from harness.tables import TABLES, WRONG
+from harness.tables import TABLES, WRONG, caption, split_constant
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px;
@@ -20,10 +20,12 @@ th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; white-spac
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 td.wrong { background: #fde2e2; color: #a40000; }
 .figure svg { max-width: 100%; height: auto; }
+.wide { overflow-x: auto; }
 .note { color: #555; } .warn { color: #a40000; font-weight: bold; }
 nav a { margin-right: 1em; }
 @media print { h2 { break-before: page; } .figure, table { break-inside: avoid; }
-               body { max-width: none; } }
+               body { max-width: none; } .wide { overflow: visible; }
+               table { font-size: 9px; } }
 """
 
 
@@ -76,8 +78,11 @@ def render(title: str, tables: dict, figures: dict[str, str], envs: list[dict],
     for workload, named in tables.items():
         parts.append(f"<section id='{workload}'><h2>{html.escape(workload)}</h2>")
         for name, frame in named.items():
-            parts.append(f"<h3>{name.replace('_', ' ')}</h3>"
-                         f"<p class='note'>{html.escape(TABLES[name])}</p>{_table(frame)}")
+            shown, fixed = split_constant(frame)
+            rows = f" All rows: {html.escape(caption(fixed))}." if fixed else ""
+            parts.append(f"<h3>{name.replace('_', ' ')}</h3><p class='note'>"
+                         f"{html.escape(TABLES[name])}.{rows}</p>"
+                         f"<div class='wide'>{_table(shown)}</div>")
         for fig_name, svg in figures.items():
             if fig_name.startswith(f"{workload}-"):
                 parts.append(f"<div class='figure' id='plot-{fig_name}'>{svg}</div>")

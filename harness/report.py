@@ -10,7 +10,7 @@ from rich.table import Table
 
 from harness import store
 from harness.spec import WORKLOADS, Case
-from harness.tables import TABLES
+from harness.tables import TABLES, caption, split_constant
 
 CONVENTIONS = """\
 Conventions. Latency: median of per-call samples (IQR beside it), after a
@@ -113,8 +113,10 @@ def write_markdown(frame: pd.DataFrame, path: str | Path, envs: list[dict] | dic
             continue
         lines += [f"## {workload}", ""]
         for name, pivot in (pivots or {}).get(workload, {}).items():
-            lines += [f"### {name.replace('_', ' ')}: {TABLES[name]}", "",
-                      pivot.to_markdown(index=False), ""]
+            shown, fixed = split_constant(pivot)
+            lines += [f"### {name.replace('_', ' ')}: {TABLES[name]}", ""]
+            lines += [f"All rows: {caption(fixed)}.", ""] if fixed else []
+            lines += [shown.to_markdown(index=False), ""]
         lines += ["### every cell" if pivots else "", "",
                   table(frame, workload).to_markdown(index=False), ""]
     Path(path).write_text("\n".join(lines))

@@ -189,6 +189,18 @@ def all_tables(frame: pd.DataFrame, baseline: str | None) -> dict[str, dict[str,
     return out
 
 
+def split_constant(table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """For display: the index columns that hold one value in every row (the device,
+    B, H, D of a one-shape sweep) move out of the table into a caption."""
+    fixed = {c: table[c].iloc[0] for c in INDEX + ["layers"]
+             if c in table and len(table) > 1 and table[c].nunique(dropna=False) == 1}
+    return table.drop(columns=list(fixed)), fixed
+
+
+def caption(fixed: dict) -> str:
+    return "; ".join(f"{k} {v}" for k, v in fixed.items())
+
+
 def long_table(frame: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     """report.csv: every reported cell, its figures and the derived columns."""
     out = frame.drop(columns=["samples_ms"], errors="ignore").copy()
