@@ -97,7 +97,8 @@ def memory(frame: pd.DataFrame, workload: str, mode: str):
             line = here[(here["batch"] == shape[0]) & (here["heads"] == shape[1])]
             line = line.drop_duplicates("seq_len").sort_values("seq_len")
             ax.plot(line["seq_len"], line["mem_scores_bytes"] / 2**20, linestyle="--",
-                    color="black", label=f"analytic: one B·H·N² matrix (B{shape[0]} H{shape[1]})")
+                    color="black",
+                    label=f"analytic: one B·H·N² matrix (B{shape[0]} H{shape[1]})")
     _finish(fig, axes)
     return fig
 

@@ -116,7 +116,8 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
     measure = dataclasses.asdict(suite.measure)
     executor = LocalExecutor()
     versions: dict[str, str] = dict(env.get("versions") or {})
-    workers: dict[str, str] = dict(env.get("worker_settings") or {})  # (backend, device) -> settings
+    # "backend device" -> the settings its worker ran under
+    workers: dict[str, str] = dict(env.get("worker_settings") or {})
     counts: dict[str, int] = defaultdict(int)
     interrupted = False
     with store.RunWriter(folder) as writer:
