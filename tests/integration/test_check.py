@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from .test_runs import PLUGIN, ROOT
+from .runs_helpers import PLUGIN, ROOT
 
 FAILING = ("raises", "memory", "sleeps", "crashes", "wrong")
 

@@ -12,7 +12,7 @@ import csv
 
 import pytest
 
-from .test_runs import harness_run, jsonl_rows, write_suite
+from .runs_helpers import harness_run, jsonl_rows, write_suite
 
 PLANTED = "tests.integration.planted_backend"
 SWEEP = """\

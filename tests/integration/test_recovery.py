@@ -18,7 +18,7 @@ import pytest
 
 from harness import store
 
-from .test_runs import PLUGIN, ROOT, jsonl_rows, write_suite
+from .runs_helpers import PLUGIN, ROOT, jsonl_rows, write_suite
 
 SEQ_LENS = (8, 12, 16, 20)
 SWEEP = f"""\

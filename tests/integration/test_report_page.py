@@ -15,7 +15,7 @@ import pytest
 
 from harness import store
 
-from .test_runs import ROOT, RUN_LIMIT_S, harness_run, jsonl_rows, write_suite
+from .runs_helpers import ROOT, RUN_LIMIT_S, harness_run, jsonl_rows, write_suite
 
 H100 = "NVIDIA H100 80GB HBM3"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")

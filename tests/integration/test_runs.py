@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -25,49 +24,10 @@ from harness.spec import CASE_FIELDS, RESULT_COLUMNS, Case
 from harness.suite import parse_suite
 
 from . import faulty_backend
+from .runs_helpers import (MEASURE, PLUGIN, ROOT, RUN_LIMIT_S, harness_run,  # noqa: F401
+                           jsonl_rows, write_suite)
 
-ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_COLUMNS = (*CASE_FIELDS, *RESULT_COLUMNS)
-PLUGIN = "tests.integration.faulty_backend"
-# Only a hung run ever comes near this; it keeps a broken harness from hanging CI.
-RUN_LIMIT_S = 600
-
-MEASURE = """\
-[measure]
-min_run_ms = 5
-min_samples = 3
-warmup_ms = 1
-timeout_s = {timeout_s}
-"""
-
-
-def write_suite(folder: Path, name: str, sweep: str, timeout_s: float = 120) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(f'name = "{name}"\n\n' + MEASURE.format(timeout_s=timeout_s) + "\n"
-                    + textwrap.dedent(sweep))
-    return path
-
-
-def harness_run(suite: Path, out: Path | None, *extra: str, plugins: str = "",
-                pythonpath: str = "") -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ATTNBENCH_BACKENDS", "PYTHONPATH")}
-    if plugins:
-        env["ATTNBENCH_BACKENDS"] = plugins
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    where = ["--out", str(out)] if out else []      # None: --resume in extra says where
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), *where,
-                           "--quiet", *extra],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_LIMIT_S)
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-3000:]}"
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    return proc
-
-
-def jsonl_rows(folder: Path) -> list[dict]:
-    lines = (folder / "results.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def cell(row: dict) -> Case:
