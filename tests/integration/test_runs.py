@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from harness.spec import CASE_FIELDS, RESULT_COLUMNS, Case
 from harness.suite import parse_suite
 
 from . import faulty_backend
-from .runs_helpers import (MEASURE, PLUGIN, ROOT, RUN_LIMIT_S, harness_run,  # noqa: F401
+from .runs_helpers import (PLUGIN, ROOT, RUN_LIMIT_S, harness_run,
                            jsonl_rows, write_suite)
 
 CONTRACT_COLUMNS = (*CASE_FIELDS, *RESULT_COLUMNS)
