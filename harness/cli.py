@@ -79,10 +79,18 @@ def _parser() -> argparse.ArgumentParser:
                           "already ok there, appending to the same results")
     run.add_argument("--backend", action="extend", nargs="+", choices=BACKENDS, metavar="B",
                      help=f"only these backends ({', '.join(BACKENDS)})")
+    run.add_argument("--device", action="extend", nargs="+", type=_device, metavar="DEV",
+                     help="only cells on these devices, after the suite's own are expanded: "
+                          "cpu, cuda (every GPU), cuda:N, gpu:TYPE (every GPU whose name has "
+                          "TYPE as a word, e.g. gpu:H100)")
+    run.add_argument("--serial", action="store_true",
+                     help="one worker at a time (default: one worker per GPU side by side, "
+                          "then the CPU cells alone)")
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="CPU threads for every framework (default: all this process may use)")
     run.add_argument("--dry-run", action="store_true",
-                     help="print the planned cells per backend and device; run nothing")
+                     help="print the planned cells per backend and device, which of them "
+                          "this machine can run and why not; run nothing")
     run.add_argument("--verbose", "-v", action="store_true",
                      help="with --dry-run, list every planned cell")
     run.add_argument("--no-gate", action="store_true",
@@ -167,19 +175,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _device(text: str) -> str:
+    from harness.suite import DEVICE_RE
+    if not DEVICE_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N, auto or gpu:TYPE, "
+                                         f"got {text!r}")
+    return text
+
+
 def _run(args, console: Console) -> int:
     suite = load_suite(args.suite)
     if args.dry_run:
-        cases = runner.plan(suite, args.backend)
-        counts = Counter((c.backend, c.device) for c in cases)
+        gpus, nvml_error = devices.discover()
+        cases = runner.plan(suite, args.backend, gpus, args.device)
+        rows = runner.plan_summary(cases, gpus, nvml_error)
         table = Table(title=f"{suite.name}: {len(cases)} cells planned")
-        for name in ("backend", "device", "cells"):
-            table.add_column(name)
-        for (backend, device), n in sorted(counts.items()):
-            table.add_row(backend, device, str(n))
+        for name in ("backend", "device", "name", "cells", "to run", "not here: why"):
+            table.add_column(name, overflow="fold")
+        for r in rows:
+            table.add_row(r["backend"], r["device"], r["device_name"], str(r["cells"]),
+                          str(r["to_run"]), r["why_not"])
         Console().print(table)
+        runnable = [c for c in cases if not static_unsupported(c)
+                    and not runner.refused(c, gpus, nvml_error)]
+        print(f"{len(runnable)} of {len(cases)} cells can run on this machine"
+              + ("" if gpus else f"; GPUs: {nvml_error or 'none visible (NVML)'}"))
         if not args.no_gate:
-            gated = check.gate_cases([c for c in cases if not static_unsupported(c)])
+            gated = check.gate_cases(runnable)
             print(f"gate: {len(gated) // len(check.SHAPES)} configurations checked against "
                   f"float64 first ({len(gated)} cases on small shapes; --no-gate skips it)")
         if args.verbose:
@@ -191,7 +213,7 @@ def _run(args, console: Console) -> int:
     try:
         runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
                    quiet=args.quiet, console=console, resume=args.resume,
-                   gate_check=not args.no_gate)
+                   gate_check=not args.no_gate, only=args.device, serial=args.serial)
     except KeyboardInterrupt:
         return 130                     # the runner has said how to resume
     return 0
@@ -205,22 +227,46 @@ def _env(console: Console) -> int:
     table.add_column("value")
     table.add_row("platform", env["platform"])
     table.add_row("python", env["python"])
-    table.add_row("cpu", f"{env['cpu']} ({env['cpu_threads']} threads)")
-    for gpu in env["gpus"] or [{"name": "none visible (NVML)"}]:
+    table.add_row("cpu", f"{env['cpu']} ({env['cpu_threads']} threads; dense peak: not "
+                         "tabled, pct_peak stays empty on CPUs)")
+    if not env["gpus"]:
+        why = env["nvml"] if env["nvml"] != "ok" else "no NVIDIA GPU or driver (NVML)"
+        table.add_row("gpus", f"none visible: {why}")
+    for gpu in env["gpus"]:
         peaks = [devices.peak_tflops(gpu["name"], d) for d in ("float32", "tf32", "bfloat16")]
-        extra = "" if "index" not in gpu else (
-            f", {gpu['memory_total'] / 2**30:.0f} GiB, driver {gpu['driver']}, "
-            f"peak TFLOP/s fp32/tf32/bf16: {' / '.join(str(p or '-') for p in peaks)}")
-        table.add_row(f"gpu {gpu.get('index', '')}".strip(), gpu["name"] + extra)
+        table.add_row(f"gpu {gpu['index']} (cuda:{gpu['index']})",
+                      f"{gpu['name']}, {gpu['memory_total'] / 2**30:.0f} GiB "
+                      f"({gpu['memory_free'] / 2**30:.0f} free), driver {gpu['driver']}, "
+                      f"CUDA {gpu['cuda_driver']}; dense peak TFLOP/s fp32 / tf32 / bf16-fp16: "
+                      + (" / ".join(str(p or "-") for p in peaks)
+                         if any(peaks) else "not in the table (pct_peak stays empty)"))
+    # The distribution that provides each framework's module (tensorflow-cpu
+    # provides tensorflow): read from metadata, nothing imported.
+    providers = md.packages_distributions()
     for name, info in REGISTRY.items():
-        try:
-            version = md.version(info.framework)
-        except md.PackageNotFoundError:
-            version = "not installed"
-        table.add_row(f"backend {name}", f"{info.framework} {version}; variants: "
-                      + ", ".join(info.variant_names))
+        dists = providers.get(info.framework, [info.framework])
+        version = next((f"{d} {md.version(d)}" for d in dists if _installed(md, d)),
+                       f"{info.framework} not installed (its cells are `unsupported`)")
+        table.add_row(f"backend {name}", f"{version}; variants: "
+                      + ", ".join(v.name + ("" if "cpu" in v.devices else " (GPU)")
+                                  for v in info.variants))
     console.print(table)
+    peaks = Table(title="dense peaks, TFLOP/s (MEASUREMENT.md); pct_peak = tflops / peak",
+                  caption="GPU names are matched on these model names, most specific first")
+    for name in ("model", "float32", "tf32", "bfloat16 / float16"):
+        peaks.add_column(name, justify="left" if name == "model" else "right")
+    for model, (fp32, tf32, half) in devices.GPU_PEAKS:
+        peaks.add_row(model, f"{fp32:g}", f"{tf32:g}" if tf32 else "-", f"{half:g}")
+    console.print(peaks)
     return 0
+
+
+def _installed(md, dist: str) -> bool:
+    try:
+        md.version(dist)
+        return True
+    except md.PackageNotFoundError:
+        return False
 
 
 def _check(args, console: Console) -> int:

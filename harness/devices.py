@@ -61,13 +61,23 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def gpus() -> list[dict]:
-    """Visible NVIDIA GPUs through NVML; [] where there is no driver or no NVML."""
+def discover() -> tuple[list[dict], str | None]:
+    """Visible NVIDIA GPUs through NVML, and why NVML could not answer (None when
+    the list is certain). No NVML library or no loaded driver is an answer: no
+    GPU a framework could use either (libcuda ships with the same driver). No
+    nvidia-ml-py, or an NVML failure past that, is not: then the frameworks decide.
+    Indices follow the PCI bus order, as the frameworks' do under
+    CUDA_DEVICE_ORDER=PCI_BUS_ID."""
     try:
         import pynvml
+    except ImportError:
+        return [], "nvidia-ml-py is not installed, so NVML cannot be asked"
+    try:
         pynvml.nvmlInit()
-    except Exception:          # no library, no driver: a CPU machine
-        return []
+    except pynvml.NVMLError as exc:
+        if isinstance(exc, (pynvml.NVMLError_LibraryNotFound, pynvml.NVMLError_DriverNotLoaded)):
+            return [], None                   # a machine without an NVIDIA driver
+        return [], f"NVML failed to start ({exc})"
     try:
         found = []
         driver = _text(pynvml.nvmlSystemGetDriverVersion())
@@ -79,7 +89,57 @@ def gpus() -> list[dict]:
                           "memory_total": int(mem.total), "memory_free": int(mem.free),
                           "driver": driver,
                           "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}"})
-        return found
+        return found, None
+    except Exception as exc:
+        return [], f"NVML failed ({type(exc).__name__}: {exc})"
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def gpus() -> list[dict]:
+    """Visible NVIDIA GPUs through NVML; [] where there is no driver or no NVML."""
+    return discover()[0]
+
+
+def unavailable(device: str, visible: list[dict], nvml_error: str | None = None) -> str | None:
+    """Why a planned device does not exist on this machine, or None. Only NVML's
+    own answer counts: where NVML itself is missing, the frameworks decide."""
+    if device == "cpu" or (nvml_error and not device.startswith("gpu:")):
+        return None
+    names = ", ".join(f"cuda:{g['index']} {g['name']}" for g in visible)
+    seen = f"visible: {names}" if visible else "no NVIDIA GPU or driver on this machine"
+    if device.startswith("gpu:"):       # expand() found no GPU of that type
+        return f"no visible GPU is a {device[4:]} ({seen})"
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if any(g["index"] == index for g in visible):
+        return None
+    return f"no GPU {device} ({seen})"
+
+
+def matching(device: str, wanted: list[str], visible: list[dict]) -> bool:
+    """Whether a planned device is one of `wanted` (as given to --device: cpu, cuda,
+    cuda:N, gpu:TYPE, auto), each expanded as a suite's device value is."""
+    return any(device in expand(w, visible) for w in wanted)
+
+
+def process_gpu_memory(index: int, pid: int) -> tuple[int | None, str]:
+    """GPU memory NVML accounts to one process on one GPU (its CUDA context and
+    every framework pool included), in bytes, and how it was read. Where NVML
+    cannot match the process (another PID namespace, as in some containers), the
+    device's whole used memory stands in, named as such."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+    except Exception as exc:
+        return None, f"unavailable: NVML ({type(exc).__name__})"
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == pid and proc.usedGpuMemory is not None:
+                return int(proc.usedGpuMemory), "nvml process used"
+        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used), "nvml device used"
+    except Exception as exc:
+        return None, f"unavailable: NVML ({type(exc).__name__}: {exc})"
     finally:
         pynvml.nvmlShutdown()
 
@@ -110,7 +170,8 @@ def describe(device: str, visible: list[dict] | None = None) -> dict:
         index = int(device.split(":")[1])
         for g in visible:
             if g["index"] == index:
-                return {"device_name": g["name"], "threads": cpu_threads()}
+                return {"device_name": g["name"], "threads": cpu_threads(),
+                        "driver": g.get("driver"), "cuda_driver": g.get("cuda_driver")}
     return {"device_name": device, "threads": cpu_threads()}
 
 
@@ -137,6 +198,7 @@ def host() -> str:
 
 
 def environment() -> dict:
+    found, nvml_error = discover()
     return {"host": host(), "platform": platform.platform(),
             "python": platform.python_version(), "cpu": cpu_name(),
-            "cpu_threads": cpu_threads(), "gpus": gpus()}
+            "cpu_threads": cpu_threads(), "gpus": found, "nvml": nvml_error or "ok"}

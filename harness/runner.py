@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,14 +28,18 @@ from harness.suite import Suite
 
 
 def plan(suite: Suite, backends: list[str] | None = None,
-         gpus: list[dict] | None = None) -> list[Case]:
-    """The suite's cases on concrete devices ("auto" -> every GPU, else the CPU)."""
+         gpus: list[dict] | None = None, only: list[str] | None = None) -> list[Case]:
+    """The suite's cases on concrete devices ("auto" -> every GPU, else the CPU;
+    "gpu:H100" -> every H100), keeping those on a device `only` names (as
+    --device does: cpu, cuda, cuda:N, gpu:TYPE)."""
     gpus = devices.gpus() if gpus is None else gpus
     planned, seen = [], set()
     for case in suite.cases:
         if backends and case.backend not in backends:
             continue
         for device in devices.expand(case.device, gpus):
+            if only and not devices.matching(device, only, gpus):
+                continue
             concrete = case.replace(device=device)
             if concrete not in seen:
                 seen.add(concrete)
@@ -67,6 +72,44 @@ def finished_cells(folder: Path) -> set[tuple]:
             if r.get("status") == "ok"}
 
 
+def refused(case: Case, gpus: list[dict], nvml_error: str | None) -> tuple[str, str] | None:
+    """(status, reason) for a cell that cannot run here, known before any worker
+    starts: its device does not exist, or its data alone cannot fit."""
+    reason = devices.unavailable(case.device, gpus, nvml_error)
+    if reason:
+        return "unsupported", reason
+    reason = hopeless(case, gpus)
+    return ("oom", reason) if reason else None
+
+
+def lanes(cases: list[Case]) -> list[list[tuple[str, str]]]:
+    """The (backend, device) batches as lanes that may run side by side: one per
+    GPU (its batches one after another, so no two workers share a GPU), then the
+    CPU's batches in a lane of their own, run once the GPU lanes are done (a
+    timed CPU cell shares its cores with nothing)."""
+    by_device: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for backend, device in batches(cases):
+        by_device[device].append((backend, device))
+    gpu = [keys for device, keys in by_device.items() if device != "cpu"]
+    return gpu + ([by_device["cpu"]] if "cpu" in by_device else [])
+
+
+def plan_summary(cases: list[Case], gpus: list[dict], nvml_error: str | None) -> list[dict]:
+    """Per (backend, device): its cells, how many this machine can run, and the
+    commonest reasons it cannot run the rest (what --dry-run prints)."""
+    rows = []
+    for (backend, device), group in sorted(batches(cases).items()):
+        reasons = [static_unsupported(c) or (refused(c, gpus, nvml_error) or (0, None))[1]
+                   for c in group]
+        blocked = Counter(r for r in reasons if r)
+        rows.append({"backend": backend, "device": device,
+                     "device_name": devices.describe(device, gpus)["device_name"],
+                     "cells": len(group), "to_run": len(group) - sum(blocked.values()),
+                     "why_not": "; ".join(f"{n} x {r}" for r, n in blocked.most_common(2))
+                     + ("; ..." if len(blocked) > 2 else "")})
+    return rows
+
+
 def hopeless(case: Case, gpus: list[dict]) -> str | None:
     """Why a cell cannot fit, judged before any worker starts: its weights, inputs
     and outputs alone (a lower bound, whatever the kernel) above the device's free
@@ -83,13 +126,14 @@ def hopeless(case: Case, gpus: list[dict]) -> str | None:
 def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None = None,
         threads: int | None = None, quiet: bool = False,
         console: Console | None = None, resume: str | Path | None = None,
-        gate_check: bool = True) -> Path:
+        gate_check: bool = True, only: list[str] | None = None,
+        serial: bool = False) -> Path:
     """Run the suite into a new folder (`out`, or results/<run_id>), or, with
     `resume`, rerun in that folder every planned cell not already `ok` there.
     Ctrl-C writes what finished and re-raises KeyboardInterrupt."""
     console = console or Console(stderr=True)
-    gpus = devices.gpus()
-    planned = plan(suite, backends, gpus)
+    gpus, nvml_error = devices.discover()
+    planned = plan(suite, backends, gpus, only)
     threads = threads or devices.cpu_threads()
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if resume is not None:
@@ -115,6 +159,7 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
         cases = planned
     measure = dataclasses.asdict(suite.measure)
     executor = LocalExecutor()
+    lock = threading.Lock()         # rows arrive from one thread per GPU lane
     versions: dict[str, str] = dict(env.get("versions") or {})
     # "backend device" -> the settings its worker ran under
     workers: dict[str, str] = dict(env.get("worker_settings") or {})
@@ -124,7 +169,8 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
         writer.write_env(env)
         try:
             configs = {} if not gate_check else check_configurations(
-                cases, folder, threads, console, quiet, suite.measure.timeout_s, gpus)
+                [c for c in cases if not refused(c, gpus, nvml_error)], folder, threads,
+                console, quiet, suite.measure.timeout_s, gpus)
             with progress_bar(console, quiet) as progress:
                 task = progress.add_task("starting", total=len(cases))
 
@@ -132,6 +178,10 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
                     progress.update(task, description=case.name)
 
                 def on_row(row: dict) -> None:
+                    with lock:
+                        record(row)
+
+                def record(row: dict) -> None:
                     row = gate.apply({**row, "run_id": run_id}, configs)
                     writer.append(row)
                     counts[row["status"]] += 1
@@ -148,18 +198,23 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
                         progress.console.print(f"[red]wrong[/] {name}: "
                                                f"{row.get('check_note') or _ratio(row)}")
 
-                for (backend, device), group in batches(cases).items():
-                    batch = Batch(backend, device, group, measure, threads, run_id, gpus,
-                                  folder / "logs" / f"{backend}-{device.replace(':', '')}.log")
-                    runnable = []
-                    for case in group:
-                        reason = hopeless(case, gpus)
-                        if reason:
-                            on_row(failure_row(case, batch, "oom", reason, ""))
-                        else:
-                            runnable.append(case)
-                    batch.cases = runnable
-                    executor.run_batch(batch, on_start, on_row)
+                grouped = batches(cases)
+
+                def run_lane(keys: list[tuple[str, str]]) -> None:
+                    for backend, device in keys:
+                        if executor.stop.is_set():
+                            return
+                        log = folder / "logs" / f"{backend}-{device.replace(':', '')}.log"
+                        batch = Batch(backend, device, [], measure, threads, run_id, gpus, log)
+                        for case in grouped[(backend, device)]:
+                            why = refused(case, gpus, nvml_error)
+                            if why:
+                                on_row(failure_row(case, batch, *why, ""))
+                            else:
+                                batch.cases.append(case)
+                        executor.run_batch(batch, on_start, on_row)
+
+                run_lanes(lanes(cases), run_lane, executor.stop, serial)
         except KeyboardInterrupt:
             interrupted = True
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -189,6 +244,32 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
                       f"  attnbench run {suite.path} --resume {folder}")
         raise KeyboardInterrupt
     return folder
+
+
+def run_lanes(all_lanes: list[list], run_lane, stop: threading.Event, serial: bool) -> None:
+    """GPU lanes side by side, one thread each, then the CPU lane (the last one
+    when there is a CPU lane); with `serial`, or a single lane, all in this
+    thread. Ctrl-C sets `stop`, which ends every lane's worker, and re-raises."""
+    gpu_lanes = [lane for lane in all_lanes if lane[0][1] != "cpu"]
+    if serial or len(gpu_lanes) < 2:
+        for lane in all_lanes:
+            run_lane(lane)
+        return
+    threads = [threading.Thread(target=run_lane, args=(lane,), daemon=True)
+               for lane in gpu_lanes]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)     # wakes for Ctrl-C
+    except KeyboardInterrupt:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        raise
+    for lane in all_lanes[len(gpu_lanes):]:
+        run_lane(lane)
 
 
 def _ratio(row: dict) -> str:

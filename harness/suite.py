@@ -35,6 +35,9 @@ class Measure:
     warmup_ms: float = 100
     timeout_s: float = 300
     min_block_ms: float = 1.0   # autorange grows calls per sample until a block takes this long
+    # Evict the device's caches before every timed call (256 MB written, as
+    # triton's do_bench does), each call then timed on its own: cold-cache figures.
+    flush_l2: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,13 @@ class Suite:
 
 TOP_KEYS = ("name", "description", "measure", "sweep")
 MEASURE_KEYS = tuple(f.name for f in fields(Measure))
-SWEEP_KEYS = ("workload", "backend", "mode", "dtype", "device", "batch", "seq_len",
-              "heads", "head_dim", "causal", "layers", "variants")
-REQUIRED = ("workload", "backend", "seq_len", "heads", "head_dim", "batch")
+SWEEP_KEYS = ("workload", "backend", "mode", "dtype", "device", "batch", "tokens", "seq_len",
+              "heads", "d_model", "head_dim", "causal", "layers", "variants")
+REQUIRED = ("workload", "backend", "seq_len", "head_dim")
+# Either key of each pair, not both: `tokens` fixes batch * seq_len (batch =
+# tokens / seq_len) and `d_model` fixes heads * head_dim, as the FlashAttention
+# benchmarks sweep them (suites/flash.toml).
+ALTERNATIVES = (("batch", "tokens"), ("heads", "d_model"))
 DEFAULTS = {"mode": ["forward"], "dtype": ["float32"], "device": ["cpu"],
             "causal": [False], "layers": [1]}
 DEVICE_RE = re.compile(r"cpu|cuda(:[0-9]+)?|auto|gpu:[A-Za-z0-9 _-]+")
@@ -121,7 +128,8 @@ CHECKS = {
     "mode": _among(MODES), "dtype": _among(DTYPES),
     "device": (lambda v: isinstance(v, str) and DEVICE_RE.fullmatch(v) is not None,
                "cpu, cuda, cuda:N, auto or gpu:<type name>", ()),
-    "batch": _POSITIVE, "seq_len": _POSITIVE, "heads": _POSITIVE, "head_dim": _POSITIVE,
+    "batch": _POSITIVE, "tokens": _POSITIVE, "seq_len": _POSITIVE, "heads": _POSITIVE,
+    "d_model": _POSITIVE, "head_dim": _POSITIVE,
     "causal": (lambda v: isinstance(v, bool), "true or false", ()),
     "layers": _POSITIVE,
 }
@@ -151,6 +159,11 @@ def _measure(path: str, raw: object) -> Measure:
     for key, value in raw.items():
         if key not in MEASURE_KEYS:
             raise _unknown(path, "measure", key, MEASURE_KEYS)
+        if key == "flush_l2":
+            if not isinstance(value, bool):
+                raise _error(path, f"measure.{key}", f"expected true or false, got {_show(value)}")
+            values[key] = value
+            continue
         if key == "min_samples":
             if not _positive_int(value):
                 raise _error(path, f"measure.{key}",
@@ -194,13 +207,20 @@ def _sweep(path: str, index: int, raw: object, suite: str, budget: int) -> list[
     if missing:
         raise _error(path, where, f"missing required key {missing[0]!r} "
                                   f"(required: {', '.join(REQUIRED)})")
+    for given, other in ALTERNATIVES:
+        if given in raw and other in raw:
+            raise _error(path, where, f"give {given!r} or {other!r}, not both")
+        if given not in raw and other not in raw:
+            raise _error(path, where, f"missing required key {given!r} (or {other!r})")
+    sizes = tuple(next(k for k in pair if k in raw) for pair in ALTERNATIVES)
     grid = {key: _grid(path, f"{where}.{key}", raw.get(key, DEFAULTS.get(key)), check)
-            for key, check in CHECKS.items()}
+            for key, check in CHECKS.items() if key in raw or key in DEFAULTS}
     pairs = _variants(path, where, raw.get("variants"), grid["backend"])
+    _check_divisible(path, where, grid, sizes)
 
     # `layers` shapes the transformer alone: other workloads get one cell with
     # layers=1, not one identical cell per value.
-    axes = ("mode", "dtype", "device", "batch", "seq_len", "heads", "head_dim", "causal")
+    axes = ("mode", "dtype", "device", sizes[0], "seq_len", sizes[1], "head_dim", "causal")
     per_workload = [(w, grid["layers"] if w == "transformer" else (1,)) for w in grid["workload"]]
     count = sum(len(pairs) * math.prod(len(grid[a]) for a in axes) * len(layers)
                 for _, layers in per_workload)
@@ -211,11 +231,33 @@ def _sweep(path: str, index: int, raw: object, suite: str, budget: int) -> list[
     for workload, layers in per_workload:
         for (backend, variant), *values, n_layers in itertools.product(
                 pairs, *(grid[a] for a in axes), layers):
+            shape = _concrete(dict(zip(axes, values)))
             cases.append(Case(suite=suite, workload=workload, backend=backend, variant=variant,
-                              layers=n_layers, **dict(zip(axes, values))))
+                              layers=n_layers, **shape))
     if not cases:
         raise _error(path, where, "yields no cases")
     return cases
+
+
+def _check_divisible(path: str, where: str, grid: dict, sizes: tuple[str, str]) -> None:
+    """tokens must be a multiple of every seq_len, d_model of every head_dim."""
+    for total, part in (("tokens", "seq_len"), ("d_model", "head_dim")):
+        if total not in sizes:
+            continue
+        for whole in grid[total]:
+            for piece in grid[part]:
+                if whole % piece:
+                    raise _error(path, f"{where}.{total}",
+                                 f"{total} = {whole} is not a multiple of {part} = {piece}")
+
+
+def _concrete(shape: dict) -> dict:
+    """batch and heads from tokens and d_model, where the sweep gave those."""
+    if "tokens" in shape:
+        shape["batch"] = shape.pop("tokens") // shape["seq_len"]
+    if "d_model" in shape:
+        shape["heads"] = shape.pop("d_model") // shape["head_dim"]
+    return shape
 
 
 def parse_suite(doc: dict, path: str = "<suite>") -> Suite:

@@ -9,6 +9,11 @@
    `min_run_ms` and `min_samples` are met. Each sample is block time / calls.
 A sync ends every block: asynchronous frameworks otherwise return before the
 work is done, and syncing inside every call would time the sync, not the work.
+
+With `flush` (a suite's `flush_l2 = true`), every call runs on cold caches:
+flush() writes a buffer larger than the device's last-level cache (256 MB, as
+triton's do_bench does) before each call, untimed, so each sample is one call
+between two syncs, its sync's cost (~10 us on a GPU) included.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ class Timing:
 def measure(step: Callable[[], object], sync: Callable[[], None], *,
             min_run_ms: float = 500, min_samples: int = 10, warmup_ms: float = 100,
             min_block_ms: float = 1.0, max_number: int = 1_000_000,
+            flush: Callable[[], None] | None = None,
             clock: Callable[[], float] = time.perf_counter) -> Timing:
     def block(number: int) -> float:
         """Milliseconds for `number` back-to-back calls, synced at both ends."""
@@ -37,6 +43,17 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
             step()
         sync()
         return (clock() - start) * 1e3
+
+    if flush is not None:
+        max_number = 1                      # one call per sample, each after a flush
+
+        def block(number: int) -> float:    # noqa: F811 (the cold-cache variant)
+            flush()
+            sync()
+            start = clock()
+            step()
+            sync()
+            return (clock() - start) * 1e3
 
     first_call_ms = block(1)
 
@@ -60,3 +77,15 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
         total += ms
         timing.samples_ms.append(ms / number)
     return timing
+
+
+TIMER = "host clock, device sync after each block of calls"
+TIMER_FLUSHED = "host clock, device sync after each call, caches flushed before it"
+FLUSH_BYTES = 256 * 2**20     # above any GPU's L2 (H100/H200: 50-60 MB) and CPU's L3
+
+
+def cpu_cache_flusher() -> Callable[[], None]:
+    """Evicts the CPU's caches: writes 256 MB (NumPy, no framework needed)."""
+    import numpy as np
+    buffer = np.empty(FLUSH_BYTES, dtype=np.uint8)
+    return lambda: buffer.fill(0)

@@ -27,7 +27,7 @@ from harness.accuracy import judge
 from harness.memory import pin_allocator
 from harness.spec import RESULT_COLUMNS, ROW_SCHEMA, Case
 from harness.stats import summarize
-from harness.timing import measure
+from harness.timing import TIMER, TIMER_FLUSHED, measure
 from harness.weights import make_inputs, make_weights
 
 # The float64 reference runs on the host, in NumPy: cells past this are measured
@@ -121,6 +121,8 @@ def base_row(case: Case, job: dict, version: str) -> dict:
         "settings": job.get("settings", ""),
         "tuned": _tuned(case),
         "flops": flops,
+        # Filled in by a measured cell; every row carries the columns all the same.
+        "kernel": None, "timer": None, "nvml_mem_bytes": None, "nvml_mem_method": None,
         **{f"mem_{k}": v for k, v in costs.memory(case).items()},
         "schema": ROW_SCHEMA,
     }
@@ -142,15 +144,21 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
     weights, inputs = make_weights(case), make_inputs(case)
     if job.get("check_only"):
         return check_only(backend, case, local, row, weights, inputs, refs, job)
+    settings = dict(job["measure"])
+    flush_l2 = settings.pop("flush_l2", False)
     try:
         prepared = backend.prepare(local, weights, inputs)
-        timing = measure(prepared.step, prepared.sync, **job["measure"])
+        flush = cache_flusher(backend, local) if flush_l2 else None
+        timing = measure(prepared.step, prepared.sync, flush=flush, **settings)
+        del flush                    # its 256 MB buffer is not part of the step's peak
 
         def one_step():
             prepared.step()
             prepared.sync()
 
         peak, method = backend.step_peak(local, one_step)
+        nvml = gpu_process_memory(case.device)
+        kernel = getattr(prepared, "kernel", None)
         got = prepared.outputs()
         del prepared
     except Exception as exc:       # one cell's failure never stops the batch
@@ -165,10 +173,30 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
         "first_call_ms": timing.first_call_ms, "warmup_calls": timing.warmup_calls,
         "calls_per_sample": timing.number, "samples_ms": timing.samples_ms,
         "peak_mem_bytes": peak, "mem_method": method,
+        "nvml_mem_bytes": nvml[0], "nvml_mem_method": nvml[1],
+        "kernel": kernel, "timer": TIMER_FLUSHED if flush_l2 else TIMER,
         "tflops": tflops,
         "pct_peak": 100 * tflops / peak_tflops if peak_tflops else None,
         **check(case, got, weights, inputs, refs),
     }
+
+
+def cache_flusher(backend, case: Case):
+    """The backend's way to evict its device's caches; a backend without one
+    cannot honour flush_l2, and its cell fails saying so."""
+    make = getattr(backend, "cache_flusher", None)
+    if make is None:
+        raise NotImplementedError(f"{case.backend} has no cache_flusher: flush_l2 unsupported")
+    return make(case)
+
+
+def gpu_process_memory(device: str) -> tuple[int | None, str | None]:
+    """NVML's figure for this worker on its GPU (context and pools included), the
+    second memory column beside the allocator's peak; None on the CPU. NVML counts
+    GPUs by PCI bus, as the runner's cuda:N does (CUDA_DEVICE_ORDER=PCI_BUS_ID)."""
+    if not device.startswith("cuda:"):
+        return None, None
+    return devices.process_gpu_memory(int(device.split(":")[1]), os.getpid())
 
 
 def check_only(backend, case: Case, local: Case, row: dict, weights: dict, inputs: dict,

@@ -74,3 +74,10 @@ _CORES = {
 def core_for(variant: str, precision=None) -> Core:
     layout, fn = _CORES[variant]
     return Core(layout, fn, precision)
+
+
+KERNELS = {
+    "jit": "einsum + softmax (XLA fusion)",
+    "dpa": "dot_product_attention, implementation xla",
+    "dpa-cudnn": "dot_product_attention, implementation cudnn (fused)",
+}

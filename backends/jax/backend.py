@@ -19,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from backends.base import BackendInfo, Outputs, device_kind, static_unsupported
-from backends.jax.attention import BHND, core_for
+from backends.jax.attention import BHND, KERNELS, core_for
 from backends.jax.layers import Built
 from harness.memory import cpu_step_peak
+from harness.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
 
 DTYPES = {"float32": jnp.float32, "tf32": jnp.float32,
@@ -100,6 +101,7 @@ class Prepared:
         self.names = names            # inputs, then weights, in gradient order
         self.bhnd = bhnd              # attention workload: tensors kept as (B, H, N, D)
         self.last = None
+        self.kernel = KERNELS[case.variant]    # what runs the attention core
 
     def step(self):
         self.last = self.fn(self.params, *self.args)
@@ -232,6 +234,20 @@ class JaxBackend:
     def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray:
         """The forward output, in-process (contract 4's Python surface)."""
         return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
+
+    def cache_flusher(self, case: Case):
+        """Evicts the device's caches before a timed call (timing.measure's flush):
+        XLA writes a fresh 256 MB buffer on the device (the last one is freed)."""
+        if device_kind(case.device) != "cuda":
+            return cpu_cache_flusher()
+        fill = jax.jit(lambda: jnp.zeros(FLUSH_BYTES // 4, jnp.int32),
+                       out_shardings=jax.sharding.SingleDeviceSharding(jax_device(case.device)))
+        held = [None]
+
+        def flush() -> None:
+            held[0] = None
+            held[0] = jax.block_until_ready(fill())
+        return flush
 
     def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
         """Bytes one step adds at its peak. CPU: the resident high-water mark. GPU:

@@ -30,11 +30,15 @@ from backends.tensorflow import layers
 from backends.tensorflow.attention import attention
 from backends.tensorflow.settings import INTEROP_THREADS
 from harness.memory import cpu_step_peak
+from harness.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
 from harness.weights import make_inputs, make_weights
 
 DTYPES = {"float32": tf.float32, "tf32": tf.float32,
           "bfloat16": tf.bfloat16, "float16": tf.float16}
+KERNELS = {"eager": "matmul + softmax (TF ops, eager)",
+           "function": "matmul + softmax (TF graph)",
+           "xla": "matmul + softmax (XLA fusion)"}
 GPU_METHOD = "tf get_memory_info peak"
 CPU_METHOD = "tf get_memory_info peak (cpu pool)"
 # The smallest cell that runs every op of every workload (the transformer adds
@@ -64,6 +68,7 @@ class Prepared:
         self.train = train
         self.bhnd = bhnd              # attention workload: tensors kept as (B, H, N, D)
         self.gpu = case.device.startswith("cuda")
+        self.kernel = KERNELS[case.variant]    # what runs the attention core
 
     def step(self):
         """Forward: out. Train: (out, [gradients of sum(out * g) w.r.t. names])."""
@@ -191,6 +196,15 @@ class TensorFlowBackend:
     def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray:
         """The forward output, in-process (contract 4's Python surface)."""
         return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
+
+    def cache_flusher(self, case: Case):
+        """Evicts the device's caches before a timed call (timing.measure's flush)."""
+        if not case.device.startswith("cuda"):
+            return cpu_cache_flusher()
+        with tf.device(tf_device(case.device)):
+            buffer = tf.Variable(tf.zeros(FLUSH_BYTES // 4, tf.int32))
+        zeros = tf.function(lambda: buffer.assign(tf.zeros_like(buffer)))
+        return lambda: zeros()
 
     def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
         """Bytes one step adds at its peak: TF's allocator's own figure wherever it

@@ -8,6 +8,7 @@ as any real model would).
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -58,3 +59,31 @@ def pin_sdpa_kernel(variant: str) -> None:
     }
     for kernel, switch in enable.items():
         switch(chosen is None or kernel == chosen)
+
+
+def sdpa_choice(shape: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype,
+                causal: bool, train: bool) -> tuple[str | None, str]:
+    """The SDPA kernel torch dispatches to for q, k, v of this (B, H, N, D) shape,
+    under the kernels enabled now (pin_sdpa_kernel), and torch's own words when
+    none of them can run it (head_dim, dtype, GPU generation...). Asks the same
+    check F.scaled_dot_product_attention makes; the private entry point may move
+    between versions, so failing to ask says so rather than failing the cell."""
+    try:
+        q = torch.empty(shape, device=device, dtype=dtype, requires_grad=train)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            choice = SDPBackend(torch._fused_sdp_choice(q, q, q, is_causal=causal))
+    except Exception as exc:
+        return "unknown", f"{type(exc).__name__}: {exc}"
+    if choice == SDPBackend.ERROR:
+        why = "; ".join(str(w.message).splitlines()[0] for w in said[:2])
+        return None, why or "no SDPA kernel enabled for this case"
+    return choice.name.lower(), ""
+
+
+def kernel_name(variant: str, choice: str | None) -> str:
+    """What runs the attention core, for the row's `kernel` column."""
+    if variant == "eager":
+        return "matmul + softmax (torch ops)"
+    name = f"sdpa {choice}"
+    return f"inductor around {name}" if variant == "compile" else name

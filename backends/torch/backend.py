@@ -11,8 +11,10 @@ import torch
 
 from backends.base import BackendInfo, Outputs, static_unsupported
 from backends.torch import layers
-from backends.torch.attention import core_for, pin_sdpa_kernel
+from backends.torch.attention import (SDPA_KERNELS, core_for, kernel_name,
+                                      pin_sdpa_kernel, sdpa_choice)
 from harness.memory import cpu_step_peak
+from harness.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
 
 DTYPES = {"float32": torch.float32, "tf32": torch.float32,
@@ -33,6 +35,7 @@ class Prepared:
         self.cuda = case.device.startswith("cuda")
         self.names = [*(["q", "k", "v"] if bhnd else ["x"]), *params]
         self.wrt = [*args, *(p for p, _ in params.values())]
+        self.kernel = ""              # what runs the attention core (the row's `kernel`)
 
     def step(self):
         if self.g is None:
@@ -75,6 +78,14 @@ class TorchBackend:
         reason = static_unsupported(case)
         if reason is None and case.device.startswith("cuda") and not torch.cuda.is_available():
             reason = "torch sees no CUDA device (CPU build or no driver)"
+        if reason is None and case.variant in SDPA_KERNELS:
+            # A pinned kernel that cannot take the case (head_dim, dtype, this GPU)
+            # would raise "No available kernel" mid-run: say so up front instead.
+            pin_sdpa_kernel(case.variant)
+            choice, why = sdpa_choice(_core_shape(case), torch.device(case.device),
+                                      DTYPES[case.dtype], case.causal, case.mode == "train")
+            if choice is None:
+                reason = f"torch {case.variant} refuses this case: {why}"[:300]
         return reason
 
     def prepare(self, case: Case, weights: dict, inputs: dict) -> Prepared:
@@ -104,13 +115,26 @@ class TorchBackend:
         g = None
         if train:
             g = tensor(inputs["g"], bhnd=case.workload == "attention").requires_grad_(False)
+        choice = ""
+        if case.variant != "eager":
+            choice, _ = sdpa_choice(_core_shape(case), device, dtype, case.causal, train)
+        kernel = kernel_name(case.variant, choice)
         if case.variant == "compile":
             # Each cell compiles afresh: past 8 cached graphs per function torch
             # would silently run the rest eagerly under the `compile` label.
             torch._dynamo.reset()
             torch._dynamo.config.fail_on_recompile_limit_hit = True
             fn = torch.compile(fn, dynamic=False)
-        return Prepared(case, fn, args, params, g, bhnd=case.workload == "attention")
+        prepared = Prepared(case, fn, args, params, g, bhnd=case.workload == "attention")
+        prepared.kernel = kernel
+        return prepared
+
+    def cache_flusher(self, case: Case):
+        """Evicts the device's caches before a timed call (timing.measure's flush)."""
+        if not case.device.startswith("cuda"):
+            return cpu_cache_flusher()
+        buffer = torch.empty(FLUSH_BYTES, dtype=torch.uint8, device=case.device)
+        return buffer.zero_
 
     def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray:
         """The forward output, in-process (contract 4's Python surface)."""
@@ -125,6 +149,10 @@ class TorchBackend:
         before = torch.cuda.memory_allocated()
         run_step()
         return torch.cuda.max_memory_allocated() - before, "torch.cuda.max_memory_allocated"
+
+
+def _core_shape(case: Case) -> tuple[int, int, int, int]:
+    return (case.batch, case.heads, case.seq_len, case.head_dim)
 
 
 def make_backend(info: BackendInfo) -> TorchBackend:

@@ -352,3 +352,46 @@ def test_any_file_is_a_suite_or_one_suite_error(tmp_path_factory, doc, cuts, lat
         assert message.startswith(f"{path}: ") and len(message.splitlines()) == 1, message
     else:
         assert valid(suite)
+
+
+# ---------------------------------------------------------------- tokens, d_model
+
+
+def test_tokens_and_d_model_fix_batch_and_heads(tmp_path):
+    text = with_sweep(batch=None, heads=None, seq_len="[512, 2048, 16384]",
+                      head_dim="[64, 128]")
+    text = "\n".join(l for l in text.splitlines() if not l.startswith(("batch", "heads")))
+    cases = load_suite(write(tmp_path, text + "\ntokens = 16384\nd_model = 2048\n")).cases
+    assert {(c.batch, c.seq_len) for c in cases} == {(32, 512), (8, 2048), (1, 16384)}
+    assert {(c.heads, c.head_dim) for c in cases} == {(32, 64), (16, 128)}
+    assert len(cases) == 6 * len(TORCH_VARIANTS)      # 3 lengths x 2 head sizes
+
+
+@pytest.mark.parametrize("extra, words", [
+    ("tokens = 16384", ["'batch' or 'tokens'", "not both"]),
+    ("d_model = 256", ["'heads' or 'd_model'", "not both"]),
+])
+def test_tokens_or_batch_not_both(tmp_path, extra, words):
+    msg = error_of(write(tmp_path, MINIMAL + extra + "\n"))
+    assert all(w in msg for w in words), msg
+
+
+def test_tokens_must_be_a_multiple_of_every_seq_len(tmp_path):
+    text = "\n".join(l for l in MINIMAL.splitlines() if not l.startswith("batch"))
+    msg = error_of(write(tmp_path, text + "\ntokens = 1000\n"))
+    assert "sweep[0].tokens" in msg and "seq_len = 128" in msg
+    text = "\n".join(l for l in MINIMAL.splitlines() if not l.startswith("heads"))
+    msg = error_of(write(tmp_path, text + "\nd_model = 100\n"))
+    assert "sweep[0].d_model" in msg and "head_dim = 64" in msg
+
+
+def test_neither_batch_nor_tokens(tmp_path):
+    text = "\n".join(l for l in MINIMAL.splitlines() if not l.startswith("batch"))
+    assert "'batch' (or 'tokens')" in error_of(write(tmp_path, text))
+
+
+def test_flush_l2_is_a_boolean(tmp_path):
+    suite = load_suite(write(tmp_path, "[measure]\nflush_l2 = true\n" + MINIMAL))
+    assert suite.measure.flush_l2 is True and Measure().flush_l2 is False
+    msg = error_of(write(tmp_path, "[measure]\nflush_l2 = 1\n" + MINIMAL))
+    assert "measure.flush_l2" in msg and "true or false" in msg

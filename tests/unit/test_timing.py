@@ -102,3 +102,32 @@ def test_every_block_is_bracketed_by_syncs():
     blocks = fake.blocks()                            # asserts the S C x* S C pattern
     assert sum(blocks) == fake.calls
     assert len(blocks) >= 1 + t.warmup_calls + 1 + len(t.samples_ms)
+
+
+def test_flush_runs_untimed_before_every_call_and_each_sample_is_one_call():
+    """flush_l2: the flush (which costs time on the fake clock) precedes every
+    timed call, synced before the clock starts, so no sample contains it."""
+    fake = Fake()
+    flush_s = 2.0 ** -6                          # 15.6 ms, far above a step
+
+    def flush():
+        fake.t += flush_s
+        fake.log.append("F")
+
+    timing = measure(fake.step, fake.sync, flush=flush, clock=fake.clock,
+                     min_run_ms=10, min_samples=5, warmup_ms=1, min_block_ms=5)
+    text = "".join(fake.log)
+    assert re.fullmatch(r"(FSCxSC)+", text), text[:200]      # flush, sync, clock, 1 call
+    assert timing.number == 1                                  # never grown: one call each
+    assert timing.samples_ms == [STEP_MS] * len(timing.samples_ms)   # the flush is not in it
+    assert len(timing.samples_ms) >= math.ceil(10 / STEP_MS)   # the run budget still holds
+    assert timing.first_call_ms == pytest.approx(2.0 ** -5 * 1e3)
+
+
+def test_cpu_cache_flusher_writes_more_than_any_last_level_cache():
+    from harness.timing import FLUSH_BYTES, cpu_cache_flusher
+    flush = cpu_cache_flusher()
+    buffer = flush.__closure__[0].cell_contents
+    buffer[:] = 7
+    flush()
+    assert buffer.nbytes == FLUSH_BYTES >= 256 * 2**20 and not buffer.any()

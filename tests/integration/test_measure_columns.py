@@ -1,0 +1,74 @@
+"""The measurement columns every worker writes, through real worker processes on
+this CPU: what ran the attention core (`kernel`), how it was timed (`timer`,
+cold caches with flush_l2), and that a GPU-only request on a machine without one
+is `unsupported` with its reason, never a crash or a silent CPU run."""
+from __future__ import annotations
+
+import pytest
+
+from harness.timing import TIMER, TIMER_FLUSHED
+from tests.integration.runs_helpers import harness_run, jsonl_rows, write_suite
+
+SWEEP = """\
+[[sweep]]
+workload = ["attention", "mha"]
+backend  = [{backend}]
+batch    = [1]
+seq_len  = [32]
+heads    = [2]
+head_dim = [8]
+causal   = [true]
+"""
+FLUSHED = "[measure]\nflush_l2 = true\n"
+# What the `kernel` column names per variant; torch's SDPA says which of its
+# kernels it dispatched to (on this CPU, its fused flash kernel).
+KERNEL_WORDS = {("torch", "eager"): "torch ops", ("torch", "sdpa"): "sdpa flash_attention",
+                ("torch", "compile"): "inductor around sdpa",
+                ("jax", "jit"): "einsum", ("jax", "dpa"): "implementation xla",
+                ("tensorflow", "eager"): "eager", ("tensorflow", "function"): "graph",
+                ("tensorflow", "xla"): "XLA"}
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
+@pytest.mark.parametrize("flush_l2", [False, True])
+def test_kernel_and_timer_columns(tmp_path, backend, flush_l2):
+    pytest.importorskip(backend)
+    sweep = SWEEP.format(backend=f'"{backend}"')
+    if backend == "torch":       # compile costs ~10 s a cell here: sdpa shows the kernel
+        sweep += '\n[sweep.variants]\ntorch = ["eager", "sdpa"]\n'
+    suite = write_suite(tmp_path, "cols", sweep)
+    if flush_l2:
+        text = suite.read_text().replace("[measure]\n", FLUSHED)
+        suite.write_text(text)
+    harness_run(suite, tmp_path / "run", "--no-gate")
+    rows = jsonl_rows(tmp_path / "run")
+    gpu_only = [r for r in rows if r["variant"] == "dpa-cudnn"]
+    assert all(r["status"] == "unsupported" and "cuda only" in r["reason"] for r in gpu_only)
+    rows = [r for r in rows if r not in gpu_only]
+    assert rows and all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
+    for r in rows:
+        assert KERNEL_WORDS[(r["backend"], r["variant"])] in r["kernel"], r["kernel"]
+        assert r["timer"] == (TIMER_FLUSHED if flush_l2 else TIMER)
+        if flush_l2:
+            assert r["calls_per_sample"] == 1          # each call timed on its own
+        assert r["nvml_mem_bytes"] is None             # a CPU cell has no NVML figure
+
+
+def test_gpu_cells_without_a_gpu_are_unsupported_with_the_reason(tmp_path):
+    sweep = SWEEP.format(backend='"torch", "jax"').replace(
+        "causal", 'device = ["cuda", "gpu:H100"]\ndtype = ["bfloat16"]\ncausal')
+    suite = write_suite(tmp_path, "nogpu", sweep)
+    proc = harness_run(suite, tmp_path / "run")
+    rows = jsonl_rows(tmp_path / "run")
+    variants = 7 + 3                                  # every torch and jax variant
+    assert len(rows) == variants * 2 * 2              # 2 workloads x 2 device values
+    assert {r["status"] for r in rows} == {"unsupported"}
+    for r in rows:
+        if r["device"] == "gpu:H100":
+            assert "no visible GPU is a H100" in r["reason"]
+        else:            # NVML's answer, or where NVML is missing the framework's own
+            assert r["device"] == "cuda:0"
+            assert any(words in r["reason"] for words in (
+                "no NVIDIA GPU or driver", "torch sees no CUDA", "jax sees no cuda:0",
+                "runs on cuda only", "does not run")), r["reason"]
+    assert "checking" not in proc.stderr            # nothing to gate: no cell can run
