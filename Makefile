@@ -8,7 +8,11 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup bench smoke test check check-all fidelity publish clean help
+# The GPU check runs on a GPU machine's own Python (no venv, no install).
+GPU_PYTHON ?= python3
+OUT ?=
+
+.PHONY: setup bench smoke test check check-all gpu-check fidelity publish clean help
 
 help:
 	@echo "make bench     run $(SUITE) (SUITE=suites/smoke.toml to pick another; ARGS=... passes options)"
@@ -16,6 +20,8 @@ help:
 	@echo "make check     attnbench check: every backend, variant, workload, dtype, mode and mask"
 	@echo "               against float64 and against each other (a few minutes; ARGS=... options)"
 	@echo "make check-all the check at every shape, then the whole test suite, slow cases included"
+	@echo "make gpu-check [OUT=DIR]  on a GPU machine, with its own python3 (nothing installed):"
+	@echo "               GPU tests, a short GPU suite, the check on the GPU (< 8 min on one H200)"
 	@echo "make fidelity  harness medians beside a bare timing loop of the same call"
 	@echo "make publish RUN=results/<run> NAME=<name>  its report into results/published/NAME/"
 	@echo "make setup     create $(VENV) and install (REQUIREMENTS=requirements/gpu.txt on GPUs)"
@@ -47,6 +53,9 @@ check-all: $(STAMP)
 publish: $(STAMP)
 	@test -n "$(RUN)" -a -n "$(NAME)" || { echo "usage: make publish RUN=results/<run> NAME=<name>"; exit 2; }
 	$(BIN)/attnbench publish $(RUN) --name $(NAME)
+
+gpu-check:
+	PYTHON=$(GPU_PYTHON) bash scripts/gpu_check.sh $(OUT)
 
 fidelity: $(STAMP)
 	$(BIN)/python benchmarks/fidelity.py $(ARGS)

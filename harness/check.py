@@ -108,7 +108,7 @@ def run_check(cases: list[Case], folder: Path, threads: int, console: Console,
     folder/results.jsonl, pairs compared, and the saved tensors removed unless
     `keep_outputs`. Ctrl-C stops every worker and re-raises."""
     from harness import runner                   # its progress bar and batching
-    gpus = devices.gpus()
+    gpus, nvml_error = devices.discover()
     outputs = folder / "outputs"
     outputs.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -135,7 +135,8 @@ def run_check(cases: list[Case], folder: Path, threads: int, console: Console,
             batch = Batch(backend, device, [], {"timeout_s": timeout_s}, per_worker, "check",
                           gpus, log, check_only=True, outputs_dir=outputs)
             for case in group:          # known without a framework: no worker for it
-                reason = static_unsupported(case)
+                reason = static_unsupported(case) or devices.unavailable(
+                    case.device, gpus, nvml_error)
                 if reason:
                     on_row(failure_row(case, batch, "unsupported", reason, ""))
                 else:

@@ -137,8 +137,12 @@ def _tuned(case: Case) -> bool | None:
 def run_case(backend, case: Case, job: dict, refs: References) -> dict:
     row = base_row(case, job, backend.version() if backend else "")
     local = case.replace(device=local_device(case.device))
-    reason = static_unsupported(case) or (
-        job["missing"] if backend is None else backend.unsupported(local))
+    try:
+        reason = static_unsupported(case) or (
+            job["missing"] if backend is None else backend.unsupported(local))
+    except Exception as exc:       # asking must not end the batch either
+        traceback.print_exc(file=sys.stderr)
+        return {**row, "status": "error", "reason": f"backend.unsupported: {one_line(exc)}"}
     if reason:
         return {**row, "status": "unsupported", "reason": reason}
     weights, inputs = make_weights(case), make_inputs(case)

@@ -151,10 +151,13 @@ class JaxBackend:
             return reason
         try:
             device = jax_device(case.device)
-        except (RuntimeError, IndexError) as exc:
+        except Exception as exc:
+            # The first failure names the cause ("Unable to initialize backend
+            # 'cuda'..."); JAX answers every later call with a bare AssertionError.
+            self._no_device = getattr(self, "_no_device", None) or _one_line(exc)
             kind = device_kind(case.device)
-            return f"jax sees no {case.device} device ({_one_line(exc)})" if kind == "cuda" \
-                else f"jax cannot use {case.device}: {_one_line(exc)}"
+            return f"jax sees no {case.device} device ({self._no_device})" if kind == "cuda" \
+                else f"jax cannot use {case.device}: {self._no_device}"
         if case.variant == "dpa-cudnn":
             return self._probe_cudnn(case, device)
         if case.dtype != "float32":

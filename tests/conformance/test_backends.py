@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -31,7 +32,10 @@ from harness.check import CAUSAL, SHAPES
 from harness.spec import DTYPES, MODES, WORKLOADS, Case
 from harness.weights import make_inputs, make_weights
 
-DEVICE = "cpu"
+# ATTNBENCH_TEST_DEVICE=cuda:0 runs the same tests on a GPU, where the GPU-only
+# variants and tf32 run too (scripts/gpu_check.sh runs `attnbench check` there instead,
+# a few minutes for every variant and dtype).
+DEVICE = os.environ.get("ATTNBENCH_TEST_DEVICE", "cpu")
 # SHAPES and CAUSAL are those of `attnbench check` (harness/check.py says why).
 
 # Variants that compile for every new shape, dtype and mode cost seconds per case

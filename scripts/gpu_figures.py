@@ -1,0 +1,67 @@
+"""The figures a GPU check reports: fused attention at seq_len 8192, head_dim 128,
+bfloat16 (torch sdpa-flash and the other pinned kernels, JAX dpa and dpa-cudnn),
+forward and train: TFLOP/s and percent of the device's dense peak, beside the
+published FlashAttention marks of MEASUREMENT.md. Framework-free; markdown out.
+
+usage: python3 scripts/gpu_figures.py RUN_DIR [--seq-len 8192] [--head-dim 128]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import store  # noqa: E402
+
+# MEASUREMENT.md: published marks, TFLOP/s (H100 SXM, head_dim 128, 16k tokens).
+MARKS = {"forward": "FlashAttention-3 fp16 forward: ~650-750",
+         "train": "FlashAttention-2 forward+backward: ~250-340"}
+SHOWN = ("sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa", "eager", "compile",
+         "dpa", "dpa-cudnn", "jit", "xla")
+
+
+def table(run: Path, seq_len: int, head_dim: int) -> str:
+    frame = store.load(run)
+    cells = frame[(frame["workload"] == "attention") & (frame["dtype"] == "bfloat16")
+                  & (frame["seq_len"] == seq_len) & (frame["head_dim"] == head_dim)]
+    if cells.empty:
+        return f"no bfloat16 attention cells at seq_len {seq_len}, head_dim {head_dim} in {run}"
+    lines = [f"bfloat16 attention, seq_len {seq_len}, head_dim {head_dim} "
+             f"({cells['device_name'].iloc[0]})", "",
+             "| backend | variant | mode | causal | batch x heads | median ms | TFLOP/s "
+             "| % of peak | kernel | correct |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    order = {v: i for i, v in enumerate(SHOWN)}
+    cells = cells.assign(_o=cells["variant"].map(order).fillna(99)).sort_values(
+        ["mode", "causal", "_o", "backend"])
+    for _, r in cells.iterrows():
+        ok = r["status"] == "ok"
+        num = (lambda v, f: f.format(v) if ok and v == v and v is not None else "-")
+        lines.append(
+            f"| {r['backend']} | {r['variant']} | {r['mode']} | {r['causal']} "
+            f"| {r['batch']} x {r['heads']} | {num(r['median_ms'], '{:.3f}')} "
+            f"| {num(r['tflops'], '{:.3g}')} | {num(r['pct_peak'], '{:.0f}%')} "
+            f"| {r.get('kernel') or '-'} | {r.get('correct') if ok else r['status']} |")
+    lines += ["", "Published marks (MEASUREMENT.md; H100 SXM, head_dim 128, TFLOP/s): "
+              + "; ".join(f"{mode}: {mark}" for mode, mark in MARKS.items()) + "."]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--seq-len", type=int, default=8192)
+    parser.add_argument("--head-dim", type=int, default=128)
+    args = parser.parse_args()
+    try:
+        print(table(args.run, args.seq_len, args.head_dim))
+    except store.StoreError as exc:
+        print(f"gpu_figures: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

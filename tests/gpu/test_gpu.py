@@ -1,0 +1,205 @@
+"""What only a GPU can show: NVML and the frameworks agree on the GPUs, the peak
+is known, TF32 is on for tf32 and off for float32, each pinned SDPA kernel is
+the one that runs and is recorded, allocator peaks see (or do not see) the N^2
+matrix, and a run through the runner writes GPU rows (device, peak, kernel, cold
+caches, NVML's figure, no JAX preallocation). Skipped, with the reason, where no
+GPU is visible; `make gpu-check` (scripts/gpu_check.sh) runs them on one.
+
+Frameworks load in this process (tests/conftest.py turns off JAX's preallocation
+first), so any of torch and JAX may be missing: their tests skip, saying so.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from backends import load_backend
+from harness import devices, reference
+from harness.accuracy import judge
+from harness.spec import Case
+from harness.timing import TIMER_FLUSHED
+from harness.weights import make_inputs, make_weights
+from tests.integration.runs_helpers import harness_run, jsonl_rows, write_suite
+
+GPUS, NVML_ERROR = devices.discover()
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
+    not GPUS, reason=f"no CUDA GPU visible ({NVML_ERROR or 'no NVIDIA GPU or driver, says NVML'})")]
+
+
+def case(backend: str, variant: str, dtype: str = "bfloat16", workload: str = "attention",
+         mode: str = "forward", n: int = 256, heads: int = 2, head_dim: int = 64,
+         batch: int = 1, causal: bool = True) -> Case:
+    return Case("gpu", workload, backend, variant, mode, dtype, "cuda:0",
+                batch, n, heads, head_dim, causal, 1)
+
+
+def backend_for(c: Case):
+    """The case's backend in this process, or skip: not installed, or it refuses."""
+    try:
+        backend = load_backend(c.backend)
+    except ImportError as exc:
+        pytest.skip(f"{c.backend} is not installed here: {exc}")
+    reason = backend.unsupported(c)
+    if reason:
+        pytest.skip(reason)
+    return backend
+
+
+def run(c: Case):
+    """(prepared, outputs, verdict against float64) for one case on cuda:0."""
+    backend = backend_for(c)
+    w, x = make_weights(c), make_inputs(c)
+    prepared = backend.prepare(c, w, x)
+    got = prepared.outputs()
+    exact = reference.outputs(c, w, x)
+    low = reference.outputs(c, w, x, dtype=c.dtype)
+    return prepared, got, exact, judge(got, exact, low, c.dtype)
+
+
+def test_nvml_and_torch_number_and_name_the_gpus_alike():
+    torch = pytest.importorskip("torch")
+    assert torch.cuda.is_available(), "NVML sees a GPU, torch does not (CPU build?)"
+    assert torch.cuda.device_count() == len(GPUS)
+    for gpu in GPUS:          # CUDA_DEVICE_ORDER=PCI_BUS_ID: the same index, the same GPU
+        props = torch.cuda.get_device_properties(gpu["index"])
+        assert props.name == gpu["name"]
+        assert abs(props.total_memory - gpu["memory_total"]) < 0.1 * gpu["memory_total"]
+
+
+def test_every_visible_gpu_has_a_dense_peak():
+    for gpu in GPUS:
+        assert devices.peak_tflops(gpu["name"], "bfloat16"), (
+            f"{gpu['name']} is not in harness.devices.GPU_PEAKS: pct_peak would be empty")
+
+
+@pytest.mark.parametrize("backend, variant", [("torch", "sdpa"), ("jax", "jit")])
+def test_tf32_is_on_for_tf32_and_off_for_float32(backend, variant):
+    """mha forward: float32 must be float32-accurate (TF32 off, whatever the
+    framework's default) and tf32 visibly less so (TF32 on), both passing."""
+    errors = {}
+    for dtype in ("float32", "tf32"):
+        _, _, _, verdict = run(case(backend, variant, dtype, workload="mha", heads=4))
+        assert verdict.correct, (dtype, verdict)
+        errors[dtype] = verdict.max_abs_err
+    assert errors["tf32"] > 10 * errors["float32"], errors
+
+
+@pytest.mark.parametrize("variant, kernel", [
+    ("sdpa-flash", "sdpa flash_attention"), ("sdpa-efficient", "sdpa efficient_attention"),
+    ("sdpa-math", "sdpa math"), ("sdpa-cudnn", "sdpa cudnn_attention")])
+@pytest.mark.parametrize("mode", ["forward", "train"])
+def test_each_pinned_sdpa_kernel_runs_correctly_and_is_recorded(variant, kernel, mode):
+    prepared, _, _, verdict = run(case("torch", variant, mode=mode))
+    assert prepared.kernel == kernel
+    assert verdict.correct, verdict
+
+
+def test_a_pinned_kernel_that_cannot_take_the_case_is_unsupported_up_front():
+    torch_backend = backend_for(case("torch", "sdpa"))
+    reason = torch_backend.unsupported(case("torch", "sdpa-flash", head_dim=512))
+    assert reason and "refuses" in reason          # FlashAttention stops at head_dim 256
+
+
+@pytest.mark.parametrize("backend, naive, fused", [("torch", "eager", "sdpa-flash"),
+                                                   ("jax", "jit", "dpa-cudnn")])
+def test_allocator_peak_sees_the_n2_scores_of_naive_attention_only(backend, naive, fused):
+    """B=1, H=8, N=4096 bfloat16: the naive core holds B*H*N^2 scores (268 MB in
+    bfloat16); a fused kernel holds O(N) per head. The fused one runs first, so
+    JAX's never-reset peak is not already above it."""
+    peaks = {}
+    for variant in (fused, naive):
+        c = case(backend, variant, n=4096, heads=8)
+        b = backend_for(c)
+        prepared = b.prepare(c, make_weights(c), make_inputs(c))
+
+        def one_step():
+            prepared.step()
+            prepared.sync()
+        one_step()
+        peaks[variant], method = b.step_peak(c, one_step)
+        assert peaks[variant] is not None, method
+    scores = 1 * 8 * 4096 ** 2 * 2
+    assert peaks[naive] >= scores, peaks
+    assert peaks[fused] <= scores / 8, peaks
+
+
+def test_a_gpu_run_writes_gpu_rows(tmp_path):
+    """Through the runner and its workers, as a user runs it, with cold caches."""
+    suite = write_suite(tmp_path, "gpu-rows", """\
+        [[sweep]]
+        workload = ["attention"]
+        backend  = ["torch", "jax", "tensorflow"]
+        mode     = ["forward", "train"]
+        dtype    = ["bfloat16"]
+        device   = ["auto"]
+        batch    = [2]
+        seq_len  = [1024]
+        heads    = [8]
+        head_dim = [64]
+        causal   = [true]
+
+        [sweep.variants]
+        torch      = ["sdpa-flash", "eager"]
+        jax        = ["dpa", "jit"]
+        tensorflow = ["xla"]
+        """)
+    suite.write_text(suite.read_text().replace("[measure]\n", "[measure]\nflush_l2 = true\n"))
+    harness_run(suite, tmp_path / "run", "--device", "cuda:0")
+    rows = jsonl_rows(tmp_path / "run")
+    assert len(rows) == 2 * (2 + 2 + 1)
+    gpu = GPUS[0]
+    for r in rows:
+        if r["backend"] == "tensorflow" and r["status"] == "unsupported":
+            assert "not installed" in r["reason"] or "sees no" in r["reason"]
+            continue
+        assert r["status"] == "ok", r["reason"]
+        assert r["device"] == "cuda:0" and r["device_name"] == gpu["name"]
+        assert r["driver"] == gpu["driver"]
+        peak = devices.peak_tflops(gpu["name"], "bfloat16")
+        assert r["pct_peak"] == pytest.approx(100 * r["tflops"] / peak)
+        assert r["kernel"] and r["timer"] == TIMER_FLUSHED and r["calls_per_sample"] == 1
+        assert r["correct"] is True
+        assert r["peak_mem_bytes"] and r["peak_mem_bytes"] > 0
+        if r["nvml_mem_method"] == "nvml process used":   # context and pools on top
+            assert r["nvml_mem_bytes"] >= r["peak_mem_bytes"]
+        if r["backend"] == "jax" and r["nvml_mem_bytes"]:  # no 75% preallocation
+            assert r["nvml_mem_bytes"] < 0.5 * gpu["memory_total"]
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    settings = " ".join(env["worker_settings"].values())
+    assert "CUDA_VISIBLE_DEVICES=0" in settings
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE=false" in settings or "jax" not in env["versions"]
+
+
+@pytest.mark.skipif(len(GPUS) < 2, reason=f"{len(GPUS)} GPU visible: one worker per GPU "
+                                           "needs two to show")
+def test_one_worker_per_gpu_each_sees_its_own(tmp_path):
+    suite = write_suite(tmp_path, "two", """\
+        [[sweep]]
+        workload = ["attention"]
+        backend  = ["torch"]
+        dtype    = ["bfloat16"]
+        device   = ["cuda:0", "cuda:1"]
+        batch    = [1]
+        seq_len  = [256]
+        heads    = [2]
+        head_dim = [64]
+
+        [sweep.variants]
+        torch = ["sdpa"]
+        """)
+    harness_run(suite, tmp_path / "run", "--no-gate")
+    rows = {r["device"]: r for r in jsonl_rows(tmp_path / "run")}
+    assert set(rows) == {"cuda:0", "cuda:1"}
+    for device, r in rows.items():
+        index = int(device.split(":")[1])
+        assert r["status"] == "ok" and r["device_name"] == GPUS[index]["name"]
+        assert f"CUDA_VISIBLE_DEVICES={index}" in r["settings"]
+
+
+def test_outputs_are_finite_at_a_long_sequence():
+    """bfloat16 at N=8192, causal, through the fused kernel the figures come from."""
+    _, got, _, verdict = run(case("torch", "sdpa-flash", n=8192, heads=2, head_dim=128))
+    assert all(np.isfinite(t).all() for t in got.values())
+    assert verdict.correct, verdict

@@ -1,0 +1,35 @@
+"""scripts/gpu_figures.py: the GPU check's figures, from rows a GPU worker would write."""
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.spec import Case
+from tests.unit.test_report import _row, _write
+
+ROOT = Path(__file__).resolve().parents[2]
+H200 = "NVIDIA H200"
+
+
+def test_figures_table_has_tflops_and_percent_of_peak_per_cell(tmp_path):
+    rows = []
+    for backend, variant, ms in (("torch", "sdpa-flash", 1.5), ("jax", "dpa", 2.5)):
+        for mode in ("forward", "train"):
+            c = Case("gpu-check", "attention", backend, variant, mode, "bfloat16", "cuda:0",
+                     2, 8192, 16, 128, True, 1)
+            rows.append(_row(c, H200, ms * (3.5 if mode == "train" else 1), "r",
+                             kernel=f"{variant} kernel"))
+    off = Case("gpu-check", "attention", "torch", "sdpa-flash", "forward", "bfloat16",
+               "cuda:0", 8, 2048, 16, 128, True, 1)
+    rows.append(_row(off, H200, 1.0, "r"))                 # another length: not shown
+    _write(tmp_path / "run", rows, {"run_id": "r"})
+    out = subprocess.run([sys.executable, "scripts/gpu_figures.py", str(tmp_path / "run")],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    table = [line for line in out.splitlines() if line.startswith("| torch") or
+             line.startswith("| jax")]
+    assert len(table) == 4 and H200 in out and "FlashAttention-2" in out
+    for row in rows[:4]:
+        line = next(l for l in table if f"| {row['variant']} | {row['mode']} |" in l)
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[6] == f"{row['tflops']:.3g}"
+        assert cells[7] == f"{row['pct_peak']:.0f}%"
+        assert cells[8] == f"{row['variant']} kernel" and cells[9] == "True"
