@@ -17,7 +17,9 @@ INDEX = ["mode", "dtype", "device", "batch", "seq_len", "heads", "head_dim", "ca
 TABLES = {                # name -> what its cells hold
     "latency": "median ms ± IQR",
     "speedup": "times faster than the baseline (its median over this one's)",
-    "memory": "peak MB one step adds; `scores MB` is one B·H·N² matrix in the dtype",
+    "memory": "peak MB one step adds (the allocator's figure; on GPUs, in brackets, NVML's "
+              "for the whole worker: CUDA context and pools); `scores MB` is one B·H·N² "
+              "matrix in the dtype",
     "throughput": "TFLOP/s (percent of the device's dense peak)",
     "correctness": "verdict and worst error ratio against float64 (pass: ≤ 2)",
     "first_call": "first call ms: tracing and compiling included",
@@ -129,7 +131,9 @@ def memory(frame: pd.DataFrame) -> pd.DataFrame:
         peak = row.get("peak_mem_bytes")
         if _failed(row) or peak is None or pd.isna(peak):
             return _failed(row) or ""
-        return _mark(f"{peak / 2**20:,.1f}", row["wrong"])
+        nvml = row.get("nvml_mem_bytes")
+        whole = "" if nvml is None or pd.isna(nvml) else f" (nvml {nvml / 2**20:,.0f})"
+        return _mark(f"{peak / 2**20:,.1f}{whole}", row["wrong"])
     table = _pivot(frame, frame.apply(text, axis=1))
     scores = frame.groupby(_index(frame), sort=False)["mem_scores_bytes"].first()
     table.insert(len(_index(frame)), "scores MB",

@@ -10,11 +10,12 @@
 #   bash scripts/gpu_check.sh [OUT_DIR]      # or: make gpu-check OUT=OUT_DIR
 #   PYTHON=/path/to/python3 bash scripts/gpu_check.sh OUT_DIR
 set -u
-cd "$(dirname "$0")/.."
 OUT=${1:-results/gpu-check-$(date -u +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)      # as the caller named it, before the cd
+cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu-check.log") 2>&1
+TEE=$!
 
 # Before any framework starts (workers get these from the runner as well).
 export CUDA_DEVICE_ORDER=PCI_BUS_ID XLA_PYTHON_CLIENT_PREALLOCATE=false \
@@ -22,28 +23,36 @@ export CUDA_DEVICE_ORDER=PCI_BUS_ID XLA_PYTHON_CLIENT_PREALLOCATE=false \
 SUMMARY=()
 START=$SECONDS
 
-step() {   # step NAME LIMIT_S COMMAND...: SIGINT at the limit, so a run keeps its rows
+step() {   # step NAME LIMIT_S COMMAND...: SIGINT at the limit (a run keeps its rows and
+           # writes its report), SIGKILL 5 s later if it is still there
     local name=$1 limit=$2 t0=$SECONDS rc
     shift 2
     echo; echo "=== $name (limit ${limit} s): $*"
-    timeout -s INT -k 20 "$limit" "$@"
+    timeout -s INT -k 5 "$limit" "$@"
     rc=$?
-    [ $rc -eq 124 ] && rc="124 (hit its ${limit} s limit)"
+    case $rc in
+        124|130) rc="$rc (stopped at its ${limit} s limit)" ;;
+        137) rc="137 (killed 5 s after its ${limit} s limit)" ;;
+    esac
     SUMMARY+=("$name: exit $rc in $((SECONDS - t0)) s")
 }
 
 echo "attnbench gpu-check into $OUT, $(date -u +%FT%TZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-"$PY" -c "from harness import devices; raise SystemExit(0 if devices.gpus() else 1)" ||
+timeout 30 "$PY" -c "from harness import devices; raise SystemExit(0 if devices.gpus() else 1)" ||
     echo "WARNING: NVML sees no GPU here: the GPU tests skip and every cell is unsupported"
-step env 30 "$PY" -m harness env
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
+timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
     --format=csv 2>/dev/null || true
-step gpu-tests 120 "$PY" -m pytest -q -p no:cacheprovider -rs tests/gpu \
+# Limits: 20 + 130 + 170 + 20 + 90 = 430 s, plus 5 x 5 s of grace and the two probes
+# above: under 8 minutes in the worst case.
+step env 20 "$PY" -m harness env
+step gpu-tests 130 "$PY" -m pytest -q -p no:cacheprovider -rs tests/gpu \
     --junitxml="$OUT/pytest-gpu.xml"
-step suite 180 "$PY" -m harness run suites/gpu-check.toml --out "$OUT/run" --device cuda:0
-step figures 30 bash -c "'$PY' scripts/gpu_figures.py '$OUT/run' | tee '$OUT/figures.md'"
+step suite 170 "$PY" -m harness run suites/gpu-check.toml --out "$OUT/run" --device cuda:0
+step figures 20 bash -c "set -o pipefail; '$PY' scripts/gpu_figures.py '$OUT/run' | tee '$OUT/figures.md'"
 step check 90 "$PY" -m harness check --device cuda:0 --out "$OUT/check" --quiet \
     --variant eager sdpa sdpa-flash sdpa-efficient sdpa-math sdpa-cudnn jit dpa dpa-cudnn
 
 echo; echo "=== gpu-check summary ($((SECONDS - START)) s in all; output in $OUT/)"
 printf '  %s\n' "${SUMMARY[@]}"
+exec >&- 2>&-
+wait "$TEE" 2>/dev/null          # the log is complete when the script returns

@@ -64,21 +64,35 @@ def pin_sdpa_kernel(variant: str) -> None:
 def sdpa_choice(shape: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype,
                 causal: bool, train: bool) -> tuple[str | None, str]:
     """The SDPA kernel torch dispatches to for q, k, v of this (B, H, N, D) shape,
-    under the kernels enabled now (pin_sdpa_kernel), and torch's own words when
-    none of them can run it (head_dim, dtype, GPU generation...). Asks the same
-    check F.scaled_dot_product_attention makes; the private entry point may move
-    between versions, so failing to ask says so rather than failing the cell."""
+    under the kernels enabled now (pin_sdpa_kernel), or None and torch's own words
+    when none of them can run it (head_dim, dtype, GPU generation...). Asks the
+    check F.scaled_dot_product_attention makes, which raises "No available kernel"
+    after warning why each enabled kernel declined; the private entry point may
+    move between versions, so failing to ask says so rather than failing the cell."""
+    said: list = []
     try:
         q = torch.empty(shape, device=device, dtype=dtype, requires_grad=train)
         with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always")
             choice = SDPBackend(torch._fused_sdp_choice(q, q, q, is_causal=causal))
+    except RuntimeError as exc:
+        text = str(exc)
+        if "No available kernel" not in text and "No viable backend" not in text:
+            return "unknown", f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        return None, _declined(said) or text.splitlines()[0]
     except Exception as exc:
         return "unknown", f"{type(exc).__name__}: {exc}"
     if choice == SDPBackend.ERROR:
-        why = "; ".join(str(w.message).splitlines()[0] for w in said[:2])
-        return None, why or "no SDPA kernel enabled for this case"
+        return None, _declined(said) or "no SDPA kernel enabled for this case"
     return choice.name.lower(), ""
+
+
+def _declined(said: list) -> str:
+    """torch's reasons, without its headers ("... not used because:"), the notes on
+    kernels pin_sdpa_kernel switched off, and the C++ source location."""
+    reasons = [str(w.message).split(" (Triggered internally")[0].strip() for w in said]
+    return "; ".join(r for r in reasons
+                     if r and not r.endswith("because:") and "runtime disabled" not in r)
 
 
 def kernel_name(variant: str, choice: str | None) -> str:

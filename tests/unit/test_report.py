@@ -60,7 +60,8 @@ def runs(tmp_path):
         cpu_rows.append(_row(case, XEON, speed * n / 10, "cpu-run", **extra))
         for dtype in ("float32", "bfloat16"):
             g = case.replace(device="cuda:0", dtype=dtype)
-            gpu_rows.append(_row(g, H100, speed * n / 1000, "gpu-run"))
+            gpu_rows.append(_row(g, H100, speed * n / 1000, "gpu-run",
+                                 nvml_mem_bytes=512 * 2**20 + 7 * n ** 2))
     _write(cpu, cpu_rows, {"run_id": "cpu-run", "suite": "s", "host": "cpuhost",
                            "cpu": XEON, "threads": 2, "versions": {"torch": "2.13.0"}})
     _write(gpu, gpu_rows, {"run_id": "gpu-run", "suite": "s", "host": "gpuhost",
@@ -105,6 +106,11 @@ def test_tables_hold_the_rows_figures_side_by_side(runs):
     assert _cell(pivots["throughput"], "torch eager", device=H100, dtype="bfloat16",
                  seq_len=512) == f"{gpu['tflops']:.3g} ({gpu['pct_peak']:.0f}%)"
     assert "%" not in _cell(pivots["throughput"], "torch eager", device=XEON, seq_len=512)
+    # GPU memory: the allocator's peak, then NVML's figure for the whole worker.
+    assert _cell(pivots["memory"], "torch eager", device=H100, dtype="bfloat16",
+                 seq_len=512) == (f"{gpu['peak_mem_bytes'] / 2**20:,.1f} "
+                                  f"(nvml {gpu['nvml_mem_bytes'] / 2**20:,.0f})")
+    assert "nvml" not in _cell(pivots["memory"], "torch eager", device=XEON, seq_len=128)
     assert _cell(pivots["correctness"], "jax jit", device=XEON, seq_len=256).startswith("NO")
 
 
