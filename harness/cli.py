@@ -47,6 +47,11 @@ example:
     "publish": """\
 example:
   attnbench publish results/20261129-062220-default --name cpu-xeon-2core""",
+    "export": """\
+examples:
+  attnbench export results/RUN --format pytest-benchmark --out run.json
+  pytest-benchmark compare run.json other.json     # pytest-benchmark's own tools
+  attnbench report other.json                      # and back: any pytest-benchmark file""",
 }
 
 
@@ -162,6 +167,14 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("run", metavar="RUN_DIR")
     pub.add_argument("--name", required=True, metavar="NAME",
                      help="folder name under results/published/ (letters, digits, - _ .)")
+
+    exp = command("export", "Write a run's measured cells in another tool's format: "
+                            "pytest-benchmark JSON, which `pytest-benchmark compare` reads "
+                            "(report and compare read such files back).")
+    exp.add_argument("run", metavar="RUN_DIR")
+    exp.add_argument("--format", required=True, choices=["pytest-benchmark"])
+    exp.add_argument("--out", metavar="FILE",
+                     help="where to write (default: RUN_DIR/pytest-benchmark.json)")
     return top
 
 
@@ -292,9 +305,10 @@ def _report(args, console: Console) -> int:
     from datetime import datetime, timezone
     for folder in args.runs:
         store.read_rows(folder)                        # one-line error if not a run
-    out = args.out or (args.runs[0] if len(args.runs) == 1 else
+    folder = len(args.runs) == 1 and Path(args.runs[0]).is_dir()   # not a JSON file
+    out = args.out or (args.runs[0] if folder else
                        f"results/report-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
-    if len(args.runs) == 1:
+    if folder:
         store.write_csv(store.load(args.runs[0]), f"{args.runs[0]}/results.csv")
     html = report.write_report(args.runs, out, args.baseline)
     report.print_summary(store.load(*args.runs), console)
@@ -311,6 +325,19 @@ def _compare(args) -> int:
     if args.out:
         Path(args.out).write_text(text)
     return 1 if result["verdict"].map(compare.is_regression).any() else 0
+
+
+def _export(args, console: Console) -> int:
+    from harness import pytest_benchmark_format as pbf
+    rows = store.latest_rows(store.read_rows(args.run))
+    out = Path(args.out or Path(args.run) / "pytest-benchmark.json")
+    try:
+        count = pbf.export(rows, store.read_env(args.run), out)
+    except pbf.FormatError as exc:
+        raise StoreError(f"{args.run}: {exc}") from None
+    console.print(f"wrote {out}: {count} benchmarks ({args.format} JSON; "
+                  f"`pytest-benchmark compare {out}` reads it)")
+    return 0
 
 
 def _publish(args, console: Console) -> int:
@@ -337,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             return _env(console)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "export":
+            return _export(args, console)
         if args.command == "publish":
             return _publish(args, console)
         return _report(args, console)

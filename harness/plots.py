@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt             # noqa: E402
 import pandas as pd                         # noqa: E402
 
 from harness import devices, tables         # noqa: E402
-from harness.spec import DTYPES             # noqa: E402
+from harness.spec import DTYPES, WORKLOADS  # noqa: E402
 
 SHAPE = ["batch", "heads", "head_dim", "causal", "layers"]
 # Text stays text in the SVG (searchable, a third of the size); any sans font renders it.
@@ -147,7 +147,9 @@ def device_comparison(frame: pd.DataFrame):
 def all_figures(frame: pd.DataFrame) -> dict[str, object]:
     """name -> Figure, in reading order."""
     figures = {}
-    for workload in dict.fromkeys(frame["workload"]):
+    # Benchmarks read from outside attnbench (workload "custom") have no seq_len to
+    # plot against: their figures are in the tables alone.
+    for workload in [w for w in dict.fromkeys(frame["workload"]) if w in WORKLOADS]:
         for mode in dict.fromkeys(frame.loc[frame["workload"] == workload, "mode"]):
             for kind, draw in (("latency", latency), ("memory", memory),
                                ("throughput", throughput)):

@@ -98,10 +98,15 @@ def git_commit(root: str | os.PathLike) -> str | None:
 
 def read_rows(folder: str | os.PathLike) -> list[dict]:
     """Every whole row of a run folder, in the order written; a StoreError when the
-    folder is not a run folder or was written by a newer attnbench."""
+    folder is not a run folder or was written by a newer attnbench. A
+    pytest-benchmark JSON file reads as a run (harness/pytest_benchmark_format.py)."""
+    from harness import pytest_benchmark_format as pbf
+    if pbf.is_benchmark_file(folder):
+        return pbf.read(folder)[0]
     path = Path(folder) / RESULTS
     if not path.is_file():
-        raise StoreError(f"{folder}: not a run folder (no {RESULTS})")
+        raise StoreError(f"{folder}: not a run folder (no {RESULTS}) or pytest-benchmark "
+                         f"JSON file")
     _check_schema(read_env(folder).get("schema"), Path(folder) / ENV)
     rows, bad = [], 0
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -131,6 +136,9 @@ def _check_schema(version, where) -> None:
 
 
 def read_env(folder: str | os.PathLike) -> dict:
+    from harness import pytest_benchmark_format as pbf
+    if pbf.is_benchmark_file(folder):
+        return pbf.read(folder)[1]
     path = Path(folder) / ENV
     if not path.is_file():
         return {}

@@ -137,9 +137,14 @@ def memory(frame: pd.DataFrame) -> pd.DataFrame:
     table = _pivot(frame, frame.apply(text, axis=1))
     scores = frame.groupby(_index(frame), sort=False)["mem_scores_bytes"].first()
     table.insert(len(_index(frame)), "scores MB",
-                 [f"{scores.loc[tuple(k)] / 2**20:,.1f}"
+                 [_mb(scores.loc[tuple(k)])
                   for k in table[_index(frame)].itertuples(index=False)])
     return table
+
+
+def _mb(value) -> str:
+    """Bytes as MB; blank where unknown (a benchmark from outside attnbench)."""
+    return "" if value is None or pd.isna(value) else f"{value / 2**20:,.1f}"
 
 
 def throughput(frame: pd.DataFrame) -> pd.DataFrame:

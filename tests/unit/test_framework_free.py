@@ -15,12 +15,14 @@ FRAMEWORKS = ("torch", "tensorflow", "jax", "flax")
 
 PROBE = """
 import contextlib, io, json, sys
-from harness import cli, runner
+from harness import cli, runner, pedantic, pytest_benchmark_format, pytest_plugin
 from harness.worker import environment_for
 from backends.base import REGISTRY
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-    for suite in ("suites/default.toml", "suites/smoke.toml", "suites/gpu.toml"):
+    for suite in ("suites/default.toml", "suites/smoke.toml", "suites/gpu.toml",
+                  "suites/flash.toml", "suites/gpu-check.toml"):
         cli.main(["run", suite, "--dry-run", "--verbose"])
+    cli.main(["env"])
 for name in REGISTRY:
     for device in ("cpu", "cuda:0"):
         environment_for(name, device, 2, "/tmp")
