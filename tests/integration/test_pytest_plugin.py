@@ -150,3 +150,12 @@ def test_pytest_benchmark_compare_reads_an_exported_run(tmp_path):
         assert row["median_ms"] == pytest.approx(original["median_ms"])
         assert row["samples_ms"] == pytest.approx(original["samples_ms"])
         assert row["correct"] == original["correct"]
+
+
+def test_the_installed_package_registers_the_plugin_with_pytest():
+    from importlib.metadata import entry_points
+    if not any(ep.value == "harness.pytest_plugin" for ep in entry_points(group="pytest11")):
+        pytest.skip("attnbench is not installed here (a checkout: use -p harness.pytest_plugin)")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert "--attnbench-suite" in proc.stdout
