@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 REQUIREMENTS ?= requirements/cpu.txt
+# test: pytest, hypothesis, pytest-benchmark; ray: the Ray executor (and its tests).
+EXTRAS ?= test,ray
 SUITE ?= suites/default.toml
 ARGS ?=
 BIN := $(VENV)/bin
@@ -31,7 +33,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r $(REQUIREMENTS) -e '.[test]'
+	$(BIN)/python -m pip install --quiet -r $(REQUIREMENTS) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 bench: $(STAMP)

@@ -27,7 +27,8 @@ examples:
   attnbench run suites/smoke.toml                  # a one-minute sweep on this machine
   attnbench run suites/default.toml --backend torch --out results/mine
   attnbench run suites/default.toml --resume results/mine  # after Ctrl-C or a crash
-  attnbench run suites/gpu.toml --dry-run          # what would run, and where""",
+  attnbench run suites/gpu.toml --dry-run          # what would run, and where
+  attnbench run suites/gpu.toml --executor ray --address 10.0.0.5:6379   # on a cluster""",
     "check": """\
 examples:
   attnbench check                                  # every backend this machine has
@@ -88,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="only cells on these devices, after the suite's own are expanded: "
                           "cpu, cuda (every GPU), cuda:N, gpu:TYPE (every GPU whose name has "
                           "TYPE as a word, e.g. gpu:H100)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: worker processes on this machine (default); ray: Ray "
+                          "tasks on a cluster, one GPU each by GPU type (pip install "
+                          "'attnbench[ray]')")
+    run.add_argument("--address", metavar="ADDR",
+                     help="with --executor ray: the cluster (e.g. 10.0.0.5:6379; default: "
+                          "RAY_ADDRESS, a running local cluster, or a new local one)")
     run.add_argument("--serial", action="store_true",
                      help="one worker at a time (default: one worker per GPU side by side, "
                           "then the CPU cells alone)")
@@ -200,8 +208,14 @@ def _run(args, console: Console) -> int:
     suite = load_suite(args.suite)
     if args.dry_run:
         gpus, nvml_error = devices.discover()
-        cases = runner.plan(suite, args.backend, gpus, args.device)
-        rows = runner.plan_summary(cases, gpus, nvml_error)
+        expand = refuse = None
+        if args.executor == "ray":               # planned against the cluster's GPUs
+            from harness.executors.ray_cluster import RayExecutor
+            cluster = RayExecutor(args.address, args.threads or devices.cpu_threads())
+            gpus, nvml_error, expand, refuse = [], None, cluster.expand, cluster.refuse
+        refuse = refuse or (lambda c: runner.refused(c, gpus, nvml_error))
+        cases = runner.plan(suite, args.backend, gpus, args.device, expand=expand)
+        rows = runner.plan_summary(cases, gpus, nvml_error, refuse)
         table = Table(title=f"{suite.name}: {len(cases)} cells planned")
         for name in ("backend", "device", "name", "cells", "to run", "not here: why"):
             table.add_column(name, overflow="fold")
@@ -209,8 +223,7 @@ def _run(args, console: Console) -> int:
             table.add_row(r["backend"], r["device"], r["device_name"], str(r["cells"]),
                           str(r["to_run"]), r["why_not"])
         Console().print(table)
-        runnable = [c for c in cases if not static_unsupported(c)
-                    and not runner.refused(c, gpus, nvml_error)]
+        runnable = [c for c in cases if not static_unsupported(c) and not refuse(c)]
         print(f"{len(runnable)} of {len(cases)} cells can run on this machine"
               + ("" if gpus else f"; GPUs: {nvml_error or 'none visible (NVML)'}"))
         if not args.no_gate:
@@ -223,10 +236,13 @@ def _run(args, console: Console) -> int:
         return 0
     if args.resume and args.out:
         raise StoreError("--resume DIR continues a run in DIR; --out cannot be given with it")
+    if args.address and args.executor != "ray":
+        raise StoreError("--address names a Ray cluster: give it with --executor ray")
     try:
         runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
                    quiet=args.quiet, console=console, resume=args.resume,
-                   gate_check=not args.no_gate, only=args.device, serial=args.serial)
+                   gate_check=not args.no_gate, only=args.device, serial=args.serial,
+                   executor=args.executor, address=args.address)
     except KeyboardInterrupt:
         return 130                     # the runner has said how to resume
     return 0
@@ -370,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
             return _publish(args, console)
         return _report(args, console)
     except (SuiteError, StoreError) as exc:
+        print(f"attnbench: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:            # the executor's one line (Ray missing...)
+        if type(exc).__name__ != "ExecutorError":
+            raise
         print(f"attnbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

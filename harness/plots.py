@@ -18,7 +18,9 @@ from harness.spec import DTYPES, WORKLOADS  # noqa: E402
 
 SHAPE = ["batch", "heads", "head_dim", "causal", "layers"]
 # Text stays text in the SVG (searchable, a third of the size); any sans font renders it.
-plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "font.size": 9})
+plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "font.size": 9,
+                     # A report holds many figures at once; svg() closes each.
+                     "figure.max_open_warning": 0})
 
 
 def _series(rows: pd.DataFrame, several_devices: bool):

@@ -28,17 +28,20 @@ from harness.suite import Suite
 
 
 def plan(suite: Suite, backends: list[str] | None = None,
-         gpus: list[dict] | None = None, only: list[str] | None = None) -> list[Case]:
+         gpus: list[dict] | None = None, only: list[str] | None = None,
+         expand=None) -> list[Case]:
     """The suite's cases on concrete devices ("auto" -> every GPU, else the CPU;
     "gpu:H100" -> every H100), keeping those on a device `only` names (as
-    --device does: cpu, cuda, cuda:N, gpu:TYPE)."""
+    --device does: cpu, cuda, cuda:N, gpu:TYPE). `expand` replaces this
+    machine's expansion (a Ray cluster's GPU types)."""
     gpus = devices.gpus() if gpus is None else gpus
+    expand = expand or (lambda device: devices.expand(device, gpus))
     planned, seen = [], set()
     for case in suite.cases:
         if backends and case.backend not in backends:
             continue
-        for device in devices.expand(case.device, gpus):
-            if only and not devices.matching(device, only, gpus):
+        for device in expand(case.device):
+            if only and not (devices.matching(device, only, gpus) or device in only):
                 continue
             concrete = case.replace(device=device)
             if concrete not in seen:
@@ -94,13 +97,15 @@ def lanes(cases: list[Case]) -> list[list[tuple[str, str]]]:
     return gpu + ([by_device["cpu"]] if "cpu" in by_device else [])
 
 
-def plan_summary(cases: list[Case], gpus: list[dict], nvml_error: str | None) -> list[dict]:
-    """Per (backend, device): its cells, how many this machine can run, and the
-    commonest reasons it cannot run the rest (what --dry-run prints)."""
+def plan_summary(cases: list[Case], gpus: list[dict], nvml_error: str | None,
+                 refuse=None) -> list[dict]:
+    """Per (backend, device): its cells, how many this machine (or cluster: its
+    `refuse`) can run, and the commonest reasons it cannot run the rest (what
+    --dry-run prints)."""
+    refuse = refuse or (lambda case: refused(case, gpus, nvml_error))
     rows = []
     for (backend, device), group in sorted(batches(cases).items()):
-        reasons = [static_unsupported(c) or (refused(c, gpus, nvml_error) or (0, None))[1]
-                   for c in group]
+        reasons = [static_unsupported(c) or (refuse(c) or (0, None))[1] for c in group]
         blocked = Counter(r for r in reasons if r)
         rows.append({"backend": backend, "device": device,
                      "device_name": devices.describe(device, gpus)["device_name"],
@@ -127,14 +132,22 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
         threads: int | None = None, quiet: bool = False,
         console: Console | None = None, resume: str | Path | None = None,
         gate_check: bool = True, only: list[str] | None = None,
-        serial: bool = False) -> Path:
+        serial: bool = False, executor: str = "local", address: str | None = None) -> Path:
     """Run the suite into a new folder (`out`, or results/<run_id>), or, with
     `resume`, rerun in that folder every planned cell not already `ok` there.
     Ctrl-C writes what finished and re-raises KeyboardInterrupt."""
     console = console or Console(stderr=True)
-    gpus, nvml_error = devices.discover()
-    planned = plan(suite, backends, gpus, only)
     threads = threads or devices.cpu_threads()
+    if executor == "ray":
+        from harness.executors.ray_cluster import RayExecutor
+        cluster = RayExecutor(address, threads)
+        gpus, nvml_error, refuse = [], None, cluster.refuse
+        planned = plan(suite, backends, gpus, only, expand=cluster.expand)
+    else:
+        cluster = None
+        gpus, nvml_error = devices.discover()
+        refuse = lambda case: refused(case, gpus, nvml_error)    # noqa: E731
+        planned = plan(suite, backends, gpus, only)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if resume is not None:
         folder = Path(resume)
@@ -155,11 +168,14 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
                "description": suite.description, "measure": dataclasses.asdict(suite.measure),
                "threads": threads, "started_at": now, "command": sys.argv,
                "git_commit": store.git_commit(Path(__file__).parent),
-               **devices.environment()}
+               "executor": executor, **devices.environment()}
+        if cluster:
+            env["ray"] = {"address": address, "gpu_types": cluster.gpu_types,
+                          "gpus": cluster.gpus}
         cases = planned
     measure = dataclasses.asdict(suite.measure)
-    executor = LocalExecutor()
-    lock = threading.Lock()         # rows arrive from one thread per GPU lane
+    local = LocalExecutor()
+    lock = threading.Lock()         # rows arrive from one thread per GPU lane (or task)
     versions: dict[str, str] = dict(env.get("versions") or {})
     # "backend device" -> the settings its worker ran under
     workers: dict[str, str] = dict(env.get("worker_settings") or {})
@@ -168,9 +184,10 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
     with store.RunWriter(folder) as writer:
         writer.write_env(env)
         try:
+            # The gate checks on this machine: on a cluster, the CPU cells' configurations.
+            gated = [c for c in cases if not refuse(c) and (not cluster or c.device == "cpu")]
             configs = {} if not gate_check else check_configurations(
-                [c for c in cases if not refused(c, gpus, nvml_error)], folder, threads,
-                console, quiet, suite.measure.timeout_s, gpus)
+                gated, folder, threads, console, quiet, suite.measure.timeout_s, gpus)
             with progress_bar(console, quiet) as progress:
                 task = progress.add_task("starting", total=len(cases))
 
@@ -200,21 +217,28 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
 
                 grouped = batches(cases)
 
-                def run_lane(keys: list[tuple[str, str]]) -> None:
-                    for backend, device in keys:
-                        if executor.stop.is_set():
-                            return
-                        log = folder / "logs" / f"{backend}-{device.replace(':', '')}.log"
-                        batch = Batch(backend, device, [], measure, threads, run_id, gpus, log)
-                        for case in grouped[(backend, device)]:
-                            why = refused(case, gpus, nvml_error)
-                            if why:
-                                on_row(failure_row(case, batch, *why, ""))
-                            else:
-                                batch.cases.append(case)
-                        executor.run_batch(batch, on_start, on_row)
+                def batch_of(backend: str, device: str) -> Batch:
+                    """The batch's cells this executor can take; rows for the rest."""
+                    log = folder / "logs" / f"{backend}-{device.replace(':', '')}.log"
+                    batch = Batch(backend, device, [], measure, threads, run_id, gpus, log)
+                    for case in grouped[(backend, device)]:
+                        why = refuse(case)
+                        if why:
+                            on_row(failure_row(case, batch, *why, ""))
+                        else:
+                            batch.cases.append(case)
+                    return batch
 
-                run_lanes(lanes(cases), run_lane, executor.stop, serial)
+                if cluster:
+                    cluster.run_batches([batch_of(*key) for key in grouped], on_start, on_row)
+                else:
+                    def run_lane(keys: list[tuple[str, str]]) -> None:
+                        for key in keys:
+                            if local.stop.is_set():
+                                return
+                            local.run_batch(batch_of(*key), on_start, on_row)
+
+                    run_lanes(lanes(cases), run_lane, local.stop, serial)
         except KeyboardInterrupt:
             interrupted = True
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

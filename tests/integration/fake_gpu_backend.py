@@ -2,15 +2,19 @@
 GPU path for real (tests/integration/test_gpu_lanes.py): one worker per GPU,
 side by side, each told its own GPU through CUDA_VISIBLE_DEVICES.
 
-Its step computes the float64 reference. The first step in each worker first
-meets the other GPUs' workers at a rendezvous (a file per GPU in
-ATTNBENCH_TEST_RENDEZVOUS, waiting for ATTNBENCH_TEST_GPUS files): if the runner
-ran the GPUs one after another, nobody would come and the cell fails saying so.
+Its step computes the float64 reference. Where ATTNBENCH_TEST_RENDEZVOUS is set,
+the first step in each worker first meets the other GPUs' workers there (a file
+per GPU, waiting for ATTNBENCH_TEST_GPUS files): if the runner ran the GPUs one
+after another, nobody would come and the cell fails saying so. Variant `flaky`
+fails until the file ATTNBENCH_TEST_FIXED names exists (for --resume); variant
+`orphans` SIGKILLs its worker's parent, which under Ray is the task's process
+(never run it with the local executor, whose parent is the runner).
 Registered through ATTNBENCH_BACKENDS=tests.integration.fake_gpu_backend.
 """
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -19,7 +23,11 @@ from backends.base import BackendInfo, Variant
 INFO = BackendInfo(
     name="fakegpu", framework="numpy", module=__name__, settings=__name__,
     variants=(Variant("exact", "the float64 reference, on a pretend GPU",
-                      devices=("cuda",)),),
+                      devices=("cuda",)),
+              Variant("flaky", "exact once ATTNBENCH_TEST_FIXED exists, an error before",
+                      devices=("cuda",)),
+              Variant("orphans", "SIGKILLs its parent (a Ray task's process), then itself",
+                      devices=("cuda",))),
 )
 
 
@@ -45,9 +53,15 @@ class Prepared:
         self.kernel = f"fake, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}"
 
     def step(self):
-        if not Prepared.met:
+        if not Prepared.met and os.environ.get("ATTNBENCH_TEST_RENDEZVOUS"):
             rendezvous()
             Prepared.met = True
+        if self.case.variant == "flaky" and not os.path.exists(
+                os.environ.get("ATTNBENCH_TEST_FIXED", "/nonexistent")):
+            raise RuntimeError("not fixed yet")
+        if self.case.variant == "orphans":
+            os.kill(os.getppid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGKILL)
         from harness import reference
         return reference.outputs(self.case, self.weights, self.inputs)
 
