@@ -94,8 +94,9 @@ def _parser() -> argparse.ArgumentParser:
                           "tasks on a cluster, one GPU each by GPU type (pip install "
                           "'attnbench[ray]')")
     run.add_argument("--address", metavar="ADDR",
-                     help="with --executor ray: the cluster (e.g. 10.0.0.5:6379; default: "
-                          "RAY_ADDRESS, a running local cluster, or a new local one)")
+                     help="with --executor ray: the cluster (e.g. 10.0.0.5:6379, or auto for "
+                          "the one this machine has joined; default: RAY_ADDRESS if set, "
+                          "else a new local Ray instance)")
     run.add_argument("--serial", action="store_true",
                      help="one worker at a time (default: one worker per GPU side by side, "
                           "then the CPU cells alone)")
