@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
-import time
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path

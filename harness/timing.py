@@ -35,7 +35,7 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
             min_block_ms: float = 1.0, max_number: int = 1_000_000,
             flush: Callable[[], None] | None = None,
             clock: Callable[[], float] = time.perf_counter) -> Timing:
-    def block(number: int) -> float:
+    def warm_block(number: int) -> float:
         """Milliseconds for `number` back-to-back calls, synced at both ends."""
         sync()
         start = clock()
@@ -44,16 +44,18 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
         sync()
         return (clock() - start) * 1e3
 
+    def cold_block(number: int) -> float:
+        """One call after the caches are flushed (number is always 1 here)."""
+        flush()
+        sync()
+        start = clock()
+        step()
+        sync()
+        return (clock() - start) * 1e3
+
+    block = warm_block if flush is None else cold_block
     if flush is not None:
         max_number = 1                      # one call per sample, each after a flush
-
-        def block(number: int) -> float:    # noqa: F811 (the cold-cache variant)
-            flush()
-            sync()
-            start = clock()
-            step()
-            sync()
-            return (clock() - start) * 1e3
 
     first_call_ms = block(1)
 
