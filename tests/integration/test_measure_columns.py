@@ -29,9 +29,11 @@ KERNEL_WORDS = {("torch", "eager"): "torch ops", ("torch", "sdpa"): "sdpa flash_
                 ("tensorflow", "xla"): "XLA"}
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
-@pytest.mark.parametrize("flush_l2", [False, True])
+@pytest.mark.parametrize("backend, flush_l2", [("torch", False), ("torch", True),
+                                               ("jax", True), ("tensorflow", True)])
 def test_kernel_and_timer_columns(tmp_path, backend, flush_l2):
+    """Every framework with cold caches (its own flusher); torch warm as well (the
+    default timer; tests/unit/test_gpu_planning.py covers both through the worker)."""
     pytest.importorskip(backend)
     sweep = SWEEP.format(backend=f'"{backend}"')
     if backend == "torch":       # compile costs ~10 s a cell here: sdpa shows the kernel
