@@ -206,13 +206,18 @@ def _device(text: str) -> str:
 
 def _run(args, console: Console) -> int:
     suite = load_suite(args.suite)
+    if args.address and args.executor != "ray":
+        raise StoreError("--address names a Ray cluster: give it with --executor ray")
     if args.dry_run:
         gpus, nvml_error = devices.discover()
         expand = refuse = None
+        where = f"GPUs: {nvml_error or 'none visible (NVML)'}" if not gpus else ""
         if args.executor == "ray":               # planned against the cluster's GPUs
             from harness.executors.ray_cluster import RayExecutor
             cluster = RayExecutor(args.address, args.threads or devices.cpu_threads())
             gpus, nvml_error, expand, refuse = [], None, cluster.expand, cluster.refuse
+            where = (f"the Ray cluster has {cluster.gpus} GPUs "
+                     f"({', '.join(cluster.gpu_types) or 'no types named'})")
         refuse = refuse or (lambda c: runner.refused(c, gpus, nvml_error))
         cases = runner.plan(suite, args.backend, gpus, args.device, expand=expand)
         rows = runner.plan_summary(cases, gpus, nvml_error, refuse)
@@ -224,10 +229,11 @@ def _run(args, console: Console) -> int:
                           str(r["to_run"]), r["why_not"])
         Console().print(table)
         runnable = [c for c in cases if not static_unsupported(c) and not refuse(c)]
-        print(f"{len(runnable)} of {len(cases)} cells can run on this machine"
-              + ("" if gpus else f"; GPUs: {nvml_error or 'none visible (NVML)'}"))
-        if not args.no_gate:
-            gated = check.gate_cases(runnable)
+        print(f"{len(runnable)} of {len(cases)} cells can run here" + (f"; {where}" if where
+                                                                         else ""))
+        if not args.no_gate:      # on a cluster the gate checks the CPU cells' alone
+            gated = check.gate_cases([c for c in runnable if args.executor != "ray"
+                                      or c.device == "cpu"])
             print(f"gate: {len(gated) // len(check.SHAPES)} configurations checked against "
                   f"float64 first ({len(gated)} cases on small shapes; --no-gate skips it)")
         if args.verbose:
@@ -236,8 +242,6 @@ def _run(args, console: Console) -> int:
         return 0
     if args.resume and args.out:
         raise StoreError("--resume DIR continues a run in DIR; --out cannot be given with it")
-    if args.address and args.executor != "ray":
-        raise StoreError("--address names a Ray cluster: give it with --executor ray")
     try:
         runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
                    quiet=args.quiet, console=console, resume=args.resume,

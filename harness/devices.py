@@ -116,12 +116,6 @@ def unavailable(device: str, visible: list[dict], nvml_error: str | None = None)
     return f"no GPU {device} ({seen})"
 
 
-def matching(device: str, wanted: list[str], visible: list[dict]) -> bool:
-    """Whether a planned device is one of `wanted` (as given to --device: cpu, cuda,
-    cuda:N, gpu:TYPE, auto), each expanded as a suite's device value is."""
-    return any(device in expand(w, visible) for w in wanted)
-
-
 def process_gpu_memory(index: int, pid: int) -> tuple[int | None, str]:
     """GPU memory NVML accounts to one process on one GPU (its CUDA context and
     every framework pool included), in bytes, and how it was read. Where NVML

@@ -112,8 +112,16 @@ def read(path: str | os.PathLike) -> tuple[list[dict], dict]:
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise StoreError(f"{path}: not a pytest-benchmark file (no 'benchmarks' list)")
     machine = doc.get("machine_info") or {}
+    if not isinstance(machine, dict):
+        machine = {}
+    if not isinstance(machine.get("cpu", {}), dict):
+        machine = {**machine, "cpu": {"brand_raw": str(machine["cpu"])}}
     run_id = f"{Path(path).stem}"
-    rows = [_row(b, machine, run_id) for b in doc["benchmarks"] if isinstance(b, dict)]
+    try:
+        rows = [_row(b, machine, run_id) for b in doc["benchmarks"] if isinstance(b, dict)]
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise StoreError(f"{path}: a benchmark this reader cannot map "
+                         f"({type(exc).__name__}: {exc})") from None
     env = {"run_id": run_id, "suite": FORMAT, "host": machine.get("node", ""),
            "cpu": (machine.get("cpu") or {}).get("brand_raw", machine.get("processor", "")),
            "python": machine.get("python_version", ""), "started_at": doc.get("datetime"),
@@ -126,8 +134,11 @@ def _row(bench: dict, machine: dict, run_id: str) -> dict:
     extra = bench.get("extra_info") or {}
     stats = bench.get("stats") or {}
     ours = all(field in extra for field in CASE_FIELDS)
+    # Someone else's: the group, or else the test's module, tells same-named tests
+    # of different modules apart (suite is part of a cell's key).
+    module = str(bench.get("fullname") or "").split("::")[0]
     case = {f: extra[f] for f in CASE_FIELDS} if ours else {
-        **FOREIGN, "suite": bench.get("group") or FORMAT,
+        **FOREIGN, "suite": bench.get("group") or module or FORMAT,
         "variant": bench.get("name") or bench.get("fullname") or "?"}
     data = [float(s) * 1e3 for s in stats.get("data") or []]
     ms = (lambda key: float(stats[key]) * 1e3 if stats.get(key) is not None else None)

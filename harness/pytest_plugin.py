@@ -136,6 +136,8 @@ class _Session:
         from harness import devices
         from harness.memory import pin_allocator
         from harness.worker import References
+        for key, value in _ENVIRONMENT.items():   # the fixture alone needs them too
+            os.environ.setdefault(key, value)
         self.gpus, self.nvml_error = devices.discover()
         self.refs = References()
         self.scratch = tempfile.mkdtemp(prefix="attnbench-pytest-")

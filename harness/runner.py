@@ -40,7 +40,7 @@ def plan(suite: Suite, backends: list[str] | None = None,
         if backends and case.backend not in backends:
             continue
         for device in expand(case.device):
-            if only and not (devices.matching(device, only, gpus) or device in only):
+            if only and not any(device in expand(wanted) for wanted in only):
                 continue
             concrete = case.replace(device=device)
             if concrete not in seen:
@@ -150,6 +150,8 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if resume is not None:
         folder = Path(resume)
+        if folder.is_file():
+            raise store.StoreError(f"{folder}: --resume continues a run folder, not a file")
         done = finished_cells(folder)          # StoreError if it is not a run folder
         env = store.read_env(folder)
         if env.get("suite") not in (None, suite.name):
@@ -218,7 +220,8 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
 
                 def batch_of(backend: str, device: str) -> Batch:
                     """The batch's cells this executor can take; rows for the rest."""
-                    log = folder / "logs" / f"{backend}-{device.replace(':', '')}.log"
+                    # Absolute: a Ray task on another node's working directory too.
+                    log = folder.resolve() / "logs" / f"{backend}-{device.replace(':', '')}.log"
                     batch = Batch(backend, device, [], measure, threads, run_id, gpus, log)
                     for case in grouped[(backend, device)]:
                         why = refuse(case)

@@ -19,9 +19,13 @@ def to_device(array: np.ndarray, device: str, dtype: str) -> tf.Tensor:
         return tf.identity(tf.constant(array, dtype=DTYPES[dtype]))
 
 
+# Asked once, not inside every timed call.
+_GPUS = bool(tf.config.list_logical_devices("GPU"))
+
+
 def sync(result) -> None:
     """GPU kernels are queued on streams; the CPU is synchronous (backend.py)."""
-    if tf.config.list_logical_devices("GPU"):
+    if _GPUS:
         tf.test.experimental.sync_devices()
 
 

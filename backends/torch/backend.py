@@ -46,8 +46,8 @@ class Prepared:
         return out, torch.autograd.grad(out, self.wrt, self.g)
 
     def sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
+        if self.cuda:        # this cell's GPU, which need not be the current one
+            torch.cuda.synchronize(self.case.device)
 
     def outputs(self) -> Outputs:
         result = self.step()
@@ -144,11 +144,13 @@ class TorchBackend:
         """Bytes one step adds at its peak: the allocator's own figure on CUDA."""
         if not case.device.startswith("cuda"):
             return cpu_step_peak(run_step)
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
+        device = torch.device(case.device)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
         run_step()
-        return torch.cuda.max_memory_allocated() - before, "torch.cuda.max_memory_allocated"
+        return (torch.cuda.max_memory_allocated(device) - before,
+                "torch.cuda.max_memory_allocated")
 
 
 def _core_shape(case: Case) -> tuple[int, int, int, int]:

@@ -20,8 +20,11 @@ def to_device(array: np.ndarray, device: str, dtype: str) -> torch.Tensor:
 
 
 def sync(result) -> None:
-    """CUDA work is queued: wait for it (the CPU runs torch ops synchronously)."""
-    if torch.cuda.is_initialized():
+    """CUDA work is queued: wait for it on the result's GPU (the CPU runs torch ops
+    synchronously)."""
+    if isinstance(result, torch.Tensor) and result.is_cuda:
+        torch.cuda.synchronize(result.device)
+    elif torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 

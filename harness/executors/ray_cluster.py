@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Callable
 
 from harness import devices
-from harness.executors.local import Batch, LocalExecutor, failure_row
+from harness.executors.local import STARTUP_TIMEOUT_S, Batch, LocalExecutor, failure_row
 from harness.spec import Case
 
 TYPE_PREFIX = "accelerator_type:"
 GRACE_S = 60               # beyond timeout_s before the driver gives up on a task
-BETWEEN_CELLS_S = 600      # a started task that goes this long between cells is hung
+# A started task silent this long between cells is hung: past the worker's own
+# startup limit, so that the task's own verdict comes first.
+BETWEEN_CELLS_S = STARTUP_TIMEOUT_S + GRACE_S
 INSTALL_HINT = "pip install 'attnbench[ray]'"
 
 
@@ -56,6 +58,9 @@ class RayExecutor:
     def __init__(self, address: str | None = None, threads: int = 1,
                  stop: threading.Event | None = None):
         ray = _ray()
+        if ray.is_initialized() and address:
+            raise ExecutorError(f"Ray is already connected in this process; cannot also "
+                                f"connect to {address}")
         if not ray.is_initialized():
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -69,6 +74,9 @@ class RayExecutor:
         self.gpu_types = sorted(k[len(TYPE_PREFIX):] for k in resources
                                 if k.startswith(TYPE_PREFIX))
         self.gpus = int(resources.get("GPU", 0))
+        # A task asking for more CPUs than any node has would wait forever.
+        self.node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes()
+                              if n.get("Alive")), default=threads)
 
     # -- planning: devices as the cluster has them -----------------------------------
 
@@ -103,7 +111,7 @@ class RayExecutor:
     def options(self, device: str) -> dict:
         """The resources a task for this device asks Ray for."""
         if device == "cpu":
-            return {"num_cpus": self.threads, "num_gpus": 0}
+            return {"num_cpus": max(1, min(self.threads, self.node_cpus)), "num_gpus": 0}
         opts = {"num_cpus": 1, "num_gpus": 1}
         if device.startswith("gpu:"):
             opts["accelerator_type"] = self._type(device[4:])
@@ -113,16 +121,22 @@ class RayExecutor:
 
     def run_batches(self, batches: list[Batch], on_start: Callable[[Case], None],
                     on_row: Callable[[dict], None]) -> None:
-        """Every batch at once (Ray queues them by resources), each watched by a
-        thread of this process; Ctrl-C cancels every task and re-raises."""
+        """Every GPU batch at once (Ray queues them by resources), each watched by a
+        thread of this process; then the CPU batches one by one, as the local
+        runner does, so no timed CPU cell shares its cores with another worker.
+        Ctrl-C cancels every task and re-raises."""
+        gpu = [b for b in batches if b.cases and b.device != "cpu"]
+        cpu = [b for b in batches if b.cases and b.device == "cpu"]
         threads = [threading.Thread(target=self.run_batch, args=(b, on_start, on_row),
-                                    daemon=True) for b in batches if b.cases]
+                                    daemon=True) for b in gpu]
         try:
             for thread in threads:
                 thread.start()
             for thread in threads:
                 while thread.is_alive():
                     thread.join(timeout=0.5)
+            for batch in cpu:
+                self.run_batch(batch, on_start, on_row)
         except KeyboardInterrupt:
             self.stop.set()
             for thread in threads:
@@ -138,7 +152,9 @@ class RayExecutor:
         """One task for these cells; returns those left when it ended early."""
         options = self.options(batch.device)
         job = {"batch": replace(batch, cases=cases), "options": options}
-        task = _remote(self.ray).options(**options).remote(job)
+        env = _forwarded_env()
+        task = _remote(self.ray).options(
+            **options, **({"runtime_env": {"env_vars": env}} if env else {})).remote(job)
         current, done = None, -1
         deadline = None                         # none until a cell has started
         while True:
@@ -151,6 +167,8 @@ class RayExecutor:
                 if deadline is not None and time.monotonic() > deadline:
                     self.ray.cancel(task, force=True)
                     failed = current if current is not None else done + 1
+                    if failed >= len(cases):        # silent after its last row
+                        return []
                     status = "timeout" if current is not None else "error"
                     reason = (f"ran past timeout_s = {batch.measure['timeout_s']:g} s "
                               f"(the Ray task was cancelled)" if current is not None
@@ -160,10 +178,17 @@ class RayExecutor:
                 continue
             try:
                 message = self.ray.get(next(task))
-            except StopIteration:
-                return cases[done + 1:] if done < len(cases) - 1 else []
-            except Exception as exc:            # the task's process or node died
+            except StopIteration:                # ended, every cell reported or not
                 failed = current if current is not None else done + 1
+                if failed >= len(cases):
+                    return []
+                on_row(self._fail(cases[failed], batch, "error",
+                                  "the Ray task ended before this cell finished"))
+                return cases[failed + 1:]
+            except Exception as exc:            # the task raised, or its process died
+                failed = current if current is not None else done + 1
+                if failed >= len(cases):
+                    return []
                 first = (str(exc).strip().splitlines() or [""])[0][:300]
                 on_row(self._fail(cases[failed], batch, "error",
                                   f"Ray task died: {type(exc).__name__}: {first}"))
@@ -240,9 +265,12 @@ def run_task(job: dict):
     def run() -> None:
         try:
             LocalExecutor().run_batch(work, on_start, on_row)
-        finally:
             messages.put(None)
+        except BaseException as exc:       # raised from the generator, to the driver
+            messages.put(exc)
 
     threading.Thread(target=run, daemon=True).start()
     while (message := messages.get()) is not None:
+        if isinstance(message, BaseException):
+            raise message
         yield message

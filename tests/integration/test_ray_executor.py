@@ -11,6 +11,7 @@ plants failures on the CPU.
 from __future__ import annotations
 
 import subprocess
+import threading
 import sys
 
 import pytest
@@ -77,8 +78,8 @@ def test_each_gpu_type_runs_on_a_task_that_asked_for_it(cluster, tmp_path):
         assert r["status"] == "ok", r["reason"]
         assert r["executor"] == "ray" and r["ray_node_id"] and r["host"]
         assert r["device"] == case.device                 # the cell as planned
-        if case.device == "cpu":
-            threads = devices.cpu_threads()
+        if case.device == "cpu":      # the driver's threads, as far as a node has them
+            threads = min(devices.cpu_threads(), 2)
             assert r["ray_resources"] == {"num_cpus": threads, "num_gpus": 0}
             assert r["ray_assigned"] == {"CPU": threads}
             continue
@@ -157,3 +158,25 @@ def test_without_ray_the_executor_says_how_to_install_it(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "attnbench: error: --executor ray needs Ray, which is not installed: "
         "pip install 'attnbench[ray]'"]
+
+
+def test_a_task_that_raises_is_recorded_once_per_cell_not_resubmitted_forever(
+        cluster, tmp_path, monkeypatch):
+    """A backend the driver knows and the nodes do not (a plugin missing there):
+    the task fails before any cell starts; each cell gets an error row, and the run
+    ends."""
+    from backends.base import BackendInfo, Variant
+    ghost = BackendInfo(name="ghost", framework="numpy", module="nowhere",
+                        settings="nowhere", variants=(Variant("v", "-", devices=("cpu",)),))
+    monkeypatch.setitem(REGISTRY, "ghost", ghost)
+    cases = [cell("ghost", "v", "cpu", n) for n in (8, 16)]
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("folder", runner.run(
+        sweep(cases), out=tmp_path / "run", quiet=True, gate_check=False, executor="ray")),
+        daemon=True)
+    thread.start()
+    thread.join(timeout=180)
+    assert not thread.is_alive(), "the driver kept resubmitting a failing task"
+    rows = rows_of(result["folder"])
+    assert {r["status"] for r in rows.values()} == {"error"} and len(rows) == 2
+    assert all("Ray task died" in r["reason"] for r in rows.values())

@@ -58,3 +58,15 @@ def test_a_json_file_that_is_not_pytest_benchmarks_is_a_one_line_error(tmp_path,
     path.write_text(text)
     with pytest.raises(store.StoreError, match=words):
         store.load(path)
+
+
+def test_same_named_tests_of_two_modules_stay_two_cells(tmp_path):
+    bench = lambda module: {"group": None, "name": "test_fast", "fullname":
+                            f"tests/{module}.py::test_fast", "extra_info": {},
+                            "stats": {"median": 0.001, "rounds": 1, "data": [0.001]}}
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps({"machine_info": {"cpu": "a plain string"},
+                                "benchmarks": [bench("test_a"), bench("test_b")]}))
+    frame = store.load(path)
+    assert sorted(frame["suite"]) == ["tests/test_a.py", "tests/test_b.py"]
+    assert list(frame["device_name"]) == ["a plain string"] * 2

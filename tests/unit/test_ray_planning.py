@@ -8,9 +8,9 @@ from harness.spec import Case
 from harness.suite import parse_suite
 
 
-def cluster(types=("H100", "A100"), gpus=2, threads=4) -> RayExecutor:
+def cluster(types=("H100", "A100"), gpus=2, threads=4, node_cpus=16) -> RayExecutor:
     ex = RayExecutor.__new__(RayExecutor)          # no ray.init: the resources as given
-    ex.gpu_types, ex.gpus, ex.threads = sorted(types), gpus, threads
+    ex.gpu_types, ex.gpus, ex.threads, ex.node_cpus = sorted(types), gpus, threads, node_cpus
     return ex
 
 
@@ -46,6 +46,8 @@ def test_each_task_asks_for_its_cells_resources():
     assert ex.options("gpu:A100") == {"num_cpus": 1, "num_gpus": 1, "accelerator_type": "A100"}
     assert ex.options("cuda:1") == {"num_cpus": 1, "num_gpus": 1}     # any GPU
     assert ex.options("cpu") == {"num_cpus": 4, "num_gpus": 0}
+    # Never more CPUs than the largest node has: such a task would wait forever.
+    assert cluster(threads=16, node_cpus=2).options("cpu") == {"num_cpus": 2, "num_gpus": 0}
 
 
 def test_plan_and_device_filter_on_a_cluster():
@@ -58,3 +60,6 @@ def test_plan_and_device_filter_on_a_cluster():
     assert [c.device for c in planned] == ["gpu:A100", "gpu:H100", "cpu"]
     only = runner.plan(suite, gpus=[], only=["gpu:H100"], expand=ex.expand)
     assert [c.device for c in only] == ["gpu:H100"]
+    for wanted in (["cuda"], ["auto"], ["gpu:h100", "gpu:a100"]):   # as the cluster expands
+        gpu = runner.plan(suite, gpus=[], only=wanted, expand=ex.expand)
+        assert [c.device for c in gpu] == ["gpu:A100", "gpu:H100"], wanted
