@@ -104,16 +104,16 @@ def test_a_killed_task_is_recorded_and_a_new_task_takes_the_rest(cluster, tmp_pa
 
 def test_timeouts_hold_in_the_task_and_at_the_driver(cluster, tmp_path, monkeypatch):
     sleeps = [cell("faulty", "sleeps", "cpu"), cell("faulty", "exact", "cpu")]
-    folder = runner.run(sweep(sleeps, timeout_s=3), out=tmp_path / "inner", quiet=True,
+    folder = runner.run(sweep(sleeps, timeout_s=2), out=tmp_path / "inner", quiet=True,
                         gate_check=False, executor="ray")
     rows = rows_of(folder)
     assert rows[sleeps[0].name]["status"] == "timeout"        # the worker's own clock
-    assert "timeout_s = 3" in rows[sleeps[0].name]["reason"]
+    assert "timeout_s = 2" in rows[sleeps[0].name]["reason"]
     assert rows[sleeps[1].name]["status"] == "ok"
     # The driver's guard, for a task that cannot keep its own time (a hung node):
     # made to fire first here, it cancels the task and records the cell.
-    monkeypatch.setattr(ray_cluster, "GRACE_S", -4)
-    folder = runner.run(sweep(sleeps, timeout_s=6), out=tmp_path / "outer", quiet=True,
+    monkeypatch.setattr(ray_cluster, "GRACE_S", -2)
+    folder = runner.run(sweep(sleeps, timeout_s=4), out=tmp_path / "outer", quiet=True,
                         gate_check=False, executor="ray")
     rows = rows_of(folder)
     assert rows[sleeps[0].name]["status"] == "timeout"
