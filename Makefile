@@ -30,12 +30,10 @@ help:
 
 setup: $(STAMP)
 
-# --no-compile: no .pyc for the whole of torch, TF, JAX and Ray up front (a minute
-# and more on 2 cores); Python compiles what is imported, once, when it is.
 $(STAMP): pyproject.toml $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-compile -r $(REQUIREMENTS) -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet -r $(REQUIREMENTS) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 bench: $(STAMP)

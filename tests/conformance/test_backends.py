@@ -194,7 +194,20 @@ def test_matches_reference(case: Case):
         + error_table(got, exact, low))
 
 
-@pytest.mark.parametrize("case", params(dtypes=("float32",), shapes=SHAPES[:1]))
+def float32_params() -> list:
+    """float32 at the first shape; for the compiled variants (ROTATED) the train
+    cases go to `make check-all`: test_matches_reference already judges their
+    gradients by default, and each costs a compile of the backward pass."""
+    out = []
+    for param in params(dtypes=("float32",), shapes=SHAPES[:1]):
+        case = param.values[0]
+        if (case.backend, case.variant) in ROTATED and case.mode == "train":
+            param = pytest.param(case, id=param.id, marks=(pytest.mark.slow,))
+        out.append(param)
+    return out
+
+
+@pytest.mark.parametrize("case", float32_params())
 def test_forward_surface_equals_outputs(case: Case):
     """backend.forward (contract 4's in-process surface) is outputs()["out"]: bit for
     bit for the same forward computation; in train mode, forward() runs the
@@ -214,7 +227,7 @@ def test_forward_surface_equals_outputs(case: Case):
                                    err_msg=case.name)
 
 
-@pytest.mark.parametrize("case", params(dtypes=("float32",), shapes=SHAPES[:1]))
+@pytest.mark.parametrize("case", float32_params())
 def test_float32_is_close_to_float64(case: Case):
     """Directly, without the verdict's yardstick: float32 results within rtol 1e-4 of
     float64. atol is relative to the tensor's scale (at least ZERO_SCALE times the
