@@ -12,13 +12,11 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict
 from typing import Callable
 
 from harness import costs, devices
 from harness.spec import Case
 from harness.suite import Measure
-from harness.timing import FLUSH_BYTES
 
 TIMER = "pytest-benchmark pedantic, device sync inside each timed call"
 MAX_ITERATIONS = 1_000_000
@@ -94,7 +92,3 @@ def settings_env(backend: str, device: str, scratch: str) -> dict[str, str]:
     for key in ("CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS"):
         env.pop(key, None)
     return {k: v for k, v in env.items() if k not in os.environ}
-
-
-def measure_dict(measure: Measure) -> dict:
-    return {**asdict(measure), "flush_bytes": FLUSH_BYTES if measure.flush_l2 else 0}

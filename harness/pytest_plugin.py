@@ -173,6 +173,7 @@ class _Session:
 
     def run_cell(self, benchmark, case, measure) -> None:
         from harness.pedantic import bench, extra_columns, flusher
+        from harness.pytest_benchmark_format import group_name
         from harness.weights import make_inputs, make_weights
         self.refuse(case)
         backend = self.backend(case.backend, case.device)
@@ -182,7 +183,7 @@ class _Session:
         weights, inputs = make_weights(case), make_inputs(case)
         prepared = backend.prepare(case, weights, inputs)
         flush = flusher(backend, case) if measure.flush_l2 else None
-        benchmark.group = _group(case)
+        benchmark.group = group_name(case)
         info = bench(benchmark, prepared.step, lambda _: prepared.sync(), measure, flush)
         del flush
 
@@ -200,6 +201,7 @@ class _Session:
         import importlib
 
         from harness.pedantic import bench, extra_columns
+        from harness.pytest_benchmark_format import group_name
         from harness.weights import make_inputs, make_weights
         if case.workload != "attention" or case.mode != "forward":
             raise ValueError("attn_benchmark times an attention core's forward call: give a "
@@ -216,7 +218,7 @@ class _Session:
         weights, inputs = make_weights(case), make_inputs(case)
         swap = (lambda a: a.transpose(0, 2, 1, 3)) if layout == "bhnd" else (lambda a: a)
         q, k, v = (interop.to_device(swap(inputs[n]), case.device, case.dtype) for n in "qkv")
-        benchmark.group = _group(case)
+        benchmark.group = group_name(case)
         info = bench(benchmark, lambda: fn(q, k, v), interop.sync, measure)
 
         def one_step():
@@ -241,12 +243,6 @@ class _Session:
                         f"{extra['err_ratio']:.3g}x the error of the reference in "
                         f"{case.dtype} (limit 2); its benchmark is recorded")
         return extra
-
-
-def _group(case) -> str:
-    """pytest-benchmark compares within a group: the same work on the same device."""
-    return (f"{case.workload} {case.mode} {case.dtype} B{case.batch} N{case.seq_len} "
-            f"H{case.heads} D{case.head_dim}{' causal' if case.causal else ''} {case.device}")
 
 
 def _median_s(benchmark) -> float | None:

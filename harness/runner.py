@@ -273,29 +273,12 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
 
 
 def run_lanes(all_lanes: list[list], run_lane, stop: threading.Event, serial: bool) -> None:
-    """GPU lanes side by side, one thread each, then the CPU lane (the last one
-    when there is a CPU lane); with `serial`, or a single lane, all in this
-    thread. Ctrl-C sets `stop`, which ends every lane's worker, and re-raises."""
-    gpu_lanes = [lane for lane in all_lanes if lane[0][1] != "cpu"]
-    if serial or len(gpu_lanes) < 2:
-        for lane in all_lanes:
-            run_lane(lane)
-        return
-    threads = [threading.Thread(target=run_lane, args=(lane,), daemon=True)
-               for lane in gpu_lanes]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(timeout=0.5)     # wakes for Ctrl-C
-    except KeyboardInterrupt:
-        stop.set()
-        for thread in threads:
-            thread.join()
-        raise
-    for lane in all_lanes[len(gpu_lanes):]:
-        run_lane(lane)
+    """lanes() as harness.executors.lanes runs them: GPU lanes side by side, then
+    the CPU lane alone."""
+    from harness.executors.lanes import run_lanes as side_by_side
+    gpu = [lane for lane in all_lanes if lane[0][1] != "cpu"]
+    side_by_side(gpu, [lane for lane in all_lanes if lane[0][1] == "cpu"], run_lane, stop,
+                 serial)
 
 
 def _ratio(row: dict) -> str:

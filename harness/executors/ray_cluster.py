@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness import devices
+from harness.executors.lanes import run_lanes
 from harness.executors.local import STARTUP_TIMEOUT_S, Batch, LocalExecutor, failure_row
 from harness.spec import Case
 
@@ -127,21 +128,7 @@ class RayExecutor:
         Ctrl-C cancels every task and re-raises."""
         gpu = [b for b in batches if b.cases and b.device != "cpu"]
         cpu = [b for b in batches if b.cases and b.device == "cpu"]
-        threads = [threading.Thread(target=self.run_batch, args=(b, on_start, on_row),
-                                    daemon=True) for b in gpu]
-        try:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(timeout=0.5)
-            for batch in cpu:
-                self.run_batch(batch, on_start, on_row)
-        except KeyboardInterrupt:
-            self.stop.set()
-            for thread in threads:
-                thread.join()
-            raise
+        run_lanes(gpu, cpu, lambda batch: self.run_batch(batch, on_start, on_row), self.stop)
 
     def run_batch(self, batch: Batch, on_start, on_row) -> None:
         pending = list(batch.cases)
@@ -149,12 +136,23 @@ class RayExecutor:
             pending = self._run_task(batch, pending, on_start, on_row)
 
     def _run_task(self, batch: Batch, cases: list[Case], on_start, on_row) -> list[Case]:
-        """One task for these cells; returns those left when it ended early."""
+        """One task for these cells; returns those left when it ended early. A
+        Ctrl-C in this thread cancels the task before it propagates."""
         options = self.options(batch.device)
         job = {"batch": replace(batch, cases=cases), "options": options}
         env = _forwarded_env()
         task = _remote(self.ray).options(
             **options, **({"runtime_env": {"env_vars": env}} if env else {})).remote(job)
+        try:
+            return self._follow(task, batch, cases, on_start, on_row)
+        except KeyboardInterrupt:
+            self.stop.set()
+            self.ray.cancel(task, force=True)
+            raise
+
+    def _follow(self, task, batch: Batch, cases: list[Case], on_start,
+                on_row) -> list[Case]:
+        """Rows of a running task as they come, with the driver's deadlines."""
         current, done = None, -1
         deadline = None                         # none until a cell has started
         while True:
