@@ -64,9 +64,10 @@ def memory(case: Case) -> dict[str, int]:
 
 
 def reference_bytes(case: Case) -> int:
-    """Rough host memory of the float64 reference and its low-precision twin: the
-    attention matrices dominate (float64 scores, probabilities and their gradients,
-    a float32 copy of each; train keeps every layer's for the backward)."""
+    """Rough host memory of the full float64 reference and its low-precision twin,
+    were they to keep every attention matrix (float64 scores, probabilities and their
+    gradients, a float32 copy of each; train keeps every layer's): past
+    sampling.FULL_REFERENCE_LIMIT_BYTES a cell is judged on sampled rows instead."""
     scores = case.batch * case.heads * case.seq_len ** 2
     layers = case.n_layers if case.mode == "train" else 1
     return scores * (3 * 8 + 3 * 4) * layers

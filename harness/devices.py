@@ -2,10 +2,13 @@
 
 GPUs are found through NVML (nvidia-ml-py), never through a framework, so the
 core can plan GPU runs without importing one. CUDA_DEVICE_ORDER=PCI_BUS_ID makes
-NVML's numbering and the frameworks' agree (set for every worker).
+NVML's numbering and the frameworks' agree (set for every worker). The driver's
+/proc entries and /dev/nvidiaN files tell a machine without a GPU from one whose
+NVML failed: the second is an error, never "no GPU".
 """
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import re
@@ -61,44 +64,121 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
+# Framework-free signs of an NVIDIA GPU, NVML aside: the driver's entry per GPU,
+# and the device files a container is given with its GPUs (under a root tests move).
+GPU_SIGN_ROOT = "/"
+GPU_SIGN_PATTERNS = ("proc/driver/nvidia/gpus/*", "dev/nvidia[0-9]*")
+NVML_PROCESS_USED = "nvml process used"     # process_gpu_memory's two ways of reading
+NVML_DEVICE_USED = "nvml device used"
+
+
+class GpuDiscoveryError(RuntimeError):
+    """NVML failed on a machine that shows an NVIDIA GPU: not the same as no GPU."""
+
+
+def gpu_signs() -> list[str]:
+    """Paths that show an NVIDIA GPU on this machine without asking NVML or a
+    framework, so that "NVML failed" is never mistaken for "no GPU"."""
+    return [path for pattern in GPU_SIGN_PATTERNS
+            for path in sorted(glob.glob(os.path.join(GPU_SIGN_ROOT, pattern)))]
+
+
+def listed(signs: list[str]) -> str:
+    """A few of gpu_signs' paths for a message (eight GPUs show sixteen)."""
+    return ", ".join(signs[:3]) + (f" and {len(signs) - 3} more" if len(signs) > 3 else "")
+
+
 def discover() -> tuple[list[dict], str | None]:
     """Visible NVIDIA GPUs through NVML, and why NVML could not answer (None when
-    the list is certain). No NVML library or no loaded driver is an answer: no
-    GPU a framework could use either (libcuda ships with the same driver). No
-    nvidia-ml-py, or an NVML failure past that, is not: then the frameworks decide.
-    Indices follow the PCI bus order, as the frameworks' do under
-    CUDA_DEVICE_ORDER=PCI_BUS_ID."""
+    the list is certain). No NVML library or no loaded driver is a certain "no
+    GPU" only where nothing else shows one (gpu_signs): a container may be given
+    a GPU without NVML's library. No nvidia-ml-py, or any other NVML failure, is
+    not an answer: then the frameworks decide. Indices follow the PCI bus order,
+    as the frameworks' do under CUDA_DEVICE_ORDER=PCI_BUS_ID."""
     try:
         import pynvml
     except ImportError:
         return [], "nvidia-ml-py is not installed, so NVML cannot be asked"
     try:
         pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        if isinstance(exc, (pynvml.NVMLError_LibraryNotFound, pynvml.NVMLError_DriverNotLoaded)):
+    except Exception as exc:
+        no_driver = (pynvml.NVMLError_LibraryNotFound, pynvml.NVMLError_DriverNotLoaded)
+        signs = gpu_signs()
+        if isinstance(exc, no_driver) and not signs:
             return [], None                   # a machine without an NVIDIA driver
-        return [], f"NVML failed to start ({exc})"
+        shown = f" on a machine that shows an NVIDIA GPU ({listed(signs)})" if signs else ""
+        return [], f"NVML failed to start ({type(exc).__name__}: {exc}){shown}"
     try:
-        found = []
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            found.append({"index": i, "name": _text(pynvml.nvmlDeviceGetName(h)),
-                          "memory_total": int(mem.total), "memory_free": int(mem.free),
-                          "driver": driver,
-                          "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}"})
-        return found, None
+        return _list_gpus(pynvml), None
     except Exception as exc:
         return [], f"NVML failed ({type(exc).__name__}: {exc})"
     finally:
+        _shutdown(pynvml)
+
+
+def _list_gpus(pynvml) -> list[dict]:
+    driver = _text(pynvml.nvmlSystemGetDriverVersion())
+    cuda = cuda_version(pynvml.nvmlSystemGetCudaDriverVersion())
+    found = []
+    for i in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+        mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        found.append({"index": i, "name": _text(pynvml.nvmlDeviceGetName(handle)),
+                      "memory_total": int(mem.total), "memory_free": int(mem.free),
+                      "driver": driver, "cuda_driver": cuda,
+                      "mig": mig_enabled(pynvml, handle)})
+    return found
+
+
+def cuda_version(code: int) -> str:
+    """NVML's CUDA driver version, 1000 * major + 10 * minor (12040), as "12.4"."""
+    return f"{code // 1000}.{code % 1000 // 10}"
+
+
+def mig_enabled(pynvml, handle) -> bool:
+    """Whether MIG mode is on (then CUDA sees MIG instances, not the whole GPU).
+    GPUs without MIG, and drivers older than MIG, answer NotSupported / FunctionNotFound."""
+    try:
+        current, _pending = pynvml.nvmlDeviceGetMigMode(handle)
+    except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
+        return False
+    return current == pynvml.NVML_DEVICE_MIG_ENABLE
+
+
+def _shutdown(pynvml) -> None:
+    try:
         pynvml.nvmlShutdown()
+    except Exception:                 # the answer is already read; keep it
+        pass
 
 
 def gpus() -> list[dict]:
-    """Visible NVIDIA GPUs through NVML; [] where there is no driver or no NVML."""
-    return discover()[0]
+    """Visible NVIDIA GPUs through NVML; [] where there is no GPU, or NVML cannot
+    be asked and nothing shows one. Raises GpuDiscoveryError where NVML failed
+    although the machine shows a GPU."""
+    found, nvml_error = discover()
+    if nvml_error and gpu_signs():
+        raise GpuDiscoveryError(nvml_error)
+    return found
+
+
+def presence() -> tuple[str, str]:
+    """This machine for the GPU check, as (kind, one line): "gpu" where NVML lists
+    GPUs, "none" where no GPU shows at all, "broken" where NVML failed although a
+    GPU shows (gpu_signs): a failure, never reported as "no GPU"."""
+    found, nvml_error = discover()
+    if found:
+        return "gpu", "GPUs (NVML): " + "; ".join(
+            f"cuda:{g['index']} {g['name']}" + (" (MIG on)" if g.get("mig") else "")
+            for g in found)
+    signs = gpu_signs()
+    if nvml_error and signs:
+        return "broken", (f"NVML failed on a machine that shows an NVIDIA GPU "
+                          f"({listed(signs)}): {nvml_error}")
+    if nvml_error:
+        return "none", ("no GPU on this machine: no /proc/driver/nvidia/gpus entry, no "
+                        f"/dev/nvidiaN device, and {nvml_error}")
+    return "none", "no GPU on this machine: NVML finds no NVIDIA driver or GPU"
 
 
 def unavailable(device: str, visible: list[dict], nvml_error: str | None = None) -> str | None:
@@ -118,24 +198,25 @@ def unavailable(device: str, visible: list[dict], nvml_error: str | None = None)
 
 def process_gpu_memory(index: int, pid: int) -> tuple[int | None, str]:
     """GPU memory NVML accounts to one process on one GPU (its CUDA context and
-    every framework pool included), in bytes, and how it was read. Where NVML
-    cannot match the process (another PID namespace, as in some containers), the
-    device's whole used memory stands in, named as such."""
+    every framework pool included), in bytes, and how it was read: NVML_PROCESS_USED.
+    Where NVML cannot match the process (another PID namespace, as in some
+    containers, or no per-process figure), the device's whole used memory stands
+    in, named NVML_DEVICE_USED. Never raises: "unavailable: ..." says why."""
     try:
         import pynvml
         pynvml.nvmlInit()
     except Exception as exc:
-        return None, f"unavailable: NVML ({type(exc).__name__})"
+        return None, f"unavailable: NVML ({type(exc).__name__}: {exc})"
     try:
         handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
             if proc.pid == pid and proc.usedGpuMemory is not None:
-                return int(proc.usedGpuMemory), "nvml process used"
-        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used), "nvml device used"
+                return int(proc.usedGpuMemory), NVML_PROCESS_USED
+        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used), NVML_DEVICE_USED
     except Exception as exc:
         return None, f"unavailable: NVML ({type(exc).__name__}: {exc})"
     finally:
-        pynvml.nvmlShutdown()
+        _shutdown(pynvml)
 
 
 def _text(value) -> str:
@@ -195,4 +276,5 @@ def environment() -> dict:
     found, nvml_error = discover()
     return {"host": host(), "platform": platform.platform(),
             "python": platform.python_version(), "cpu": cpu_name(),
-            "cpu_threads": cpu_threads(), "gpus": found, "nvml": nvml_error or "ok"}
+            "cpu_threads": cpu_threads(), "gpus": found, "nvml": nvml_error or "ok",
+            "gpu_signs": gpu_signs()}

@@ -4,6 +4,7 @@ framework: versions come from package metadata."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from backends.base import REGISTRY
@@ -20,9 +21,7 @@ def show_env(console: Console) -> int:
     table.add_row("python", env["python"])
     table.add_row("cpu", f"{env['cpu']} ({env['cpu_threads']} threads; dense peak: not "
                          "tabled, pct_peak stays empty on CPUs)")
-    if not env["gpus"]:
-        why = env["nvml"] if env["nvml"] != "ok" else "no NVIDIA GPU or driver (NVML)"
-        table.add_row("gpus", f"none visible: {why}")
+    add_nvml_rows(table, env)
     for gpu in env["gpus"]:
         peaks = [devices.peak_tflops(gpu["name"], d) for d in ("float32", "tf32", "bfloat16")]
         table.add_row(f"gpu {gpu['index']} (cuda:{gpu['index']})",
@@ -30,7 +29,8 @@ def show_env(console: Console) -> int:
                       f"({gpu['memory_free'] / 2**30:.0f} free), driver {gpu['driver']}, "
                       f"CUDA {gpu['cuda_driver']}; dense peak TFLOP/s fp32 / tf32 / bf16-fp16: "
                       + (" / ".join(str(p or "-") for p in peaks)
-                         if any(peaks) else "not in the table (pct_peak stays empty)"))
+                         if any(peaks) else "not in the table (pct_peak stays empty)")
+                      + ("; MIG mode on" if gpu.get("mig") else ""))
     # The distribution that provides each framework's module (tensorflow-cpu
     # provides tensorflow): read from metadata, nothing imported.
     providers = md.packages_distributions()
@@ -50,6 +50,20 @@ def show_env(console: Console) -> int:
         peaks.add_row(model, f"{fp32:g}", f"{tf32:g}" if tf32 else "-", f"{half:g}")
     console.print(peaks)
     return 0
+
+
+def add_nvml_rows(table: Table, env: dict) -> None:
+    """NVML's answer: a failure in red with its message (and, where the machine
+    shows a GPU anyway, that this is not "no GPU"); no GPU said plainly."""
+    signs = env.get("gpu_signs") or []
+    if env["nvml"] != "ok":
+        shown = (f"; this machine shows an NVIDIA GPU ({devices.listed(signs)}): a broken "
+                 "NVML, not a machine without GPUs" if signs else "")
+        table.add_row("nvml", f"[bold red]FAILED[/]: {escape(env['nvml'])}{escape(shown)}")
+    if not env["gpus"]:
+        why = ("NVML could not say (above)" if env["nvml"] != "ok"
+               else "no NVIDIA GPU or driver (NVML)")
+        table.add_row("gpus", f"none visible: {why}")
 
 
 def installed(md, dist: str) -> bool:

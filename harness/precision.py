@@ -13,12 +13,17 @@ ITEMSIZE = {"float64": 8, "float32": 4, "tf32": 4, "bfloat16": 2, "float16": 2}
 
 def _drop_mantissa_bits(x: np.ndarray, bits: int) -> np.ndarray:
     """Round float32 to nearest-even, keeping 23 - bits mantissa bits."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    half = (1 << (bits - 1)) - 1
-    u = (u + half + ((u >> bits) & 1)) & ~np.uint64((1 << bits) - 1)
-    out = u.astype(np.uint32).view(np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    u = x.view(np.uint32)
+    # In uint32: a finite value plus at most 2^bits stays below 2^32 (0xFF7FFFFF is the
+    # largest finite bit pattern); only NaNs wrap, and they are put back below.
+    rounded = (u >> bits) & np.uint32(1)
+    rounded += np.uint32((1 << (bits - 1)) - 1)
+    rounded += u
+    rounded &= np.uint32(~((1 << bits) - 1) & 0xFFFFFFFF)
+    out = rounded.view(np.float32)
     # Rounding must not turn inf/nan into something else.
-    return np.where(np.isfinite(x), out, x.astype(np.float32))
+    return np.where(np.isfinite(x), out, x)
 
 
 def round_to(x: np.ndarray, dtype: str) -> np.ndarray:

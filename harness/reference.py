@@ -15,29 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.precision import round_to, round_tf32
+from harness.precision import round_tf32
+from harness.reference_core import Numerics, attention, attention_backward
 from harness.spec import LAYERNORM_EPS, Case
 
 _GELU_C = np.sqrt(2.0 / np.pi)
 _GELU_A = 0.044715
-
-
-class Numerics:
-    """How one precision stores and computes: float64 exactly, or an emulation."""
-
-    def __init__(self, dtype: str):
-        self.dtype = dtype
-        self.wide = np.float64 if dtype == "float64" else np.float32
-
-    def r(self, x) -> np.ndarray:
-        """Store a result: round to the storage dtype."""
-        return round_to(np.asarray(x, dtype=self.wide), self.dtype)
-
-    def mm(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """A matmul: operands in storage precision (tf32-rounded), wide accumulation."""
-        if self.dtype == "tf32":
-            a, b = round_tf32(a), round_tf32(b)
-        return self.r(np.matmul(a.astype(self.wide), b.astype(self.wide)))
 
 
 # -- layers: each forward returns (output, cache); each backward takes the cache --
@@ -89,59 +72,45 @@ def gelu_backward(nx: Numerics, dy, cache):
     return nx.r(dy.astype(nx.wide) * (0.5 * (1.0 + t) + 0.5 * xw * dt))
 
 
-def attention(nx: Numerics, q, k, v, causal: bool):
-    """softmax(q k^T / sqrt(D) + mask) v per head; softmax in float32 or wider."""
-    qt, kt, vt = (a.transpose(0, 2, 1, 3) for a in (q, k, v))      # (B, H, N, D)
-    scale = 1.0 / np.sqrt(q.shape[-1])
-    s = nx.r(nx.mm(qt, kt.swapaxes(-1, -2)) * scale).astype(nx.wide)
-    if causal:
-        n = q.shape[1]
-        s = np.where(np.triu(np.ones((n, n), dtype=bool), k=1), -np.inf, s)
-    s -= s.max(axis=-1, keepdims=True)
-    e = np.exp(s)
-    p_wide = e / e.sum(axis=-1, keepdims=True)
-    p = nx.r(p_wide)
-    o = nx.mm(p, vt)
-    return o.transpose(0, 2, 1, 3), (qt, kt, vt, p, p_wide, scale)
+# -- workloads: `rows` (sequence positions) are the output rows wanted, all when None --
+
+def _take(x, rows):
+    return x if rows is None else x[:, rows]
 
 
-def attention_backward(nx: Numerics, do, cache):
-    qt, kt, vt, p, p_wide, scale = cache
-    dot = do.transpose(0, 2, 1, 3)
-    dv = nx.mm(p.swapaxes(-1, -2), dot)
-    dp = nx.mm(dot, vt.swapaxes(-1, -2)).astype(nx.wide)
-    ds = nx.r(p_wide * (dp - (dp * p_wide).sum(axis=-1, keepdims=True)))
-    ds = nx.r(ds * scale)
-    dq = nx.mm(ds, kt)
-    dk = nx.mm(ds.swapaxes(-1, -2), qt)
-    return tuple(a.transpose(0, 2, 1, 3) for a in (dq, dk, dv))
+def _add_rows(nx: Numerics, full, part, rows):
+    """full + part, where `part` holds only the given rows (all when rows is None);
+    the other rows of `full` pass unchanged, as if `part` were zero there."""
+    if rows is None:
+        return nx.r(full.astype(nx.wide) + part)
+    out = full.copy()
+    out[:, rows] = nx.r(full[:, rows].astype(nx.wide) + part)
+    return out
 
 
-# -- workloads --
-
-def mha(nx: Numerics, x, w: dict, heads: int, causal: bool):
-    b, n, d = x.shape
-    split = lambda t: t.reshape(b, n, heads, d // heads)     # head h owns features h*D:(h+1)*D
-    q, cq = linear(nx, x, w["wq"], w["bq"])
+def mha(nx: Numerics, x, w: dict, heads: int, causal: bool, rows=None):
+    """Queries for the wanted rows only; keys and values for every row."""
+    b, _, d = x.shape
+    split = lambda t: t.reshape(b, t.shape[1], heads, d // heads)   # head h: h*D:(h+1)*D
+    q, cq = linear(nx, _take(x, rows), w["wq"], w["bq"])
     k, ck = linear(nx, x, w["wk"], w["bk"])
     v, cv = linear(nx, x, w["wv"], w["bv"])
-    o, ca = attention(nx, split(q), split(k), split(v), causal)
-    out, co = linear(nx, o.reshape(b, n, d), w["wo"], w["bo"])
-    return out, (cq, ck, cv, ca, co)
+    o, ca = attention(nx, split(q), split(k), split(v), causal, rows)
+    out, co = linear(nx, o.reshape(b, o.shape[1], d), w["wo"], w["bo"])
+    return out, (cq, ck, cv, ca, co, rows)
 
 
 def mha_backward(nx: Numerics, dout, cache):
-    cq, ck, cv, ca, co = cache
-    b, n, d = dout.shape
+    cq, ck, cv, ca, co, rows = cache
+    b, wanted, d = dout.shape
     do, grads = _linear_grads(nx, dout, co, "o")
     heads = ca[0].shape[1]
-    dq, dk, dv = attention_backward(nx, do.reshape(b, n, heads, d // heads), ca)
-    dx = None
-    for name, dy, c in (("q", dq, cq), ("k", dk, ck), ("v", dv, cv)):
-        dxi, g = _linear_grads(nx, dy.reshape(b, n, d), c, name)
-        grads.update(g)
-        dx = dxi if dx is None else nx.r(dx.astype(nx.wide) + dxi)
-    return dx, grads
+    dq, dk, dv = attention_backward(nx, do.reshape(b, wanted, heads, d // heads), ca)
+    dxq, gq = _linear_grads(nx, dq.reshape(b, wanted, d), cq, "q")
+    dxk, gk = _linear_grads(nx, dk.reshape(b, dk.shape[1], d), ck, "k")
+    dxv, gv = _linear_grads(nx, dv.reshape(b, dv.shape[1], d), cv, "v")
+    grads.update({**gq, **gk, **gv})
+    return nx.r(_add_rows(nx, dxk, dxq, rows).astype(nx.wide) + dxv), grads
 
 
 def _linear_grads(nx, dy, cache, suffix):
@@ -149,19 +118,19 @@ def _linear_grads(nx, dy, cache, suffix):
     return dx, {f"w{suffix}": dw, f"b{suffix}": db}
 
 
-def block(nx: Numerics, x, w: dict, heads: int, causal: bool):
+def block(nx: Numerics, x, w: dict, heads: int, causal: bool, rows=None):
     a, c1 = layernorm(nx, x, w["ln1_g"], w["ln1_b"])
-    m, cm = mha(nx, a, w, heads, causal)
-    h = nx.r(x.astype(nx.wide) + m)
+    m, cm = mha(nx, a, w, heads, causal, rows)
+    h = nx.r(_take(x, rows).astype(nx.wide) + m)
     c, c2 = layernorm(nx, h, w["ln2_g"], w["ln2_b"])
     u, cu = linear(nx, c, w["w1"], w["b1"])
     gu, cg = gelu(nx, u)
     z, cz = linear(nx, gu, w["w2"], w["b2"])
-    return nx.r(h.astype(nx.wide) + z), (c1, cm, c2, cu, cg, cz)
+    return nx.r(h.astype(nx.wide) + z), (c1, cm, c2, cu, cg, cz, rows)
 
 
 def block_backward(nx: Numerics, dout, cache):
-    c1, cm, c2, cu, cg, cz = cache
+    c1, cm, c2, cu, cg, cz, rows = cache
     dgu, grads = _linear_grads(nx, dout, cz, "2")
     du = gelu_backward(nx, dgu, cg)
     dc, g1 = _linear_grads(nx, du, cu, "1")
@@ -171,7 +140,7 @@ def block_backward(nx: Numerics, dout, cache):
     da, gm = mha_backward(nx, dh, cm)
     grads.update(gm)
     dx_ln, grads["ln1_g"], grads["ln1_b"] = layernorm_backward(nx, da, c1)
-    return nx.r(dh.astype(nx.wide) + dx_ln), grads
+    return _add_rows(nx, dx_ln, dh, rows), grads
 
 
 def _layer(w: dict, i: int) -> dict:
@@ -179,35 +148,35 @@ def _layer(w: dict, i: int) -> dict:
     return {k[len(prefix):]: v for k, v in w.items() if k.startswith(prefix)}
 
 
-def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool) -> dict:
+def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool,
+         rows=None) -> dict:
     w = {k: nx.r(v) for k, v in weights.items()}
     x = {k: nx.r(v) for k, v in inputs.items()}
+    g = _take(x["g"], rows) if train else None      # the cotangent of the wanted rows
     if case.workload == "attention":
-        out, cache = attention(nx, x["q"], x["k"], x["v"], case.causal)
+        out, cache = attention(nx, _take(x["q"], rows), x["k"], x["v"], case.causal, rows)
         if not train:
             return {"out": out}
-        dq, dk, dv = attention_backward(nx, x["g"], cache)
+        dq, dk, dv = attention_backward(nx, g, cache)
+        if rows is not None:          # the other rows' cotangent is zero, and so is their dq
+            dq = _add_rows(nx, np.zeros_like(dk), dq, rows)
         return {"out": out, "grad/q": dq, "grad/k": dk, "grad/v": dv}
-    if case.workload == "mha":
-        out, cache = mha(nx, x["x"], w, case.heads, case.causal)
+    if case.workload in ("mha", "block"):
+        layer, layer_backward = (mha, mha_backward) if case.workload == "mha" \
+            else (block, block_backward)
+        out, cache = layer(nx, x["x"], w, case.heads, case.causal, rows)
         if not train:
             return {"out": out}
-        dx, grads = mha_backward(nx, x["g"], cache)
-        return _pack(out, dx, grads)
-    if case.workload == "block":
-        out, cache = block(nx, x["x"], w, case.heads, case.causal)
-        if not train:
-            return {"out": out}
-        dx, grads = block_backward(nx, x["g"], cache)
-        return _pack(out, dx, grads)
+        return _pack(out, *layer_backward(nx, g, cache))
     h, caches = x["x"], []
-    for i in range(case.n_layers):
-        h, c = block(nx, h, _layer(w, i), case.heads, case.causal)
+    for i in range(case.n_layers):     # every row of every layer but the last feeds it
+        last = i == case.n_layers - 1
+        h, c = block(nx, h, _layer(w, i), case.heads, case.causal, rows if last else None)
         caches.append(c)
     out, cf = layernorm(nx, h, w["lnf_g"], w["lnf_b"])
     if not train:
         return {"out": out}
-    dh, dg, db = layernorm_backward(nx, x["g"], cf)
+    dh, dg, db = layernorm_backward(nx, g, cf)
     grads = {"lnf_g": dg, "lnf_b": db}
     for i in reversed(range(case.n_layers)):
         dh, gi = block_backward(nx, dh, caches[i])
@@ -219,10 +188,13 @@ def _pack(out, dx, grads: dict) -> dict:
     return {"out": out, "grad/x": dx, **{f"grad/{k}": v for k, v in grads.items()}}
 
 
-def outputs(case: Case, weights: dict, inputs: dict, dtype: str = "float64") -> dict:
+def outputs(case: Case, weights: dict, inputs: dict, dtype: str = "float64",
+            rows=None) -> dict:
     """The Case's results: {"out"} in forward mode; with "grad/<name>" for every
-    input and weight in train mode (gradients of sum(out * g))."""
-    return _run(case, Numerics(dtype), weights, inputs, train=case.mode == "train")
+    input and weight in train mode (gradients of sum(out * g)). With `rows`
+    (sorted sequence positions), "out" holds those rows alone and the gradients
+    are those of the loss on those rows: sum(out[:, rows] * g[:, rows])."""
+    return _run(case, Numerics(dtype), weights, inputs, case.mode == "train", rows)
 
 
 def forward(case: Case, weights: dict, inputs: dict, dtype: str = "float64") -> np.ndarray:

@@ -22,18 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from backends.base import REGISTRY, device_kind, static_unsupported
-from harness import costs, devices, reference
+from harness import costs, devices, reference, sampling
 from harness.accuracy import judge
 from harness.memory import pin_allocator
 from harness.spec import RESULT_COLUMNS, ROW_SCHEMA, Case
 from harness.stats import summarize
 from harness.timing import TIMER, TIMER_FLUSHED, measure
 from harness.weights import make_inputs, make_weights
-
-# The float64 reference runs on the host, in NumPy: cells past this are measured
-# but not checked (GPU-sized cells; `attnbench check` covers their configuration).
-REFERENCE_LIMIT_BYTES = 4 * 2**30
-
 
 def environment_for(backend: str, device: str, threads: int, scratch: str) -> dict[str, str]:
     """The variables a worker for (backend, device) needs before its import;
@@ -72,12 +67,13 @@ class References:
     def __init__(self):
         self.key, self.value = None, None
 
-    def get(self, case: Case, weights: dict, inputs: dict):
+    def get(self, case: Case, weights: dict, inputs: dict, rows=None):
+        """The references on `inputs`, for the given output rows (all when None)."""
         key = (case.shape_key, case.mode, case.dtype)
         if key != self.key:
             self.value = None           # free the last one before computing the next
-            exact = reference.outputs(case, weights, inputs)
-            low = reference.outputs(case, weights, inputs, dtype=case.dtype)
+            exact = reference.outputs(case, weights, inputs, rows=rows)
+            low = reference.outputs(case, weights, inputs, dtype=case.dtype, rows=rows)
             self.key, self.value = key, (exact, low)
         return self.value
 
@@ -85,13 +81,16 @@ class References:
 def is_oom(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}".lower()
     # What each framework raises, on the CPU and on CUDA (tests/unit/test_worker.py
-    # provokes the CPU ones for real): torch "CUDA out of memory" (OutOfMemoryError)
-    # and "DefaultCPUAllocator: can't allocate memory"; JAX "RESOURCE_EXHAUSTED: Out
-    # of memory"; TF ResourceExhaustedError "OOM when allocating".
+    # provokes the CPU ones for real; tests/unit/test_oom.py holds the GPU ones, with
+    # their sources): torch "CUDA out of memory" (OutOfMemoryError), "CUDA error: out
+    # of memory" and "DefaultCPUAllocator: can't allocate memory"; JAX/XLA
+    # "RESOURCE_EXHAUSTED: Out of memory"; TF ResourceExhaustedError "OOM when
+    # allocating"; cuBLAS and cuDNN failing to allocate their workspace or handle.
     return isinstance(exc, MemoryError) or any(
         key in text for key in ("out of memory", "outofmemory", "resourceexhausted",
                                 "resource_exhausted", "oom when allocating",
-                                "can't allocate memory"))
+                                "can't allocate memory", "cublas_status_alloc_failed",
+                                "cudnn_status_alloc_failed", "_allocation_failed"))
 
 
 def one_line(exc: BaseException) -> str:
@@ -123,6 +122,7 @@ def base_row(case: Case, job: dict, version: str) -> dict:
         "flops": flops,
         # Filled in by a measured cell; every row carries the columns all the same.
         "kernel": None, "timer": None, "nvml_mem_bytes": None, "nvml_mem_method": None,
+        "check_rows": None,
         **{f"mem_{k}": v for k, v in costs.memory(case).items()},
         "schema": ROW_SCHEMA,
     }
@@ -164,7 +164,7 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
         nvml = gpu_process_memory(case.device)
         kernel = getattr(prepared, "kernel", None)
         got = prepared.outputs()
-        del prepared
+        del prepared                 # before a sampled check asks the backend again
     except Exception as exc:       # one cell's failure never stops the batch
         traceback.print_exc(file=sys.stderr)
         return {**row, "status": "oom" if is_oom(exc) else "error", "reason": one_line(exc)}
@@ -181,7 +181,7 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
         "kernel": kernel, "timer": TIMER_FLUSHED if flush_l2 else TIMER,
         "tflops": tflops,
         "pct_peak": 100 * tflops / peak_tflops if peak_tflops else None,
-        **check(case, got, weights, inputs, refs),
+        **check(case, got, weights, inputs, refs, rerun_on(backend, local, weights)),
     }
 
 
@@ -213,7 +213,8 @@ def check_only(backend, case: Case, local: Case, row: dict, weights: dict, input
         return {**row, "status": "oom" if is_oom(exc) else "error", "reason": one_line(exc)}
     if job.get("outputs_dir"):
         save_outputs(Path(job["outputs_dir"]) / f"{case.file_stem}.npz", got)
-    return {**row, "status": "ok", "reason": "", **check(case, got, weights, inputs, refs)}
+    return {**row, "status": "ok", "reason": "",
+            **check(case, got, weights, inputs, refs, rerun_on(backend, local, weights))}
 
 
 def save_outputs(path: Path, got: dict) -> None:
@@ -227,20 +228,30 @@ def save_outputs(path: Path, got: dict) -> None:
         traceback.print_exc(file=sys.stderr)
 
 
-def check(case: Case, got: dict, weights: dict, inputs: dict, refs: References) -> dict:
-    """The correctness columns; a cell too big for the host's float64 reference
-    keeps its measurement and says why it was not checked."""
-    need = costs.reference_bytes(case)
-    if need > REFERENCE_LIMIT_BYTES:
-        return {"check_note": f"not checked: the float64 reference needs ~{need / 2**30:.0f} GiB"}
+def rerun_on(backend, case: Case, weights: dict):
+    """How a sampled check asks the backend for the gradients of the loss on its rows."""
+    return lambda inputs: backend.prepare(case, weights, inputs).outputs()
+
+
+def check(case: Case, got: dict, weights: dict, inputs: dict, refs: References,
+          rerun=None) -> dict:
+    """The correctness columns. A cell past sampling.FULL_REFERENCE_LIMIT_BYTES is
+    judged on sampled query rows; in train mode `rerun(inputs)` gives the backend's
+    results for the loss on those rows (without it, a train cell is not checked)."""
+    rows = sampling.check_rows(case)
+    judged = {"check_rows": case.seq_len if rows is None else len(rows)}
     try:
-        exact, low = refs.get(case, weights, inputs)
-        verdict = judge(got, exact, low, case.dtype)
+        if rows is not None and case.mode == "train":
+            if rerun is None:
+                return {"check_note": "not checked: a sampled train check needs the backend"}
+            got = rerun(sampling.on_rows(inputs, rows))
+        exact, low = refs.get(case, weights, sampling.on_rows(inputs, rows), rows)
+        verdict = judge(sampling.wanted(got, rows), exact, low, case.dtype)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         return {"check_note": f"not checked: {one_line(exc)}"}
     return {"max_abs_err": verdict.max_abs_err, "err_ratio": verdict.err_ratio,
-            "correct": verdict.correct, "err_tensor": verdict.worst}
+            "correct": verdict.correct, "err_tensor": verdict.worst, **judged}
 
 
 def die_with_parent() -> None:

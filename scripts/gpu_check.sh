@@ -7,8 +7,13 @@
 # short GPU suite: results, report.html), figures.md, check/ (every variant and
 # dtype against float64 on the GPU), pytest-gpu.xml.
 #
+# Ends with one verdict line per step and an overall line; exits 0 when every step
+# passed (on a machine without a GPU too, saying so), 1 when any failed or ran past
+# its limit. A machine that shows a GPU NVML cannot list fails the `gpu` step.
+#
 #   bash scripts/gpu_check.sh [OUT_DIR]      # or: make gpu-check OUT=OUT_DIR
 #   PYTHON=/path/to/python3 bash scripts/gpu_check.sh OUT_DIR
+#   GPU_CHECK_LIMIT_SUITE=60 bash scripts/gpu_check.sh   # a step's limit, in seconds
 set -u
 OUT=${1:-results/gpu-check-$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)      # as the caller named it, before the cd
@@ -20,30 +25,57 @@ TEE=$!
 # Before any framework starts (workers get these from the runner as well).
 export CUDA_DEVICE_ORDER=PCI_BUS_ID XLA_PYTHON_CLIENT_PREALLOCATE=false \
        TF_FORCE_GPU_ALLOW_GROWTH=true PYTHONDONTWRITEBYTECODE=1
-SUMMARY=()
+VERDICTS=()
+FAILED=()
 START=$SECONDS
 
-step() {   # step NAME LIMIT_S COMMAND...: SIGINT at the limit (a run keeps its rows and
-           # writes its report), SIGKILL 5 s later if it is still there
-    local name=$1 limit=$2 t0=$SECONDS rc
-    shift 2
-    echo; echo "=== $name (limit ${limit} s): $*"
-    timeout -s INT -k 5 "$limit" "$@"
-    rc=$?
+limit() {  # limit STEP DEFAULT_S: $GPU_CHECK_LIMIT_<STEP> (gpu-tests: _GPU_TESTS) or the default
+    local var=GPU_CHECK_LIMIT_${1^^}
+    var=${var//-/_}
+    echo "${!var:-$2}"
+}
+
+record() {  # record NAME EXIT LIMIT_S T0: its verdict line; a failure or timeout is kept
+    local name=$1 rc=$2 limit=$3 took=$((SECONDS - $4)) verdict
     case $rc in
-        124|130) rc="$rc (stopped at its ${limit} s limit)" ;;
-        137) rc="137 (killed 5 s after its ${limit} s limit)" ;;
+        0) verdict="ok" ;;
+        124) verdict="TIMED OUT at its $limit s limit" ;;
+        137) verdict="TIMED OUT at its $limit s limit, then killed" ;;
+        130) verdict="INTERRUPTED (exit 130)" ;;
+        *) verdict="FAILED  exit $rc" ;;
     esac
-    SUMMARY+=("$name: exit $rc in $((SECONDS - t0)) s")
+    [ "$rc" = 0 ] || FAILED+=("$name")
+    VERDICTS+=("$(printf '%-10s %-8s %4d s' "$name" "$verdict" "$took")")
+}
+
+step() {   # step NAME DEFAULT_LIMIT_S COMMAND...: SIGINT at the limit (a run keeps its
+           # rows and writes its report), SIGKILL 5 s later if it is still there
+    local name=$1 lim t0=$SECONDS
+    lim=$(limit "$1" "$2")
+    shift 2
+    echo; echo "=== $name (limit ${lim} s): $*"
+    timeout -s INT -k 5 "$lim" "$@"
+    record "$name" $? "$lim" "$t0"
 }
 
 echo "attnbench gpu-check into $OUT, $(date -u +%FT%TZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-timeout 30 "$PY" -c "from harness import devices; raise SystemExit(0 if devices.gpus() else 1)" ||
-    echo "WARNING: NVML sees no GPU here: the GPU tests skip and every cell is unsupported"
-timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
+# Is there a GPU? NVML lists them; where it cannot, a GPU that still shows (driver
+# entries, device files) makes this step fail with NVML's message, never "no GPU".
+t0=$SECONDS
+lim=$(limit gpu 12)
+echo; echo "=== gpu (limit ${lim} s): is there a GPU NVML can list?"
+PRESENCE=$(timeout -s INT -k 2 "$lim" "$PY" -c "from harness import devices
+kind, line = devices.presence()
+print(line)
+raise SystemExit(kind == 'broken')" 2>&1)
+rc=$?
+echo "$PRESENCE"
+record gpu "$rc" "$lim" "$t0"
+PRESENCE=${PRESENCE##*$'\n'}                   # its verdict is the last line
+timeout -k 2 6 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
     --format=csv 2>/dev/null || true
-# Limits: 20 + 130 + 170 + 20 + 90 = 430 s, plus 5 x 5 s of grace and the two probes
-# above: under 8 minutes in the worst case.
+# Worst case at the default limits: 12 + 2 and 6 + 2 s for the probes above, then
+# 20 + 130 + 170 + 20 + 90 = 430 s of steps plus 5 x 5 s of grace: 477 s, under 8 minutes.
 step env 20 "$PY" -m harness env
 step gpu-tests 130 "$PY" -m pytest -q -p no:cacheprovider -rs tests/gpu \
     --junitxml="$OUT/pytest-gpu.xml"
@@ -53,6 +85,18 @@ step check 90 "$PY" -m harness check --device cuda:0 --out "$OUT/check" --quiet 
     --variant eager sdpa sdpa-flash sdpa-efficient sdpa-math sdpa-cudnn jit dpa dpa-cudnn
 
 echo; echo "=== gpu-check summary ($((SECONDS - START)) s in all; output in $OUT/)"
-printf '  %s\n' "${SUMMARY[@]}"
+printf '  %s\n' "${VERDICTS[@]}"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "gpu-check FAILED: ${#FAILED[@]} of ${#VERDICTS[@]} steps (${FAILED[*]})"
+    status=1
+elif [[ $PRESENCE == "no GPU on this machine"* ]]; then
+    echo "gpu-check passed (all ${#VERDICTS[@]} steps ok), but no GPU on this machine:" \
+         "the GPU tests skipped and every GPU cell is unsupported (${PRESENCE#*: })"
+    status=0
+else
+    echo "gpu-check passed: all ${#VERDICTS[@]} steps ok"
+    status=0
+fi
 exec >&- 2>&-
 wait "$TEE" 2>/dev/null          # the log is complete when the script returns
+exit $status

@@ -7,6 +7,9 @@ right after, or applied to the outputs.
   none    torch eager as it is: the control, must pass
   scale   softmax scale 1/sqrt(D + 1) instead of 1/sqrt(D)
   mask    causal mask off by one: each query also sees the next key
+  late    the same, for the queries past position 1024 alone (as a kernel whose
+          later tiles are wrong): the check's small shapes never reach it, the
+          sampled check of a long cell does
   eps     LayerNorm epsilon 1e-3 (Keras' default) instead of the spec's 1e-5
   gelu    exact (erf) GELU instead of the spec's tanh form
   grad    one gradient dropped: grad/w1 (block, transformer), else the first
@@ -23,7 +26,8 @@ import math
 
 from backends.base import BackendInfo, Variant
 
-FAULTS = ("scale", "mask", "eps", "gelu", "grad")
+FAULTS = ("scale", "mask", "late", "eps", "gelu", "grad")
+LATE = 1024
 INFO = BackendInfo(
     name="planted", framework="torch", module=__name__, settings="backends.torch.settings",
     variants=(Variant("none", "torch eager, unchanged", devices=("cpu",)),
@@ -41,6 +45,8 @@ def _faulty_core(fault: str):
         if causal:
             n = q.shape[-2]
             hidden = torch.ones(n, n, dtype=torch.bool).triu(2 if fault == "mask" else 1)
+            if fault == "late":
+                hidden[LATE:] = torch.ones(n, n, dtype=torch.bool).triu(2)[LATE:]
             scores = scores.masked_fill(hidden, float("-inf"))
         return torch.matmul(torch.softmax(scores.float(), dim=-1).to(q.dtype), v)
     return core
@@ -52,7 +58,7 @@ def planted(fault: str):
     import torch
     from backends.torch import backend as torch_backend, layers
     saved = (torch_backend.core_for, layers.LAYERNORM_EPS, torch.nn.GELU)
-    if fault in ("scale", "mask"):
+    if fault in ("scale", "mask", "late"):
         torch_backend.core_for = lambda variant: _faulty_core(fault)
     if fault == "eps":
         layers.LAYERNORM_EPS = 1e-3

@@ -1,7 +1,10 @@
 """Device discovery, expansion of a suite's device value, and the table of dense peaks."""
 import pytest
+from rich.console import Console
 
+from harness import devices
 from harness.devices import describe, environment, expand, gpus, peak_tflops
+from harness.env_command import show_env
 
 VISIBLE = [{"index": 0, "name": "NVIDIA H100 80GB HBM3"},
            {"index": 1, "name": "NVIDIA A100-SXM4-80GB"},
@@ -75,8 +78,8 @@ def test_describe_gpu_from_visible_list():
     assert describe("cuda:7", VISIBLE)["device_name"] == "cuda:7"     # not visible
 
 
-def test_gpus_never_raises_and_lists_dicts():
-    found = gpus()
+def test_gpus_lists_dicts_in_index_order():
+    found = gpus()          # raises only where a GPU shows that NVML cannot list
     assert isinstance(found, list)
     for i, g in enumerate(found):
         assert g["index"] == i and g["name"] and g["memory_total"] > 0
@@ -84,5 +87,18 @@ def test_gpus_never_raises_and_lists_dicts():
 
 def test_environment():
     env = environment()
-    assert {"host", "platform", "python", "cpu", "cpu_threads", "gpus"} <= env.keys()
+    assert {"host", "platform", "python", "cpu", "cpu_threads", "gpus", "nvml",
+            "gpu_signs"} <= env.keys()
     assert env["cpu_threads"] >= 1 and isinstance(env["gpus"], list)
+    assert isinstance(env["gpu_signs"], list) and isinstance(env["nvml"], str)
+
+
+def test_env_shows_an_nvml_failure_on_a_gpu_machine_as_a_failure(monkeypatch):
+    broken = {**devices.environment(), "gpus": [], "gpu_signs": ["/dev/nvidia0"],
+              "nvml": "NVML failed (NVMLError_GpuIsLost: GPU is lost)"}
+    monkeypatch.setattr(devices, "environment", lambda: broken)
+    console = Console(record=True, width=400)
+    show_env(console)
+    text = console.export_text()
+    assert "FAILED: NVML failed (NVMLError_GpuIsLost: GPU is lost)" in text
+    assert "shows an NVIDIA GPU (/dev/nvidia0)" in text and "not a machine without GPUs" in text

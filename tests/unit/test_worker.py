@@ -41,13 +41,54 @@ def test_check_judges_a_result_against_the_reference():
     assert worker.check(c, bad, w, x, worker.References())["correct"] is False
 
 
-def test_a_cell_too_big_for_the_host_reference_is_measured_but_not_checked(monkeypatch):
-    monkeypatch.setattr(worker, "REFERENCE_LIMIT_BYTES", 1000)
-    c = case()
-    result = worker.check(c, {"out": np.zeros((1, 8, 2, 4))}, {}, make_inputs(c),
-                          worker.References())
-    assert "correct" not in result
-    assert result["check_note"].startswith("not checked")
+def sampled(monkeypatch, **changes):
+    """A case past the (lowered) full-reference limit, judged on 8 rows of 40."""
+    from harness import sampling
+    monkeypatch.setattr(sampling, "FULL_REFERENCE_LIMIT_BYTES", 0)
+    monkeypatch.setattr(sampling, "SAMPLED_ROWS", 8)
+    c = case(seq_len=40, **changes)
+    rows = sampling.check_rows(c)
+    assert rows is not None and len(rows) == 8
+    return c, rows
+
+
+def test_a_large_forward_cell_is_judged_on_its_sampled_rows(monkeypatch):
+    from harness import reference
+    c, rows = sampled(monkeypatch)
+    w, x = make_weights(c), make_inputs(c)
+    good = reference.forward(c, w, x).astype(np.float32)
+    result = worker.check(c, {"out": good}, w, x, worker.References())
+    assert result["correct"] is True and result["check_rows"] == 8
+    bad = good.copy()
+    bad[:, rows[3]] *= 1.01                      # one sampled row wrong
+    assert worker.check(c, {"out": bad}, w, x, worker.References())["correct"] is False
+    unseen = good.copy()
+    unseen[:, np.setdiff1d(np.arange(40), rows)[0]] *= 1.01
+    assert worker.check(c, {"out": unseen}, w, x, worker.References())["correct"] is True
+
+
+def test_a_large_train_cell_asks_the_backend_again_for_its_rows_loss(monkeypatch):
+    from harness import reference
+    c, rows = sampled(monkeypatch, mode="train")
+    w, x = make_weights(c), make_inputs(c)
+    asked = []
+
+    def rerun(inputs):                          # a correct backend: the reference itself
+        asked.append(inputs["g"])
+        return reference.outputs(c, w, inputs)
+
+    result = worker.check(c, reference.outputs(c, w, x), w, x, worker.References(), rerun)
+    assert result["correct"] is True and result["check_rows"] == 8
+    assert np.delete(asked[0], rows, axis=1).any() == False  # noqa: E712
+    np.testing.assert_array_equal(asked[0][:, rows], x["g"][:, rows])
+
+    def wrong_dk(inputs):
+        got = reference.outputs(c, w, inputs)
+        return {**got, "grad/k": got["grad/k"] * 1.01}
+    bad = worker.check(c, {}, w, x, worker.References(), wrong_dk)
+    assert bad["correct"] is False and bad["err_tensor"] == "grad/k"
+    assert worker.check(c, {}, w, x, worker.References())["check_note"].startswith(
+        "not checked")
 
 
 def test_a_reference_that_fails_does_not_lose_the_measurement():

@@ -1,0 +1,103 @@
+"""The sampled check computes exactly what the full reference computes, on its rows:
+its output rows are the full output's rows, and its gradients are the full
+reference's gradients of the loss on those rows (g zeroed elsewhere), in float64
+and in each dtype's emulation, unblocked and in blocks of query rows."""
+import numpy as np
+import pytest
+
+from harness import reference, reference_core, sampling
+from harness.spec import Case
+from harness.weights import make_inputs, make_weights
+
+ROWS = np.array([0, 3, 4, 10])
+
+
+def case(workload, mode="train", causal=True, dtype="float64", **shape):
+    fields = dict(batch=2, seq_len=11, heads=2, head_dim=4, layers=2)
+    fields.update(shape)
+    return Case("test", workload, "reference", "numpy", mode, dtype, "cpu",
+                causal=causal, **fields)
+
+
+def both(c, dtype, rows=ROWS):
+    """(full reference on the rows' loss, sampled reference) for one case."""
+    w, x = make_weights(c), sampling.on_rows(make_inputs(c), rows)
+    full = reference.outputs(c, w, x, dtype=dtype)
+    return full, reference.outputs(c, w, x, dtype=dtype, rows=rows)
+
+
+def assert_same(full, sampled, rows, atol):
+    assert set(full) == set(sampled)
+    for name, value in full.items():
+        expected = value[:, rows] if name == "out" else value
+        scale = max(float(np.abs(expected).max()), 1e-30)
+        np.testing.assert_allclose(sampled[name], expected, rtol=0, atol=atol * scale,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("workload", ["attention", "mha", "block", "transformer"])
+@pytest.mark.parametrize("mode", ["forward", "train"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_sampled_float64_reference_is_the_full_one_on_its_rows(workload, mode, causal):
+    full, sampled = both(case(workload, mode, causal), "float64")
+    assert sampled["out"].shape[1] == len(ROWS)
+    assert_same(full, sampled, ROWS, atol=1e-12)
+
+
+@pytest.mark.parametrize("workload", ["attention", "block"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "tf32"])
+def test_sampled_emulation_is_the_full_one_on_its_rows(workload, dtype):
+    """Same roundings in the same order; only BLAS's summation order may differ,
+    which can move a result by one unit of the storage dtype."""
+    c = case(workload, dtype=dtype)
+    full, sampled = both(c, dtype)
+    assert_same(full, sampled, ROWS, atol=2.0**-7)
+
+
+def test_attention_dq_is_zero_outside_the_rows():
+    _, sampled = both(case("attention"), "float64")
+    outside = np.setdiff1d(np.arange(11), ROWS)
+    assert not sampled["grad/q"][:, outside].any()
+    # Row 0 sees key 0 alone under the causal mask: its softmax is constant, dq = 0.
+    assert np.abs(sampled["grad/q"][:, ROWS[1:]]).min() > 0
+
+
+@pytest.mark.parametrize("workload", ["attention", "transformer"])
+def test_blocks_of_query_rows_give_the_unblocked_result(workload, monkeypatch):
+    c = case(workload, seq_len=13)
+    w, x = make_weights(c), make_inputs(c)
+    whole = reference.outputs(c, w, x)
+    monkeypatch.setattr(reference_core, "BLOCK_SCORES", 2 * 2 * 13 * 3)   # 3 rows a block
+    blocked = reference.outputs(c, w, x)
+    for name in whole:
+        np.testing.assert_allclose(blocked[name], whole[name], rtol=1e-12, atol=1e-13,
+                                   err_msg=name)
+
+
+def test_small_cells_are_judged_whole():
+    assert sampling.check_rows(case("attention", seq_len=1024, heads=8, head_dim=64,
+                                    batch=1)) is None
+
+
+def test_large_cells_are_judged_on_edges_and_drawn_rows():
+    c = Case("t", "attention", "torch", "sdpa", "forward", "bfloat16", "cuda:0",
+             1, 4096, 16, 128, True, 1)
+    rows = sampling.check_rows(c)
+    assert len(rows) == sampling.SAMPLED_ROWS == len(set(rows.tolist()))
+    assert list(rows) == sorted(rows) and 0 <= rows.min() and rows.max() < 4096
+    assert {0, 1, 63, 64, 1023, 1024, 2047, 2048, 4094, 4095} <= set(rows.tolist())
+    assert (rows > 1024).sum() >= 16           # past a tile boundary, many of them
+    np.testing.assert_array_equal(rows, sampling.check_rows(c))        # seeded
+    other = sampling.check_rows(c.replace(seq_len=4095))
+    assert set(other.tolist()) != set(rows.tolist())
+
+
+def test_on_rows_zeroes_the_cotangent_elsewhere_and_keeps_the_rest():
+    c = case("mha")
+    x = make_inputs(c)
+    masked = sampling.on_rows(x, ROWS)
+    np.testing.assert_array_equal(masked["g"][:, ROWS], x["g"][:, ROWS])
+    assert not np.delete(masked["g"], ROWS, axis=1).any()
+    assert masked["x"] is x["x"]
+    forward = make_inputs(case("mha", mode="forward"))
+    assert sampling.on_rows(forward, ROWS) is forward
