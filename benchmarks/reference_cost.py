@@ -1,9 +1,9 @@
-"""What judging a cell costs on the host: the float64 reference and its own-dtype
-twin, sampled (what the harness does past sampling.FULL_REFERENCE_LIMIT_BYTES)
+"""What judging a cell costs on the host: the float64 reference, its own-dtype
+twin and the verdict, sampled (what the harness does past sampling.FULL_REFERENCE_LIMIT_BYTES)
 beside the full reference of every row, and the sum over a suite's cells.
 
     python benchmarks/reference_cost.py cells [--full]      # B1 H16 N4096 D128 bfloat16
-    python benchmarks/reference_cost.py suite suites/gpu-check.toml [--cores 16]
+    python benchmarks/reference_cost.py suite suites/gpu-check.toml [--cores 16] [--backend B ...]
 
 `suite` plans the suite for one pretend H200, groups cells into worker batches as
 the runner does (a worker computes a reference once for adjacent cells of the same
@@ -22,43 +22,60 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from harness import reference, runner, sampling  # noqa: E402
+from harness.accuracy import judge  # noqa: E402
 from harness.devices import cpu_threads  # noqa: E402
 from harness.spec import Case  # noqa: E402
 from harness.suite import load_suite  # noqa: E402
-from harness.weights import make_inputs, make_weights  # noqa: E402
+from harness.weights import input_shapes, make_inputs, make_weights, weight_shapes  # noqa: E402
 
 H200 = [{"index": 0, "name": "NVIDIA H200", "memory_total": 141 * 2**30,
          "memory_free": 140 * 2**30}]
 
 
-def reference_seconds(case: Case, full: bool = False) -> float:
-    """Wall time of the check's two references for one cell (weights excluded)."""
+def stand_in(case: Case) -> dict:
+    """Results of a backend's shape (zeros): what the check converts and judges."""
+    shapes = {"out": input_shapes(case)["q" if case.workload == "attention" else "x"]}
+    if case.mode == "train":
+        names = {**weight_shapes(case), **input_shapes(case)}
+        shapes.update({f"grad/{k}": s for k, s in names.items() if k != "g"})
+    return {k: np.zeros(s, dtype=np.float32) for k, s in shapes.items()}
+
+
+def check_seconds(case: Case, full: bool = False) -> tuple[float, float]:
+    """(the two references, the verdict) of one cell's check on the host, in
+    seconds: what worker.check adds to a cell, less the backend's second step."""
     rows = None if full else sampling.check_rows(case)
-    w, x = make_weights(case), sampling.on_rows(make_inputs(case), rows)
+    w, x = make_weights(case), make_inputs(case)
+    got = stand_in(case)
     start = time.perf_counter()
-    reference.outputs(case, w, x, rows=rows)
-    reference.outputs(case, w, x, dtype=case.dtype, rows=rows)
-    return time.perf_counter() - start
+    checked = sampling.on_rows(x, rows)
+    exact = reference.outputs(case, w, checked, rows=rows)
+    low = reference.outputs(case, w, checked, dtype=case.dtype, rows=rows)
+    middle = time.perf_counter()
+    judge(sampling.wanted(got, rows), exact, low, case.dtype)
+    return middle - start, time.perf_counter() - middle
 
 
 def cells(full: bool) -> None:
     print(f"B1 H16 N4096 D128 bfloat16 causal, {cpu_threads()} CPUs; seconds for the "
-          "float64 reference + the bfloat16 one")
+          "check: float64 + bfloat16 references and the verdict")
     print(f"{'workload':<10} {'mode':<8} {'rows':>5} {'sampled s':>10} {'full s':>8} {'ratio':>7}")
     for workload in ("attention", "mha", "block"):
         for mode in ("forward", "train"):
             case = Case("cost", workload, "torch", "sdpa", mode, "bfloat16", "cpu",
                         1, 4096, 16, 128, True, 1)
             rows = sampling.check_rows(case)
-            sampled = reference_seconds(case)
-            whole = reference_seconds(case, full=True) if full else float("nan")
+            sampled = sum(check_seconds(case))
+            whole = sum(check_seconds(case, full=True)) if full else float("nan")
             print(f"{workload:<10} {mode:<8} {len(rows):>5} {sampled:>10.2f} {whole:>8.2f} "
                   f"{sampled / whole:>7.1%}", flush=True)
 
 
-def suite(path: str, cores: int) -> None:
-    planned = runner.plan(load_suite(path), gpus=H200)
+def suite(path: str, cores: int, backends: list[str] | None) -> None:
+    planned = runner.plan(load_suite(path), backends, gpus=H200)
     computed: list[Case] = []          # one per run of adjacent cells sharing a reference
     for group in runner.batches(planned).values():
         last = None
@@ -67,19 +84,22 @@ def suite(path: str, cores: int) -> None:
             if key != last:
                 computed.append(case)
             last = key
-    timed: dict[tuple, float] = {}
-    for case in computed:
+    timed: dict[tuple, tuple[float, float]] = {}
+    for case in planned:
         key = (case.shape_key, case.mode, case.dtype)
         if key not in timed:
-            timed[key] = reference_seconds(case)
-            print(f"  {case.shape_key} {case.mode} {case.dtype}: {timed[key]:.2f} s "
-                  f"({sampling.check_rows(case) is not None and 'sampled' or 'full'})",
-                  flush=True)
-    total = sum(timed[(c.shape_key, c.mode, c.dtype)] for c in computed)
-    here = cpu_threads()
+            timed[key] = check_seconds(case)
+            rows = sampling.check_rows(case)
+            print(f"  {case.shape_key} {case.mode} {case.dtype}: references "
+                  f"{timed[key][0]:.2f} s, verdict {timed[key][1]:.2f} s "
+                  f"({'all rows' if rows is None else f'{len(rows)} rows'})", flush=True)
+    refs = sum(timed[(c.shape_key, c.mode, c.dtype)][0] for c in computed)
+    verdicts = sum(timed[(c.shape_key, c.mode, c.dtype)][1] for c in planned)
+    total, here = refs + verdicts, cpu_threads()
     print(f"{path}: {len(planned)} cells, {len(computed)} reference computations "
-          f"({len(timed)} distinct); {total:.1f} s on {here} CPUs here; "
-          f"~{total * here / cores:.1f} s scaled to {cores} cores (bound: {total:.1f} s)")
+          f"({len(timed)} distinct): references {refs:.1f} s + verdicts {verdicts:.1f} s "
+          f"= {total:.1f} s on {here} CPUs here; ~{total * here / cores:.1f} s scaled to "
+          f"{cores} cores (bound, no scaling: {total:.1f} s)")
 
 
 def main() -> None:
@@ -91,11 +111,13 @@ def main() -> None:
     many = sub.add_parser("suite", help="the sum over a suite's cells, sampled")
     many.add_argument("path")
     many.add_argument("--cores", type=int, default=16, help="the GPU host's CPU cores")
+    many.add_argument("--backend", nargs="+", help="only these backends' cells (the "
+                      "GPU host may lack one: its cells are unsupported, never judged)")
     args = parser.parse_args()
     if args.what == "cells":
         cells(args.full)
     else:
-        suite(args.path, args.cores)
+        suite(args.path, args.cores, args.backend)
 
 
 if __name__ == "__main__":

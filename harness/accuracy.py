@@ -33,28 +33,35 @@ class Verdict:
     worst: str              # the tensor with the worst ratio ("out", "grad/wq", ...)
 
 
+def _abs_max(a) -> float:
+    """max |a| without an |a| copy (GPU-sized gradients are judged on the host);
+    NaN propagates."""
+    a = np.asarray(a)
+    return float(np.maximum(a.max(), -a.min())) if a.size else 0.0
+
+
 def allowances(exact: dict, low: dict, dtype: str) -> dict[str, float]:
     """Per tensor, the error a correct backend may reach divided by MULTIPLE: the
     reference's own error in `dtype` plus the floor on the tensor's scale."""
-    largest = max(float(np.abs(t).max(initial=0.0)) for t in exact.values())
+    scales = {name: _abs_max(ref) for name, ref in exact.items()}
+    largest = max(scales.values(), default=0.0)
     allowed = {}
     for name, ref in exact.items():
-        base = float(np.abs(low[name].astype(np.float64) - ref).max(initial=0.0))
+        base = _abs_max(np.subtract(low[name], ref, dtype=np.float64))
         if not np.isfinite(base):      # the yardstick overflowed: judge on the floor alone
             base = 0.0
-        scale = max(float(np.abs(ref).max(initial=0.0)), ZERO_SCALE * largest)
+        scale = max(scales[name], ZERO_SCALE * largest)
         allowed[name] = base + FLOOR[dtype] * scale / MULTIPLE
     return allowed
 
 
 def max_error(got, ref: np.ndarray, name: str) -> float:
     """Largest |got - ref|; inf when either holds a NaN or an infinity."""
-    out = np.asarray(got, dtype=np.float64)
+    out = np.asarray(got)
     if out.shape != ref.shape:
         raise ValueError(f"{name}: shape {out.shape}, expected {ref.shape}")
-    if not (np.isfinite(out).all() and np.isfinite(ref).all()):
-        return float("inf")
-    return float(np.abs(out - ref).max(initial=0.0))
+    err = _abs_max(np.subtract(out, ref, dtype=np.float64))
+    return err if np.isfinite(err) else float("inf")
 
 
 def ratio(err: float, allowed: float) -> float:

@@ -22,8 +22,10 @@ def _drop_mantissa_bits(x: np.ndarray, bits: int) -> np.ndarray:
     rounded += u
     rounded &= np.uint32(~((1 << bits) - 1) & 0xFFFFFFFF)
     out = rounded.view(np.float32)
-    # Rounding must not turn inf/nan into something else.
-    return np.where(np.isfinite(x), out, x)
+    special = ~np.isfinite(x)          # rounding must not turn inf/nan into something else
+    if special.any():
+        out[special] = x[special]
+    return out
 
 
 def round_to(x: np.ndarray, dtype: str) -> np.ndarray:

@@ -29,7 +29,7 @@ def linear(nx: Numerics, x, w, b):
     if nx.dtype == "tf32":
         y = np.matmul(round_tf32(x), round_tf32(w))
     else:
-        y = np.matmul(x.astype(nx.wide), w.astype(nx.wide))
+        y = np.matmul(x.astype(nx.wide, copy=False), w.astype(nx.wide, copy=False))
     return nx.r(y + b), (x, w)
 
 
@@ -37,12 +37,12 @@ def linear_backward(nx: Numerics, dy, cache):
     x, w = cache
     dx = nx.mm(dy, w.T)
     dw = nx.mm(x.reshape(-1, x.shape[-1]).T, dy.reshape(-1, dy.shape[-1]))
-    db = nx.r(dy.astype(nx.wide).sum(axis=tuple(range(dy.ndim - 1))))
+    db = nx.r(dy.astype(nx.wide, copy=False).sum(axis=tuple(range(dy.ndim - 1))))
     return dx, dw, db
 
 
 def layernorm(nx: Numerics, x, g, b):
-    xw = x.astype(nx.wide)
+    xw = x.astype(nx.wide, copy=False)
     mu = xw.mean(axis=-1, keepdims=True)
     var = ((xw - mu) ** 2).mean(axis=-1, keepdims=True)     # biased, as the spec says
     rstd = 1.0 / np.sqrt(var + LAYERNORM_EPS)
@@ -52,7 +52,7 @@ def layernorm(nx: Numerics, x, g, b):
 
 def layernorm_backward(nx: Numerics, dy, cache):
     xhat, rstd, g = cache
-    dyw = dy.astype(nx.wide)
+    dyw = dy.astype(nx.wide, copy=False)
     dxhat = dyw * g
     dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
                  - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
@@ -61,7 +61,7 @@ def layernorm_backward(nx: Numerics, dy, cache):
 
 
 def gelu(nx: Numerics, x):
-    xw = x.astype(nx.wide)
+    xw = x.astype(nx.wide, copy=False)
     t = np.tanh(_GELU_C * (xw + _GELU_A * xw ** 3))
     return nx.r(0.5 * xw * (1.0 + t)), (xw, t)
 
@@ -69,7 +69,7 @@ def gelu(nx: Numerics, x):
 def gelu_backward(nx: Numerics, dy, cache):
     xw, t = cache
     dt = (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * _GELU_A * xw * xw)
-    return nx.r(dy.astype(nx.wide) * (0.5 * (1.0 + t) + 0.5 * xw * dt))
+    return nx.r(dy.astype(nx.wide, copy=False) * (0.5 * (1.0 + t) + 0.5 * xw * dt))
 
 
 # -- workloads: `rows` (sequence positions) are the output rows wanted, all when None --
@@ -82,9 +82,9 @@ def _add_rows(nx: Numerics, full, part, rows):
     """full + part, where `part` holds only the given rows (all when rows is None);
     the other rows of `full` pass unchanged, as if `part` were zero there."""
     if rows is None:
-        return nx.r(full.astype(nx.wide) + part)
+        return nx.r(full.astype(nx.wide, copy=False) + part)
     out = full.copy()
-    out[:, rows] = nx.r(full[:, rows].astype(nx.wide) + part)
+    out[:, rows] = nx.r(full[:, rows].astype(nx.wide, copy=False) + part)
     return out
 
 
@@ -110,7 +110,7 @@ def mha_backward(nx: Numerics, dout, cache):
     dxk, gk = _linear_grads(nx, dk.reshape(b, dk.shape[1], d), ck, "k")
     dxv, gv = _linear_grads(nx, dv.reshape(b, dv.shape[1], d), cv, "v")
     grads.update({**gq, **gk, **gv})
-    return nx.r(_add_rows(nx, dxk, dxq, rows).astype(nx.wide) + dxv), grads
+    return nx.r(_add_rows(nx, dxk, dxq, rows).astype(nx.wide, copy=False) + dxv), grads
 
 
 def _linear_grads(nx, dy, cache, suffix):
@@ -121,12 +121,12 @@ def _linear_grads(nx, dy, cache, suffix):
 def block(nx: Numerics, x, w: dict, heads: int, causal: bool, rows=None):
     a, c1 = layernorm(nx, x, w["ln1_g"], w["ln1_b"])
     m, cm = mha(nx, a, w, heads, causal, rows)
-    h = nx.r(_take(x, rows).astype(nx.wide) + m)
+    h = nx.r(_take(x, rows).astype(nx.wide, copy=False) + m)
     c, c2 = layernorm(nx, h, w["ln2_g"], w["ln2_b"])
     u, cu = linear(nx, c, w["w1"], w["b1"])
     gu, cg = gelu(nx, u)
     z, cz = linear(nx, gu, w["w2"], w["b2"])
-    return nx.r(h.astype(nx.wide) + z), (c1, cm, c2, cu, cg, cz, rows)
+    return nx.r(h.astype(nx.wide, copy=False) + z), (c1, cm, c2, cu, cg, cz, rows)
 
 
 def block_backward(nx: Numerics, dout, cache):
@@ -136,7 +136,7 @@ def block_backward(nx: Numerics, dout, cache):
     dc, g1 = _linear_grads(nx, du, cu, "1")
     grads.update(g1)
     dh_ln, grads["ln2_g"], grads["ln2_b"] = layernorm_backward(nx, dc, c2)
-    dh = nx.r(dout.astype(nx.wide) + dh_ln)
+    dh = nx.r(dout.astype(nx.wide, copy=False) + dh_ln)
     da, gm = mha_backward(nx, dh, cm)
     grads.update(gm)
     dx_ln, grads["ln1_g"], grads["ln1_b"] = layernorm_backward(nx, da, c1)
@@ -151,15 +151,15 @@ def _layer(w: dict, i: int) -> dict:
 def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool,
          rows=None) -> dict:
     w = {k: nx.r(v) for k, v in weights.items()}
-    x = {k: nx.r(v) for k, v in inputs.items()}
-    g = _take(x["g"], rows) if train else None      # the cotangent of the wanted rows
+    # Queries and the output's cotangent only for the wanted rows; the rest in full.
+    x = {k: nx.r(_take(v, rows) if k in ("q", "g") else v) for k, v in inputs.items()}
+    g = x["g"] if train else None
     if case.workload == "attention":
-        out, cache = attention(nx, _take(x["q"], rows), x["k"], x["v"], case.causal, rows)
+        out, cache = attention(nx, x["q"], x["k"], x["v"], case.causal, rows)
         if not train:
             return {"out": out}
-        dq, dk, dv = attention_backward(nx, g, cache)
-        if rows is not None:          # the other rows' cotangent is zero, and so is their dq
-            dq = _add_rows(nx, np.zeros_like(dk), dq, rows)
+        # With rows: dq of those queries, dk and dv of the keys at the same positions.
+        dq, dk, dv = attention_backward(nx, g, cache, key_rows=rows)
         return {"out": out, "grad/q": dq, "grad/k": dk, "grad/v": dv}
     if case.workload in ("mha", "block"):
         layer, layer_backward = (mha, mha_backward) if case.workload == "mha" \
@@ -193,7 +193,9 @@ def outputs(case: Case, weights: dict, inputs: dict, dtype: str = "float64",
     """The Case's results: {"out"} in forward mode; with "grad/<name>" for every
     input and weight in train mode (gradients of sum(out * g)). With `rows`
     (sorted sequence positions), "out" holds those rows alone and the gradients
-    are those of the loss on those rows: sum(out[:, rows] * g[:, rows])."""
+    are those of the loss on those rows, sum(out[:, rows] * g[:, rows]): whole,
+    but for the attention core's dq, dk and dv, given at those positions alone
+    (harness/sampling.py)."""
     return _run(case, Numerics(dtype), weights, inputs, case.mode == "train", rows)
 
 

@@ -34,7 +34,7 @@ class Numerics:
         precision (tf32-rounded for tf32)."""
         if self.dtype == "tf32":
             a, b = round_tf32(a), round_tf32(b)
-        return np.matmul(a.astype(self.wide), b.astype(self.wide))
+        return np.matmul(a.astype(self.wide, copy=False), b.astype(self.wide, copy=False))
 
     def mm(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """A matmul, stored."""
@@ -49,7 +49,7 @@ def _blocks(q_pos: np.ndarray, batch_heads: int, n_keys: int) -> list[slice]:
 def _probabilities(nx: Numerics, qt, kt, q_pos, causal: bool):
     """Scores and softmax of one block of query rows: (p stored, p wide, scale)."""
     scale = 1.0 / np.sqrt(qt.shape[-1])
-    s = nx.r(nx.mm(qt, kt.swapaxes(-1, -2)) * scale).astype(nx.wide)
+    s = nx.r(nx.mm(qt, kt.swapaxes(-1, -2)) * scale).astype(nx.wide, copy=False)
     if causal:                        # key j is hidden from the query at position i when j > i
         s = np.where(np.arange(kt.shape[2])[None, :] > q_pos[:, None], -np.inf, s)
     s -= s.max(axis=-1, keepdims=True)
@@ -74,20 +74,22 @@ def attention(nx: Numerics, q, k, v, causal: bool, q_pos=None):
     return o.transpose(0, 2, 1, 3), (qt, kt, vt, q_pos, causal, blocks, kept)
 
 
-def attention_backward(nx: Numerics, do, cache):
-    """Gradients for the query rows of the forward (dq) and for every key and
-    value (dk, dv: the sum over those query rows), each stored once."""
+def attention_backward(nx: Numerics, do, cache, key_rows=None):
+    """Gradients for the query rows of the forward (dq) and for the keys and
+    values at `key_rows` (all when None): dk, dv sum over those query rows, each
+    stored once."""
     qt, kt, vt, q_pos, causal, blocks, kept = cache
     dot = do.transpose(0, 2, 1, 3)
+    keys = slice(None) if key_rows is None else key_rows
     dq_parts, dk, dv = [], 0.0, 0.0
     for block in blocks:
         qb, dob = qt[:, :, block], dot[:, :, block]
         p, p_wide, scale = kept or _probabilities(nx, qb, kt, q_pos[block], causal)
-        dv = dv + nx.mm_wide(p.swapaxes(-1, -2), dob)
-        dp = nx.mm(dob, vt.swapaxes(-1, -2)).astype(nx.wide)
+        dv = dv + nx.mm_wide(p[..., keys].swapaxes(-1, -2), dob)
+        dp = nx.mm(dob, vt.swapaxes(-1, -2)).astype(nx.wide, copy=False)
         ds = nx.r(p_wide * (dp - (dp * p_wide).sum(axis=-1, keepdims=True)))
         ds = nx.r(ds * scale)
         dq_parts.append(nx.mm(ds, kt))
-        dk = dk + nx.mm_wide(ds.swapaxes(-1, -2), qb)
+        dk = dk + nx.mm_wide(ds[..., keys].swapaxes(-1, -2), qb)
     dq = np.concatenate(dq_parts, axis=2) if len(dq_parts) > 1 else dq_parts[0]
     return tuple(a.transpose(0, 2, 1, 3) for a in (dq, nx.r(dk), nx.r(dv)))

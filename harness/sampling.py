@@ -8,9 +8,11 @@ value, so the reference computes keys and values in full and queries, outputs,
 LayerNorms and MLPs for those rows alone (a stack: its last block; every row of
 the blocks before feeds it). In train mode the backend is asked once more, for the
 gradients of the loss on those rows, sum(out[:, rows] * g[:, rows]): the cotangent
-g is zeroed elsewhere. Every gradient tensor is then judged whole against the
-reference's (dq is exactly zero outside the rows), at the cost of a forward on
-the rows, not of the full backward. The verdict is the same rule (accuracy.py) on
+g is zeroed elsewhere. Every gradient of mha, block and stack is then judged
+whole against the reference's, at the cost of a forward on the rows, not of the
+full backward; the attention core's dq, dk and dv are judged at the rows'
+positions (its inputs are as long as the sequence, so whole tensors would cost
+more than the sample saves). The verdict is the same rule (accuracy.py) on
 those tensors; docs/correctness.md says what a sample can and cannot catch.
 """
 from __future__ import annotations
@@ -52,8 +54,14 @@ def on_rows(inputs: dict, rows: np.ndarray | None) -> dict:
     return {**inputs, "g": g}
 
 
+# Tensors judged on the rows alone: the output, and the attention core's gradients
+# (one row of dq, dk or dv per position; mha's and block's gradients are judged whole).
+ROW_TENSORS = ("out", "grad/q", "grad/k", "grad/v")
+
+
 def wanted(got: dict, rows: np.ndarray | None) -> dict:
-    """A backend's results as the reference gives them: the output's rows alone."""
+    """A backend's results as the reference gives them, on the rows where it does."""
     if rows is None:
         return got
-    return {**got, "out": np.asarray(got["out"])[:, rows]}
+    return {name: np.asarray(value)[:, rows] if name in ROW_TENSORS else value
+            for name, value in got.items()}
