@@ -46,7 +46,7 @@ def stand_in(case: Case) -> dict:
 
 def check_seconds(case: Case, full: bool = False) -> tuple[float, float]:
     """(the two references, the verdict) of one cell's check on the host, in
-    seconds: what worker.check adds to a cell, less the backend's second step."""
+    seconds: what judging.check adds to a cell, less the backend's second step."""
     rows = None if full else sampling.check_rows(case)
     w, x = make_weights(case), make_inputs(case)
     got = stand_in(case)

@@ -135,7 +135,7 @@ class _Session:
     def __init__(self):
         from harness import devices
         from harness.memory import pin_allocator
-        from harness.worker import References
+        from harness.judging import References
         for key, value in _ENVIRONMENT.items():   # the fixture alone needs them too
             os.environ.setdefault(key, value)
         self.gpus, self.nvml_error = devices.discover()
@@ -197,7 +197,7 @@ class _Session:
                  "backend_version": backend.version()}
         got = prepared.outputs()
         del prepared                  # before a sampled check asks the backend again
-        from harness.worker import rerun_on
+        from harness.judging import rerun_on
         self._verdict(benchmark, case, got, weights, inputs, extra, True,
                       rerun_on(backend, case, weights))
 
@@ -240,7 +240,7 @@ class _Session:
 
     def _verdict(self, benchmark, case, got, weights, inputs, extra, check,
                  rerun=None) -> dict:
-        from harness.worker import check as judge
+        from harness.judging import check as judge
         extra.update(judge(case, got, weights, inputs, self.refs, rerun))
         benchmark.extra_info.update({k: _plain(v) for k, v in extra.items()})
         if check and extra.get("correct") is False:

@@ -195,8 +195,18 @@ def outputs(case: Case, weights: dict, inputs: dict, dtype: str = "float64",
     (sorted sequence positions), "out" holds those rows alone and the gradients
     are those of the loss on those rows, sum(out[:, rows] * g[:, rows]): whole,
     but for the attention core's dq, dk and dv, given at those positions alone
-    (harness/sampling.py)."""
-    return _run(case, Numerics(dtype), weights, inputs, case.mode == "train", rows)
+    (harness/sampling.py). Under the causal mask the rows see no position past
+    the last of them, so the sequence is cut there (its grad/x is zero past it)."""
+    n = case.seq_len
+    seen = n if rows is None or not case.causal else int(np.max(rows)) + 1
+    if seen < n:
+        inputs = {k: v[:, :seen] for k, v in inputs.items()}
+    result = _run(case, Numerics(dtype), weights, inputs, case.mode == "train", rows)
+    if seen < n and "grad/x" in result:
+        dx = result["grad/x"]
+        result["grad/x"] = np.concatenate(
+            [dx, np.zeros((dx.shape[0], n - seen, *dx.shape[2:]), dx.dtype)], axis=1)
+    return result
 
 
 def forward(case: Case, weights: dict, inputs: dict, dtype: str = "float64") -> np.ndarray:

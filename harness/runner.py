@@ -8,6 +8,7 @@ and `--resume` picks up from there).
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import threading
 from collections import Counter, defaultdict
@@ -222,7 +223,10 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
                     """The batch's cells this executor can take; rows for the rest."""
                     # Absolute: a Ray task on another node's working directory too.
                     log = folder.resolve() / "logs" / f"{backend}-{device.replace(':', '')}.log"
-                    batch = Batch(backend, device, [], measure, threads, run_id, gpus, log)
+                    # References shared on this machine's disk; a Ray node computes its own.
+                    shared = None if cluster else folder.resolve() / "references"
+                    batch = Batch(backend, device, [], measure, threads, run_id, gpus, log,
+                                  reference_dir=shared)
                     for case in grouped[(backend, device)]:
                         why = refuse(case)
                         if why:
@@ -247,6 +251,7 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
         env.update(versions=versions, worker_settings=workers)
         env["interrupted_at" if interrupted else "finished_at"] = stamp
         writer.write_env(env)
+        shutil.rmtree(folder / "references", ignore_errors=True)   # this run's alone
     frame = store.load(folder)
     store.write_csv(frame, folder / "results.csv")
     made = "report.md"

@@ -24,6 +24,11 @@ from harness.spec import Case
 
 FULL_REFERENCE_LIMIT_BYTES = 2**30
 SAMPLED_ROWS = 64
+# A stack's blocks before the last run on every row its sampled rows can see; under
+# the causal mask that is the positions up to the last sampled one, so a causal
+# stack's rows are drawn from its first CAUSAL_STACK_ROWS positions. Its kernels are
+# judged further out by the attention, mha and block cells of the same lengths.
+CAUSAL_STACK_ROWS = 1024
 # Tile edges of the fused kernels (64 to 256 rows) and of split-KV paths: the rows
 # on each side of every power of two are always among those judged.
 _FIRST_EDGE = 64
@@ -31,9 +36,12 @@ _FIRST_EDGE = 64
 
 def check_rows(case: Case) -> np.ndarray | None:
     """The sorted query positions a cell is judged on, or None: every row."""
-    n = case.seq_len
-    if costs.reference_bytes(case) <= FULL_REFERENCE_LIMIT_BYTES or n <= SAMPLED_ROWS:
+    if costs.reference_bytes(case) <= FULL_REFERENCE_LIMIT_BYTES or \
+            case.seq_len <= SAMPLED_ROWS:
         return None
+    n = case.seq_len
+    if case.workload == "transformer" and case.causal:
+        n = min(n, CAUSAL_STACK_ROWS)
     edges = {0, 1, n - 2, n - 1}
     power = _FIRST_EDGE
     while power < n:

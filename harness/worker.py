@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from backends.base import REGISTRY, device_kind, static_unsupported
-from harness import costs, devices, reference, sampling
-from harness.accuracy import judge
+from harness import costs, devices
+from harness.judging import References, check, one_line, rerun_on
 from harness.memory import pin_allocator
 from harness.spec import RESULT_COLUMNS, ROW_SCHEMA, Case
 from harness.stats import summarize
 from harness.timing import TIMER, TIMER_FLUSHED, measure
-from harness.weights import make_inputs, make_weights
 
 def environment_for(backend: str, device: str, threads: int, scratch: str) -> dict[str, str]:
     """The variables a worker for (backend, device) needs before its import;
@@ -60,24 +59,6 @@ def local_device(device: str) -> str:
     return "cuda:0" if device.startswith("cuda") else device
 
 
-class References:
-    """float64 and own-dtype references, kept for the cells that share them
-    (the runner orders a batch so that they are adjacent)."""
-
-    def __init__(self):
-        self.key, self.value = None, None
-
-    def get(self, case: Case, weights: dict, inputs: dict, rows=None):
-        """The references on `inputs`, for the given output rows (all when None)."""
-        key = (case.shape_key, case.mode, case.dtype)
-        if key != self.key:
-            self.value = None           # free the last one before computing the next
-            exact = reference.outputs(case, weights, inputs, rows=rows)
-            low = reference.outputs(case, weights, inputs, dtype=case.dtype, rows=rows)
-            self.key, self.value = key, (exact, low)
-        return self.value
-
-
 def is_oom(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}".lower()
     # What each framework raises, on the CPU and on CUDA (tests/unit/test_worker.py
@@ -91,11 +72,6 @@ def is_oom(exc: BaseException) -> bool:
                                 "resource_exhausted", "oom when allocating",
                                 "can't allocate memory", "cublas_status_alloc_failed",
                                 "cudnn_status_alloc_failed", "_allocation_failed"))
-
-
-def one_line(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first}"[:500]
 
 
 def recorded_settings(job: dict) -> str:
@@ -145,7 +121,7 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
         return {**row, "status": "error", "reason": f"backend.unsupported: {one_line(exc)}"}
     if reason:
         return {**row, "status": "unsupported", "reason": reason}
-    weights, inputs = make_weights(case), make_inputs(case)
+    weights, inputs = refs.data(case)
     if job.get("check_only"):
         return check_only(backend, case, local, row, weights, inputs, refs, job)
     settings = dict(job["measure"])
@@ -228,32 +204,6 @@ def save_outputs(path: Path, got: dict) -> None:
         traceback.print_exc(file=sys.stderr)
 
 
-def rerun_on(backend, case: Case, weights: dict):
-    """How a sampled check asks the backend for the gradients of the loss on its rows."""
-    return lambda inputs: backend.prepare(case, weights, inputs).outputs()
-
-
-def check(case: Case, got: dict, weights: dict, inputs: dict, refs: References,
-          rerun=None) -> dict:
-    """The correctness columns. A cell past sampling.FULL_REFERENCE_LIMIT_BYTES is
-    judged on sampled query rows; in train mode `rerun(inputs)` gives the backend's
-    results for the loss on those rows (without it, a train cell is not checked)."""
-    rows = sampling.check_rows(case)
-    judged = {"check_rows": case.seq_len if rows is None else len(rows)}
-    try:
-        if rows is not None and case.mode == "train":
-            if rerun is None:
-                return {"check_note": "not checked: a sampled train check needs the backend"}
-            got = rerun(sampling.on_rows(inputs, rows))
-        exact, low = refs.get(case, weights, sampling.on_rows(inputs, rows), rows)
-        verdict = judge(sampling.wanted(got, rows), exact, low, case.dtype)
-    except Exception as exc:
-        traceback.print_exc(file=sys.stderr)
-        return {"check_note": f"not checked: {one_line(exc)}"}
-    return {"max_abs_err": verdict.max_abs_err, "err_ratio": verdict.err_ratio,
-            "correct": verdict.correct, "err_tensor": verdict.worst, **judged}
-
-
 def die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker when the runner dies (even by SIGKILL), so
     that no orphan keeps a GPU or CPU busy under the next run or a --resume."""
@@ -292,7 +242,7 @@ def main() -> int:
     except ImportError as exc:     # a missing framework is `unsupported`, not a crash
         job["missing"] = f"{info.framework if info else job['backend']} is not installed ({exc})"
     job["settings"] = recorded_settings(job)
-    refs = References()
+    refs = References(job.get("reference_dir"))
     for index, case_dict in enumerate(job["cases"]):
         emit({"event": "start", "index": index, "time": time.time()})
         row = run_case(backend, Case.from_dict(case_dict), job, refs)

@@ -43,13 +43,15 @@ class Batch:
     log_path: Path
     check_only: bool = False        # `attnbench check`: correctness, no timing
     outputs_dir: Path | None = None  # check only: where each case's tensors are saved
+    reference_dir: Path | None = None  # where a run's workers share references (judging.py)
 
     def job(self, cases: list[Case]) -> dict:
         measure = {k: v for k, v in self.measure.items() if k != "timeout_s"}
         return {"backend": self.backend, "device": self.device, "threads": self.threads,
                 "run_id": self.run_id, "gpus": self.gpus, "measure": measure,
                 "check_only": self.check_only, "cases": [c.to_dict() for c in cases],
-                "outputs_dir": str(self.outputs_dir) if self.outputs_dir else None}
+                "outputs_dir": str(self.outputs_dir) if self.outputs_dir else None,
+                "reference_dir": str(self.reference_dir) if self.reference_dir else None}
 
 
 def failure_row(case: Case, batch: Batch, status: str, reason: str, version: str) -> dict:

@@ -36,8 +36,8 @@ def test_the_sampled_check_catches_each_planted_fault(monkeypatch):
                          1, 40, 2, 8, True, 2)
                 w, x = make_weights(c), make_inputs(c)
                 got = backend.prepare(c, w, x).outputs()
-                result = worker.check(c, got, w, x, worker.References(),
-                                      worker.rerun_on(backend, c, w))
+                result = judging.check(c, got, w, x, judging.References(),
+                                      judging.rerun_on(backend, c, w))
                 judged.add(result["check_rows"])
                 if not result["correct"]:
                     caught.add((fault, workload, mode))

@@ -182,7 +182,7 @@ def test_a_gpu_row_carries_device_driver_peak_kernel_timer_and_nvml(flush_l2):
     backend = StandIn()
     measure = {"min_run_ms": 1, "min_samples": 3, "warmup_ms": 0, "flush_l2": flush_l2}
     job = {"measure": measure, "gpus": VISIBLE, "threads": 1, "run_id": "r"}
-    row = worker.run_case(backend, case, job, worker.References())
+    row = worker.run_case(backend, case, job, judging.References())
     assert row["status"] == "ok", row["reason"]
     assert row["device"] == "cuda:2" and row["device_name"] == H100
     assert row["driver"] == "580.1" and row["cuda_driver"] == "13.0"
@@ -205,6 +205,6 @@ def test_cpu_rows_have_no_peak_and_no_nvml_column():
             return None
     row = worker.run_case(OnCpu(), case, {"measure": {"min_run_ms": 1, "min_samples": 2,
                                                        "warmup_ms": 0}, "threads": 1},
-                          worker.References())
+                          judging.References())
     assert row["status"] == "ok" and row["pct_peak"] is None
     assert row["nvml_mem_bytes"] is None and row["nvml_mem_method"] is None
