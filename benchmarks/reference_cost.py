@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +28,7 @@ import numpy as np  # noqa: E402
 
 from harness import reference, runner, sampling  # noqa: E402
 from harness.accuracy import judge  # noqa: E402
+from harness.judging import References  # noqa: E402
 from harness.devices import cpu_threads  # noqa: E402
 from harness.spec import Case  # noqa: E402
 from harness.suite import load_suite  # noqa: E402
@@ -74,32 +77,54 @@ def cells(full: bool) -> None:
                   f"{sampled / whole:>7.1%}", flush=True)
 
 
+def host_seconds(case: Case, folder: Path) -> dict[str, float]:
+    """What a worker does on the host for a cell's check, each part in seconds:
+    draw (weights and inputs), compute (both references, written to the run's
+    folder), load (another worker reading them back), verdict."""
+    rows = sampling.check_rows(case)
+    start = time.perf_counter()
+    w, x = make_weights(case), make_inputs(case)
+    drawn = time.perf_counter()
+    exact, low = References(folder).get(case, w, sampling.on_rows(x, rows), rows)
+    computed = time.perf_counter()
+    References(folder).get(case, w, sampling.on_rows(x, rows), rows)
+    loaded = time.perf_counter()
+    judge(sampling.wanted(stand_in(case), rows), exact, low, case.dtype)
+    return {"draw": drawn - start, "compute": computed - drawn, "load": loaded - computed,
+            "verdict": time.perf_counter() - loaded}
+
+
 def suite(path: str, cores: int, backends: list[str] | None) -> None:
+    """The host's part of a suite's checks, as the runner's workers share it: each
+    worker draws a shape's data once for its adjacent cells, the first worker to
+    need a reference computes it and the others load it, every cell is judged."""
     planned = runner.plan(load_suite(path), backends, gpus=H200)
-    computed: list[Case] = []          # one per run of adjacent cells sharing a reference
+    draws = Counter()                  # per key: the workers (runs of cells) drawing it
     for group in runner.batches(planned).values():
         last = None
         for case in group:
             key = (case.shape_key, case.mode, case.dtype)
-            if key != last:
-                computed.append(case)
+            draws[key] += key != last
             last = key
-    timed: dict[tuple, tuple[float, float]] = {}
-    for case in planned:
-        key = (case.shape_key, case.mode, case.dtype)
-        if key not in timed:
-            timed[key] = check_seconds(case)
-            rows = sampling.check_rows(case)
-            print(f"  {case.shape_key} {case.mode} {case.dtype}: references "
-                  f"{timed[key][0]:.2f} s, verdict {timed[key][1]:.2f} s "
-                  f"({'all rows' if rows is None else f'{len(rows)} rows'})", flush=True)
-    refs = sum(timed[(c.shape_key, c.mode, c.dtype)][0] for c in computed)
-    verdicts = sum(timed[(c.shape_key, c.mode, c.dtype)][1] for c in planned)
-    total, here = refs + verdicts, cpu_threads()
-    print(f"{path}: {len(planned)} cells, {len(computed)} reference computations "
-          f"({len(timed)} distinct): references {refs:.1f} s + verdicts {verdicts:.1f} s "
-          f"= {total:.1f} s on {here} CPUs here; ~{total * here / cores:.1f} s scaled to "
-          f"{cores} cores (bound, no scaling: {total:.1f} s)")
+    cells = Counter((c.shape_key, c.mode, c.dtype) for c in planned)
+    parts, done = Counter(), set()
+    with tempfile.TemporaryDirectory() as folder:
+        for case in planned:
+            key = (case.shape_key, case.mode, case.dtype)
+            if key in done:
+                continue
+            done.add(key)
+            t = host_seconds(case, Path(folder) / "_".join(key))
+            parts.update({"draw": t["draw"] * draws[key], "compute": t["compute"],
+                          "load": t["load"] * (draws[key] - 1),
+                          "verdict": t["verdict"] * cells[key]})
+            print(f"  {' '.join(key)}: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
+                  + f" (x{draws[key]} workers, {cells[key]} cells)", flush=True)
+    total, here = sum(parts.values()), cpu_threads()
+    print(f"{path}: {len(planned)} cells, {len(cells)} references: "
+          + ", ".join(f"{k} {parts[k]:.1f} s" for k in ("draw", "compute", "load", "verdict"))
+          + f" = {total:.1f} s on {here} CPUs here; ~{total * here / cores:.1f} s if it "
+          f"scaled to {cores} cores (bound, no scaling: {total:.1f} s)")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from backends import load_backend
-from harness import devices, reference, sampling, worker
+from harness import devices, judging, reference, sampling
 from harness.accuracy import judge
 from harness.spec import Case
 from harness.timing import TIMER_FLUSHED

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import sampling, worker
+from harness import judging, sampling
 from harness.spec import Case
 from harness.weights import make_inputs, make_weights
 
@@ -50,7 +50,8 @@ def test_the_sampled_check_catches_each_planted_fault(monkeypatch):
 
 def test_a_run_catches_a_bug_that_bites_only_past_position_1024(tmp_path):
     """B1 N2048 H8 is past the full reference's limit: the run judges 64 rows,
-    about half of them past 1024, and the late mask error shows in both modes."""
+    about half of them past 1024, and the late mask error shows in both modes
+    (the control passes the sampled check in the test above)."""
     suite = write_suite(tmp_path, "late", """
         [[sweep]]
         workload = ["attention"]
@@ -65,14 +66,12 @@ def test_a_run_catches_a_bug_that_bites_only_past_position_1024(tmp_path):
         causal   = [true]
 
         [sweep.variants]
-        planted = ["none", "late"]
+        planted = ["late"]
         """)
     out = tmp_path / "run"
-    harness_run(suite, out, "--no-gate", "--threads", "1",
-                plugins="tests.integration.planted_backend")
-    rows = {(r["variant"], r["mode"]): r for r in jsonl_rows(out)}
-    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows.values())
-    for (variant, mode), row in rows.items():
-        assert row["check_rows"] == sampling.SAMPLED_ROWS, row
-        assert row["correct"] is (variant == "none"), (variant, mode, row["err_ratio"])
-    assert rows[("late", "train")]["err_ratio"] > 100
+    harness_run(suite, out, "--no-gate", plugins="tests.integration.planted_backend")
+    rows = {r["mode"]: r for r in jsonl_rows(out)}
+    assert set(rows) == {"forward", "train"}
+    for mode, row in rows.items():
+        assert row["status"] == "ok" and row["check_rows"] == sampling.SAMPLED_ROWS, row
+        assert row["correct"] is False and row["err_ratio"] > 100, (mode, row["err_ratio"])

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import devices, runner, worker
+from harness import devices, judging, runner, worker
 from harness.spec import Case
 from harness.suite import parse_suite
 from harness.timing import TIMER, TIMER_FLUSHED
