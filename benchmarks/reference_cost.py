@@ -78,28 +78,34 @@ def cells(full: bool) -> None:
 
 
 def host_seconds(case: Case, folder: Path) -> dict[str, float]:
-    """What a worker does on the host for a cell's check, each part in seconds:
-    draw (weights and inputs), compute (both references, written to the run's
-    folder), load (another worker reading them back), verdict."""
+    """What the workers do on the host for a shape's checks, each part in seconds:
+    draw (weights and inputs, written to the run's folder) and compute (both
+    references, written too) by the first worker; load (both read back) by each
+    other; verdict, per cell."""
     rows = sampling.check_rows(case)
-    start = time.perf_counter()
-    w, x = make_weights(case), make_inputs(case)
-    drawn = time.perf_counter()
+    clock = [time.perf_counter()]
+
+    def lap() -> float:
+        clock.append(time.perf_counter())
+        return clock[-1] - clock[-2]
+    w, x = References(folder).data(case)
+    draw = lap()
     exact, low = References(folder).get(case, w, sampling.on_rows(x, rows), rows)
-    computed = time.perf_counter()
-    References(folder).get(case, w, sampling.on_rows(x, rows), rows)
-    loaded = time.perf_counter()
+    compute = lap()
+    other = References(folder)
+    other.get(case, *other.data(case), rows)
+    load = lap()
     judge(sampling.wanted(stand_in(case), rows), exact, low, case.dtype)
-    return {"draw": drawn - start, "compute": computed - drawn, "load": loaded - computed,
-            "verdict": time.perf_counter() - loaded}
+    return {"draw": draw, "compute": compute, "load": load, "verdict": lap()}
 
 
 def suite(path: str, cores: int, backends: list[str] | None) -> None:
-    """The host's part of a suite's checks, as the runner's workers share it: each
-    worker draws a shape's data once for its adjacent cells, the first worker to
-    need a reference computes it and the others load it, every cell is judged."""
+    """The host's part of a suite's checks, as the runner's workers share it: the
+    first worker to need a shape's data and references makes them, each other
+    worker (one per backend) loads them once for its adjacent cells, and every
+    cell is judged."""
     planned = runner.plan(load_suite(path), backends, gpus=H200)
-    draws = Counter()                  # per key: the workers (runs of cells) drawing it
+    draws = Counter()                  # per key: the workers (runs of cells) needing it
     for group in runner.batches(planned).values():
         last = None
         for case in group:
@@ -115,7 +121,7 @@ def suite(path: str, cores: int, backends: list[str] | None) -> None:
                 continue
             done.add(key)
             t = host_seconds(case, Path(folder) / "_".join(key))
-            parts.update({"draw": t["draw"] * draws[key], "compute": t["compute"],
+            parts.update({"draw": t["draw"], "compute": t["compute"],
                           "load": t["load"] * (draws[key] - 1),
                           "verdict": t["verdict"] * cells[key]})
             print(f"  {' '.join(key)}: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items())

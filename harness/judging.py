@@ -3,9 +3,11 @@
 The worker (and the pytest plugin) hand over what the backend computed; this
 compares it with the float64 reference and the reference in the cell's own dtype
 (accuracy.py's rule), on every row or, past sampling.FULL_REFERENCE_LIMIT_BYTES,
-on sampled rows (sampling.py). The references of a shape are computed once per
-worker for adjacent cells and, within a run, once per run: the first worker to
-compute one leaves it in the run's reference folder for the other backends'.
+on sampled rows (sampling.py). A shape's weights, inputs and references are made
+once per worker for adjacent cells and, within a run, once per run: the first
+worker to make them leaves them in the run's reference folder for the other
+backends' (drawing a GPU-sized cell's inputs takes seconds on the host; its
+references, more).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from harness.accuracy import judge
 from harness.spec import Case
 from harness.weights import make_inputs, make_weights
 
-# A reference pair past this is recomputed by each backend's worker rather than
+# Data or references past this are remade by each backend's worker rather than
 # written to disk (a 4-layer stack's weight gradients at d_model 2048: ~2.4 GB).
 CACHE_LIMIT_BYTES = 2**30
 
@@ -33,11 +35,10 @@ def one_line(exc: BaseException) -> str:
 
 
 class References:
-    """float64 and own-dtype references, kept for the cells that share them (the
-    runner orders a batch so that they are adjacent), and shared through `folder`
-    with the run's other workers when one is given. The weights and inputs they
-    are computed on are kept the same way (drawing a GPU-sized cell's takes
-    seconds on the host)."""
+    """float64 and own-dtype references, and the weights and inputs they are
+    computed on, kept for the cells that share them (the runner orders a batch so
+    that they are adjacent), and shared through `folder` with the run's other
+    workers when one is given."""
 
     def __init__(self, folder: str | os.PathLike | None = None):
         self.key, self.value = None, None
@@ -46,11 +47,17 @@ class References:
 
     def data(self, case: Case) -> tuple[dict, dict]:
         """The cell's (weights, inputs): equal for every cell of a shape, mode and
-        dtype, so drawn once for adjacent ones. Nothing may write into them."""
+        dtype, so drawn once for adjacent ones and, through `folder`, once a run.
+        Nothing may write into them."""
         key = (case.shape_key, case.mode, case.dtype)
         if key != self.data_key:
             self.data_value = None
-            self.data_value = (make_weights(case), make_inputs(case))
+            path = self._path(key, "data")
+            self.data_value = _load(path, ("weights", "inputs")) if path else None
+            if self.data_value is None:
+                self.data_value = (make_weights(case), make_inputs(case))
+                if path:
+                    _save(path, weights=self.data_value[0], inputs=self.data_value[1])
             self.data_key = key
         return self.data_value
 
@@ -59,35 +66,37 @@ class References:
         key = (case.shape_key, case.mode, case.dtype)
         if key != self.key:
             self.value = None           # free the last one before computing the next
-            path = self.folder / f"{'-'.join(key)}.npz" if self.folder else None
-            self.value = _load(path) if path else None
+            path = self._path(key, "references")
+            self.value = _load(path, ("exact", "low")) if path else None
             if self.value is None:
                 exact = reference.outputs(case, weights, inputs, rows=rows)
                 low = reference.outputs(case, weights, inputs, dtype=case.dtype, rows=rows)
                 self.value = (exact, low)
                 if path:
-                    _save(path, exact, low)
+                    _save(path, exact=exact, low=low)
             self.key = key
         return self.value
 
+    def _path(self, key: tuple, what: str) -> Path | None:
+        return self.folder / f"{'-'.join(key)}-{what}.npz" if self.folder else None
 
-def _load(path: Path) -> tuple[dict, dict] | None:
+
+def _load(path: Path, sides: tuple[str, ...]) -> tuple[dict, ...] | None:
     try:
         with np.load(path) as saved:
-            pair = ({}, {})
+            found = {side: {} for side in sides}
             for name in saved.files:
                 side, tensor = name.split(":", 1)
-                pair[side == "low"][tensor.replace("|", "/")] = saved[name]
-            return pair
+                found[side][tensor.replace("|", "/")] = saved[name]
+            return tuple(found[side] for side in sides)
     except (OSError, ValueError, KeyError):
         return None                     # not there (yet), or cut off: compute it
 
 
-def _save(path: Path, exact: dict, low: dict) -> None:
+def _save(path: Path, **sides: dict) -> None:
     """Best effort, atomic: a full disk costs the sharing, never the cell."""
     arrays = {f"{side}:{name.replace('/', '|')}": value
-              for side, pair in (("exact", exact), ("low", low))
-              for name, value in pair.items()}
+              for side, tensors in sides.items() for name, value in tensors.items()}
     if sum(a.nbytes for a in arrays.values()) > CACHE_LIMIT_BYTES:
         return
     try:

@@ -107,3 +107,18 @@ def test_a_reference_too_large_or_unreadable_is_computed_not_shared(tmp_path, mo
     (folder / f"{c.shape_key}-forward-float32.npz").write_bytes(b"cut off by a crash")
     exact, low = judging.References(folder).get(c, w, x)
     np.testing.assert_allclose(exact["out"], reference.forward(c, w, x))
+
+
+def test_a_run_draws_each_shapes_weights_and_inputs_once(tmp_path, monkeypatch):
+    c = case(workload="mha", mode="train", seq_len=12)
+    drawn = judging.References(tmp_path).data(c)
+
+    def refuse(case):
+        raise AssertionError("drew again what the run already has")
+    monkeypatch.setattr(judging, "make_weights", refuse)
+    monkeypatch.setattr(judging, "make_inputs", refuse)
+    again = judging.References(tmp_path).data(c.replace(backend="tensorflow"))
+    for mine, theirs, fresh in zip(drawn, again, (make_weights(c), make_inputs(c))):
+        assert set(mine) == set(theirs) == set(fresh)
+        for name in mine:
+            np.testing.assert_array_equal(theirs[name], fresh[name])
