@@ -7,7 +7,7 @@ lies outside both runs' noise: the two interquartile ranges do not overlap (new 
 base q3). A cell that stops running, or starts computing the wrong thing, is a
 regression whatever its time: a fast wrong answer is no improvement.
 
-Framework-free: stdlib, numpy and pandas only (DESIGN.md, "The house").
+Framework-free: stdlib, numpy and pandas only (docs/design.md, "The house").
 """
 from __future__ import annotations
 

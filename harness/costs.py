@@ -1,6 +1,6 @@
 """Analytic FLOPs and memory of a Case, by one stated convention.
 
-FLOPs (MEASUREMENT.md, the FlashAttention benchmarks' convention):
+FLOPs (docs/measurement.md, the FlashAttention benchmarks' convention):
 - attention core forward: 4*B*H*N^2*D; causal counts half; train is 3.5x forward
   (backward is 2.5x);
 - projections of mha: 8*B*N*d^2; the MLP of a block: 16*B*N*d^2; a matmul's

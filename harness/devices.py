@@ -14,7 +14,7 @@ import platform
 import re
 import socket
 
-# Dense peaks, TFLOP/s, from MEASUREMENT.md: (fp32, tf32, bf16/fp16). None: no such unit.
+# Dense peaks, TFLOP/s, from docs/measurement.md: (fp32, tf32, bf16/fp16). None: no such unit.
 # Keys are matched against the NVML name, most specific first.
 GPU_PEAKS: tuple[tuple[str, tuple[float, float | None, float]], ...] = (
     ("H100 PCIe", (51.0, 378.0, 756.0)),

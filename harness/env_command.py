@@ -42,7 +42,7 @@ def show_env(console: Console) -> int:
                       + ", ".join(v.name + ("" if "cpu" in v.devices else " (GPU)")
                                   for v in info.variants))
     console.print(table)
-    peaks = Table(title="dense peaks, TFLOP/s (MEASUREMENT.md); pct_peak = tflops / peak",
+    peaks = Table(title="dense peaks, TFLOP/s (docs/measurement.md); pct_peak = tflops / peak",
                   caption="GPU names are matched on these model names, most specific first")
     for name in ("model", "float32", "tf32", "bfloat16 / float16"):
         peaks.add_column(name, justify="left" if name == "model" else "right")

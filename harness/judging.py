@@ -121,11 +121,12 @@ def check(case: Case, got: dict, weights: dict, inputs: dict, refs: References,
     rows = sampling.check_rows(case)
     judged = {"check_rows": case.seq_len if rows is None else len(rows)}
     try:
-        if rows is not None and case.mode == "train":
+        checked = sampling.on_rows(inputs, rows)      # g zeroed outside the rows (train)
+        if checked is not inputs:
             if rerun is None:
                 return {"check_note": "not checked: a sampled train check needs the backend"}
-            got = rerun(sampling.on_rows(inputs, rows))
-        exact, low = refs.get(case, weights, sampling.on_rows(inputs, rows), rows)
+            got = rerun(checked)
+        exact, low = refs.get(case, weights, checked, rows)
         verdict = judge(sampling.wanted(got, rows), exact, low, case.dtype)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)

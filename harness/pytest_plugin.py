@@ -172,6 +172,7 @@ class _Session:
             pytest.skip(reason)
 
     def run_cell(self, benchmark, case, measure) -> None:
+        from harness.judging import rerun_on
         from harness.pedantic import bench, extra_columns, flusher
         from harness.pytest_benchmark_format import group_name
         from harness.weights import make_inputs, make_weights
@@ -197,7 +198,6 @@ class _Session:
                  "backend_version": backend.version()}
         got = prepared.outputs()
         del prepared                  # before a sampled check asks the backend again
-        from harness.judging import rerun_on
         self._verdict(benchmark, case, got, weights, inputs, extra, True,
                       rerun_on(backend, case, weights))
 

@@ -1,7 +1,7 @@
 """The Case (one cell of a sweep) and the constants of the Transformer spec.
 
 Everything here is plain data: the names are the columns of every report
-(DESIGN.md, contract 1), so they are kept exactly and only ever extended.
+(docs/design.md, contract 1), so they are kept exactly and only ever extended.
 """
 from __future__ import annotations
 

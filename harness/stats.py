@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-NOISY_IQR_FRACTION = 0.10     # MEASUREMENT.md: flag a cell whose IQR/median passes 10%
+NOISY_IQR_FRACTION = 0.10     # docs/measurement.md: flag a cell whose IQR/median passes 10%
 
 
 def median_ci(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """The figures a GPU check reports: fused attention at seq_len 8192, head_dim 128,
 bfloat16 (torch sdpa-flash and the other pinned kernels, JAX dpa and dpa-cudnn),
 forward and train: TFLOP/s and percent of the device's dense peak, beside the
-published FlashAttention marks of MEASUREMENT.md. Framework-free; markdown out.
+published FlashAttention marks of docs/measurement.md. Framework-free; markdown out.
 
 usage: python3 scripts/gpu_figures.py RUN_DIR [--seq-len 8192] [--head-dim 128]
 """
@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import store  # noqa: E402
 
-# MEASUREMENT.md: published marks, TFLOP/s (H100 SXM, head_dim 128, 16k tokens).
+# docs/measurement.md: published marks, TFLOP/s (H100 SXM, head_dim 128, 16k tokens).
 MARKS = {"forward": "FlashAttention-3 fp16 forward: ~650-750",
          "train": "FlashAttention-2 forward+backward: ~250-340"}
 SHOWN = ("sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa", "eager", "compile",
@@ -44,7 +44,7 @@ def table(run: Path, seq_len: int, head_dim: int) -> str:
             f"| {r['batch']} x {r['heads']} | {num(r['median_ms'], '{:.3f}')} "
             f"| {num(r['tflops'], '{:.3g}')} | {num(r['pct_peak'], '{:.0f}%')} "
             f"| {r.get('kernel') or '-'} | {r.get('correct') if ok else r['status']} |")
-    lines += ["", "Published marks (MEASUREMENT.md; H100 SXM, head_dim 128, TFLOP/s): "
+    lines += ["", "Published marks (docs/measurement.md; H100 SXM, head_dim 128, TFLOP/s): "
               + "; ".join(f"{mode}: {mark}" for mode, mark in MARKS.items()) + "."]
     return "\n".join(lines)
 
