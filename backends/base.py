@@ -1,133 +1,33 @@
-"""The Backend protocol and the registry of backends, framework-free.
+"""The Backend protocol and load_backend; the catalogue of backends (names, variants,
+where each runs) is plain data in harness.spec.catalog, re-exported here.
 
-The registry holds import strings, not modules: naming a backend (to plan a
-suite, to print --help) never imports its framework. A framework is imported
-only by `load_backend`, inside the worker process that runs it, after the
-worker has set that framework's environment (see each backend's settings.py).
+A framework is imported only by `load_backend`, inside the worker process that runs
+it, after the worker has set that framework's environment (see each backend's
+settings.py).
 """
 from __future__ import annotations
 
 import importlib
-import os
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
-from harness.spec import Case
+from harness.spec.case import Case
+
+if TYPE_CHECKING:
+    from harness.spec.catalog import BackendInfo
+
+# The catalogue's names, read from it when asked for: a plugin backend may import
+# them from here while the catalogue is still registering it.
+_CATALOG_NAMES = ("BACKENDS", "PLUGIN_ERRORS", "REGISTRY", "BackendInfo", "Variant",
+                  "device_kind", "static_unsupported")
 
 
-@dataclass(frozen=True)
-class Variant:
-    """A named way of running the workloads, and where it can run."""
-
-    name: str
-    description: str
-    devices: tuple[str, ...] = ("cpu", "cuda")   # device kinds, "cuda:1" -> "cuda"
-    dtypes: tuple[str, ...] = ("float32", "tf32", "bfloat16", "float16")
-    tuned: bool = False                          # False: out of the box
-
-
-@dataclass(frozen=True)
-class BackendInfo:
-    name: str
-    framework: str        # the distribution to report, e.g. "torch"
-    module: str           # import string of the implementation
-    settings: str         # import string of its framework-free settings module
-    variants: tuple[Variant, ...]
-
-    def variant(self, name: str) -> Variant | None:
-        return next((v for v in self.variants if v.name == name), None)
-
-    @property
-    def variant_names(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.variants)
-
-
-_GPU_ONLY = ("cuda",)
-_NO_TF32 = ("float32", "bfloat16", "float16")
-
-REGISTRY: dict[str, BackendInfo] = {
-    "torch": BackendInfo(
-        name="torch", framework="torch",
-        module="backends.torch.backend", settings="backends.torch.settings",
-        variants=(
-            Variant("eager", "the spec's math in torch ops, op by op"),
-            Variant("sdpa", "F.scaled_dot_product_attention for the core, eager"),
-            Variant("sdpa-flash", "SDPA pinned to the FlashAttention kernel",
-                    devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),
-            Variant("sdpa-efficient", "SDPA pinned to the memory-efficient kernel",
-                    devices=_GPU_ONLY, tuned=True),
-            Variant("sdpa-math", "SDPA pinned to the math kernel",
-                    devices=_GPU_ONLY, tuned=True),
-            Variant("sdpa-cudnn", "SDPA pinned to the cuDNN kernel",
-                    devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),
-            Variant("compile", "torch.compile of the sdpa path", tuned=True),
-        ),
-    ),
-    "tensorflow": BackendInfo(
-        name="tensorflow", framework="tensorflow",
-        module="backends.tensorflow.backend", settings="backends.tensorflow.settings",
-        variants=(
-            Variant("eager", "the spec's math in TF ops, op by op"),
-            Variant("function", "the same under tf.function (graph)", tuned=True),
-            Variant("xla", "the same under tf.function(jit_compile=True)", tuned=True),
-        ),
-    ),
-    "jax": BackendInfo(
-        name="jax", framework="jax",
-        module="backends.jax.backend", settings="backends.jax.settings",
-        variants=(
-            Variant("jit", "the spec's math as Flax NNX modules under jax.jit"),
-            Variant("dpa", "jax.nn.dot_product_attention (implementation xla), jitted"),
-            Variant("dpa-cudnn", "jax.nn.dot_product_attention (implementation cudnn)",
-                    devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),
-        ),
-    ),
-}
-
-# One line per plugin that failed to load; the command line reports them.
-PLUGIN_ERRORS: list[str] = []
-
-
-def _register_plugins() -> None:
-    """Backends from outside this package: ATTNBENCH_BACKENDS="pkg.mod,other.mod",
-    each module holding INFO (a BackendInfo) and make_backend(info). Read at import
-    in the runner and in every worker alike, since workers inherit the variable."""
-    for module in filter(None, os.environ.get("ATTNBENCH_BACKENDS", "").split(",")):
-        try:
-            info = importlib.import_module(module.strip()).INFO
-        except Exception as exc:      # reported as one line, not a traceback
-            PLUGIN_ERRORS.append(f"ATTNBENCH_BACKENDS: cannot load {module.strip()!r}: "
-                                 f"{type(exc).__name__}: {exc}")
-            continue
-        REGISTRY[info.name] = info
-
-
-_register_plugins()
-BACKENDS = tuple(REGISTRY)
-
-
-def device_kind(device: str) -> str:
-    return device.split(":", 1)[0]
-
-
-def static_unsupported(case: Case) -> str | None:
-    """Why a case cannot run, from the registry alone (no framework needed)."""
-    info = REGISTRY.get(case.backend)
-    if info is None:
-        return f"unknown backend {case.backend!r}"
-    variant = info.variant(case.variant)
-    if variant is None:
-        return f"{case.backend} has no variant {case.variant!r}"
-    kind = device_kind(case.device)
-    if kind not in variant.devices:
-        return f"{case.backend} {case.variant} runs on {'/'.join(variant.devices)} only"
-    if case.dtype not in variant.dtypes:
-        return f"{case.backend} {case.variant} does not run {case.dtype}"
-    if case.dtype == "tf32" and kind != "cuda":
-        return "tf32 is a GPU matmul mode; this device has no TF32 units"
-    return None
+def __getattr__(name: str):
+    if name in _CATALOG_NAMES:
+        from harness.spec import catalog
+        return getattr(catalog, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 Outputs = dict[str, np.ndarray]   # "out" and, in train mode, "grad/<name>"
@@ -160,11 +60,12 @@ class Backend(Protocol):
 
     def step_peak(self, case: Case, run_step: Callable[[], None]) -> tuple[int | None, str]:
         """Bytes one call of run_step adds at its peak, and how that was measured
-        (harness.memory.cpu_step_peak on the CPU; the allocator's peak on GPUs)."""
+        (harness.measure.memory.cpu_step_peak on the CPU; the allocator's peak on GPUs)."""
 
 
 def load_backend(name: str) -> Backend:
     """Import a backend's implementation (and so its framework) and build it."""
+    from harness.spec.catalog import REGISTRY
     info = REGISTRY[name]
     module = importlib.import_module(info.module)
     return module.make_backend(info)

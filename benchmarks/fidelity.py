@@ -4,7 +4,7 @@ For a few cells, the harness's median (`attnbench run`, worker process and all)
 beside an independent bare loop of the same framework call (benchmarks/bare/),
 interleaved over several rounds so that drift of the machine hits both alike.
 The ratio harness / bare should be 1; the goal is within 10%. The bare loop runs
-under the harness's malloc policy (see harness/memory.py), and once more under
+under the harness's malloc policy (see harness/measure/memory.py), and once more under
 glibc's defaults to show what that policy is worth on its own.
 
     make fidelity                       # or: python benchmarks/fidelity.py --rounds 3
@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.devices import cpu_threads  # noqa: E402
-from harness.memory import TIMED_MMAP_THRESHOLD, TIMED_TRIM_THRESHOLD  # noqa: E402
-from harness.store import load  # noqa: E402
+from harness.measure.devices import cpu_threads  # noqa: E402
+from harness.measure.memory import TIMED_MMAP_THRESHOLD, TIMED_TRIM_THRESHOLD  # noqa: E402
+from harness.results.store import load  # noqa: E402
 
 # (name, backend, variant, workload, causal); the bare loop is bare/<backend>_bare.py,
 # whose second opinion is the framework's own timer where it has one
@@ -76,7 +76,7 @@ def harness_median(cell, seconds: float, threads: int, work: Path) -> float:
     return float(row["median_ms"])
 
 
-# Workers pin glibc's malloc thresholds (harness/memory.py). The bare loop runs
+# Workers pin glibc's malloc thresholds (harness/measure/memory.py). The bare loop runs
 # once under the same policy, the like-for-like comparison, and once under
 # glibc's defaults, to show what the policy itself is worth.
 PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(TIMED_MMAP_THRESHOLD),

@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import store  # noqa: E402
+from harness.results import store  # noqa: E402
 from harness.spec import Case  # noqa: E402
-from harness.suite import load_suite  # noqa: E402
+from harness.run.suite import load_suite  # noqa: E402
 
 
 def medians(path: Path) -> dict[str, float]:

@@ -26,13 +26,15 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from harness import reference, runner, sampling  # noqa: E402
-from harness.accuracy import judge  # noqa: E402
-from harness.judging import References  # noqa: E402
-from harness.devices import cpu_threads  # noqa: E402
+from harness.spec import reference  # noqa: E402
+from harness.run import runner
+from harness.correctness import sampling
+from harness.correctness.accuracy import judge  # noqa: E402
+from harness.correctness.judging import References  # noqa: E402
+from harness.measure.devices import cpu_threads  # noqa: E402
 from harness.spec import Case  # noqa: E402
-from harness.suite import load_suite  # noqa: E402
-from harness.weights import input_shapes, make_inputs, make_weights, weight_shapes  # noqa: E402
+from harness.run.suite import load_suite  # noqa: E402
+from harness.spec.weights import input_shapes, make_inputs, make_weights, weight_shapes  # noqa: E402
 
 H200 = [{"index": 0, "name": "NVIDIA H200", "memory_total": 141 * 2**30,
          "memory_free": 140 * 2**30}]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import store  # noqa: E402
+from harness.results import store  # noqa: E402
 
 # docs/measurement.md: published marks, TFLOP/s (H100 SXM, head_dim 128, 16k tokens).
 MARKS = {"forward": "FlashAttention-3 fp16 forward: ~650-750",

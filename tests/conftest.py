@@ -1,8 +1,8 @@
 """Settings every framework reads at import, for the tests that import one in-process
-(conformance, tests/gpu). Workers get the same from the runner (harness.worker)."""
+(conformance, tests/gpu). Workers get the same from the runner (harness.run.worker)."""
 import os
 
-# GPU numbering as NVML's (harness.devices), JAX without its 75% preallocation and
+# GPU numbering as NVML's (harness.measure.devices), JAX without its 75% preallocation and
 # TF with memory growth, so torch, JAX and TF can share one GPU in one pytest process.
 os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")

@@ -21,8 +21,8 @@ import numpy as np
 from backends.base import BackendInfo, Outputs, device_kind, static_unsupported
 from backends.jax.attention import BHND, KERNELS, core_for
 from backends.jax.layers import Built
-from harness.memory import cpu_step_peak
-from harness.timing import FLUSH_BYTES, cpu_cache_flusher
+from harness.measure.memory import cpu_step_peak
+from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
 
 DTYPES = {"float32": jnp.float32, "tf32": jnp.float32,
@@ -215,7 +215,7 @@ class JaxBackend:
         bhnd = case.workload == "attention" and core.layout == BHND
 
         def put(a: np.ndarray, to_bhnd: bool = False) -> jax.Array:
-            # Already rounded to the dtype by harness.weights: the cast is exact.
+            # Already rounded to the dtype by harness.spec.weights: the cast is exact.
             return jax.device_put((_bhnd(a) if to_bhnd else a).astype(dtype), device)
 
         if case.workload == "attention":

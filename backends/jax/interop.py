@@ -1,5 +1,5 @@
 """JAX arrays for code that is not a backend: the attn_benchmark fixture
-(harness/pytest_plugin.py) times a user's own callable on a Case's inputs.
+(harness/pytest_plugin/__init__.py) times a user's own callable on a Case's inputs.
 Imported only where jax may be imported (a pytest process that asked for it)."""
 from __future__ import annotations
 

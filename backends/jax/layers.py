@@ -1,4 +1,4 @@
-"""The spec's layers as Flax NNX modules, loaded from harness.weights.
+"""The spec's layers as Flax NNX modules, loaded from harness.spec.weights.
 
 Canonical weights are (in, out) and so are nnx.Linear kernels: loading copies,
 nothing is transposed. The modules are built abstractly (nnx.eval_shape), so no

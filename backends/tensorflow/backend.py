@@ -29,10 +29,10 @@ from backends.base import BackendInfo, Outputs, static_unsupported
 from backends.tensorflow import layers
 from backends.tensorflow.attention import attention
 from backends.tensorflow.settings import INTEROP_THREADS
-from harness.memory import cpu_step_peak
-from harness.timing import FLUSH_BYTES, cpu_cache_flusher
+from harness.measure.memory import cpu_step_peak
+from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
-from harness.weights import make_inputs, make_weights
+from harness.spec.weights import make_inputs, make_weights
 
 DTYPES = {"float32": tf.float32, "tf32": tf.float32,
           "bfloat16": tf.bfloat16, "float16": tf.float16}

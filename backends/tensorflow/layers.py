@@ -1,4 +1,4 @@
-"""The spec's layers as tf.Module objects, their tf.Variables loaded from harness.weights.
+"""The spec's layers as tf.Module objects, their tf.Variables loaded from harness.spec.weights.
 
 Canonical weights are (in, out), which is TF's own layout (y = x W), so they load
 and their gradients come back untransposed. Keras layers are not used: their

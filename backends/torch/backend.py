@@ -13,8 +13,8 @@ from backends.base import BackendInfo, Outputs, static_unsupported
 from backends.torch import layers
 from backends.torch.attention import (SDPA_KERNELS, core_for, kernel_name,
                                       pin_sdpa_kernel, sdpa_choice)
-from harness.memory import cpu_step_peak
-from harness.timing import FLUSH_BYTES, cpu_cache_flusher
+from harness.measure.memory import cpu_step_peak
+from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
 
 DTYPES = {"float32": torch.float32, "tf32": torch.float32,

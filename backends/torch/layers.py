@@ -1,4 +1,4 @@
-"""The spec's layers as torch.nn modules, loaded from harness.weights.
+"""The spec's layers as torch.nn modules, loaded from harness.spec.weights.
 
 Canonical weights are (in, out); nn.Linear keeps (out, in), so loading
 transposes and gradients are transposed back. LayerNorm epsilon and the tanh

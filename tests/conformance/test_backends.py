@@ -7,7 +7,7 @@ here with no new test code. A case the backend refuses (`backend.unsupported`:
 GPU-only variants, tf32 on the CPU) is skipped with its reason, and so is every
 case of a backend whose framework is not installed.
 
-Each case is judged as the harness judges a measured cell (harness.accuracy):
+Each case is judged as the harness judges a measured cell (harness.correctness.accuracy):
 the error against float64 may be at most MULTIPLE times the error of the
 reference computed in the case's own dtype.
 
@@ -26,17 +26,17 @@ import numpy as np
 import pytest
 
 from backends.base import REGISTRY, load_backend
-from harness import reference
-from harness.accuracy import MULTIPLE, ZERO_SCALE, judge
-from harness.check import CAUSAL, SHAPES
+from harness.spec import reference
+from harness.correctness.accuracy import MULTIPLE, ZERO_SCALE, judge
+from harness.correctness.grid import CAUSAL, SHAPES
 from harness.spec import DTYPES, MODES, WORKLOADS, Case
-from harness.weights import make_inputs, make_weights
+from harness.spec.weights import make_inputs, make_weights
 
 # ATTNBENCH_TEST_DEVICE=cuda:0 runs the same tests on a GPU, where the GPU-only
 # variants and tf32 run too (scripts/gpu_check.sh runs `attnbench check` there instead,
 # a few minutes for every variant and dtype).
 DEVICE = os.environ.get("ATTNBENCH_TEST_DEVICE", "cpu")
-# SHAPES and CAUSAL are those of `attnbench check` (harness/check.py says why).
+# SHAPES and CAUSAL are those of `attnbench check` (harness/run/check.py says why).
 
 # Variants that compile for every new shape, dtype and mode cost seconds per case
 # here, so by default only a sample of their grid runs; the rest is marked slow

@@ -1,6 +1,6 @@
 """Whether the GPU tests run, skip or fail. They run where NVML lists a GPU. They
 skip, saying why, only where no GPU shows at all: not to NVML, not to the
-framework-free signs (harness.devices.gpu_signs), not to torch or JAX. Where a
+framework-free signs (harness.measure.devices.gpu_signs), not to torch or JAX. Where a
 GPU shows but NVML lists none, each test fails with NVML's message: a broken
 NVML (the core plans and measures GPUs through it) must never read as "no GPU"."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import functools
 
 import pytest
 
-from harness import devices
+from harness.measure import devices
 
 
 def frameworks_seeing_a_gpu() -> list[str]:

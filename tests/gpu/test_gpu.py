@@ -18,11 +18,14 @@ import numpy as np
 import pytest
 
 from backends import load_backend
-from harness import devices, judging, reference, sampling
-from harness.accuracy import judge
+from harness.measure import devices
+from harness.correctness import judging
+from harness.spec import reference
+from harness.correctness import sampling
+from harness.correctness.accuracy import judge
 from harness.spec import Case
-from harness.timing import TIMER_FLUSHED
-from harness.weights import make_inputs, make_weights
+from harness.measure.timing import TIMER_FLUSHED
+from harness.spec.weights import make_inputs, make_weights
 from tests.integration.runs_helpers import harness_run, jsonl_rows, write_suite
 
 GPUS, NVML_ERROR = devices.discover()      # run, skip or fail: tests/gpu/conftest.py
@@ -85,7 +88,7 @@ def test_nvml_reads_this_process_gpu_memory_or_names_its_fallback():
 def test_every_visible_gpu_has_a_dense_peak():
     for gpu in GPUS:
         assert devices.peak_tflops(gpu["name"], "bfloat16"), (
-            f"{gpu['name']} is not in harness.devices.GPU_PEAKS: pct_peak would be empty")
+            f"{gpu['name']} is not in harness.measure.devices.GPU_PEAKS: pct_peak would be empty")
 
 
 @pytest.mark.parametrize("backend, variant", [("torch", "sdpa"), ("jax", "jit")])
@@ -220,7 +223,7 @@ def test_one_worker_per_gpu_each_sees_its_own(tmp_path):
 def test_a_long_sequence_is_judged_at_its_own_size(backend, variant, mode):
     """bfloat16 at N=8192, causal, through the fused kernels the figures come from:
     finite, and correct on the sampled rows (tile edges past 1024 among them) and,
-    in train mode, on every gradient of those rows' loss (harness/sampling.py)."""
+    in train mode, on every gradient of those rows' loss (harness/correctness/sampling.py)."""
     c = case(backend, variant, mode=mode, n=8192, heads=2, head_dim=128)
     b = backend_for(c)
     w, x = make_weights(c), make_inputs(c)

@@ -3,7 +3,7 @@
 Selected by ATTNBENCH_BACKENDS=tests.integration.faulty_backend (see
 backends.base._register_plugins). Each variant plants one way a cell can end:
 
-  exact    computes harness.reference.outputs in float64: ok and correct
+  exact    computes harness.spec.reference.outputs in float64: ok and correct
   raises   step raises RuntimeError("planted failure"): error
   memory   step raises MemoryError: oom
   sleeps   step sleeps 60 s: timeout (the suite's timeout_s is far shorter)
@@ -57,7 +57,7 @@ class Prepared:
         self.case, self.weights, self.inputs = case, weights, inputs
 
     def _compute(self) -> dict:
-        from harness import reference
+        from harness.spec import reference
         return reference.outputs(self.case, self.weights, self.inputs)
 
     def step(self):
@@ -102,7 +102,7 @@ class FaultyBackend:
         return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
 
     def step_peak(self, case, run_step) -> tuple[int | None, str]:
-        from harness.memory import cpu_step_peak
+        from harness.measure.memory import cpu_step_peak
         return cpu_step_peak(run_step)
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import devices, runner
-from harness.suite import load_suite
+from harness.measure import devices
+from harness.run import runner
+from harness.run.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT_S = 120

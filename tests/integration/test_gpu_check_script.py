@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import pytest
 
-from harness import devices
+from harness.measure import devices
 from tests.integration.runs_helpers import ROOT
 
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
@@ -38,7 +38,7 @@ for marker, action in json.loads(os.environ.get("FAKE_STEPS", "{{}}")).items():
 if sys.argv[1] == "-c" and os.environ.get("FAKE_GPU_ROOT"):
     sys.path.insert(0, os.getcwd())
     sys.modules["pynvml"] = None
-    from harness import devices
+    from harness.measure import devices
     devices.GPU_SIGN_ROOT = os.environ["FAKE_GPU_ROOT"]
     exec(sys.argv[2])
     sys.exit()

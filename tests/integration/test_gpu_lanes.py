@@ -8,9 +8,11 @@ from __future__ import annotations
 import pytest
 
 from backends.base import REGISTRY
-from harness import devices, runner, store
+from harness.measure import devices
+from harness.run import runner
+from harness.results import store
 from harness.spec import Case
-from harness.suite import Measure, Suite
+from harness.run.suite import Measure, Suite
 from tests.integration import fake_gpu_backend
 
 GPUS = [{"index": i, "name": name, "memory_total": 80 * 2**30, "memory_free": 79 * 2**30,
@@ -29,7 +31,7 @@ def two_pretend_gpus(monkeypatch, tmp_path):
 
 
 def suite(devices_: list[str], seq_lens: list[int]) -> Suite:
-    """Built directly: suite files only name backends known when harness.suite loads."""
+    """Built directly: suite files only name backends known when harness.run.suite loads."""
     cases = tuple(Case("lanes", "attention", "fakegpu", "exact", "forward", "bfloat16", d,
                        1, n, 2, 4, False) for d in devices_ for n in seq_lens)
     measure = Measure(min_run_ms=1, min_samples=2, warmup_ms=0, timeout_s=120)

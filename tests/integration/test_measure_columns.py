@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.timing import TIMER_FLUSHED
+from harness.measure.timing import TIMER_FLUSHED
 from tests.integration.runs_helpers import harness_run, jsonl_rows, write_suite
 
 SWEEP = """\

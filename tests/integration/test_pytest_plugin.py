@@ -11,7 +11,8 @@ import textwrap
 
 import pytest
 
-from harness import costs, store
+from harness.spec import costs
+from harness.results import store
 from harness.spec import CASE_FIELDS, Case
 from tests.integration.runs_helpers import ROOT, harness_run, write_suite
 

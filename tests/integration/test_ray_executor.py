@@ -17,10 +17,12 @@ import sys
 import pytest
 
 from backends.base import REGISTRY
-from harness import devices, runner, store
-from harness.executors import ray_cluster
+from harness.measure import devices
+from harness.run import runner
+from harness.results import store
+from harness.run.executors import ray_cluster
 from harness.spec import Case
-from harness.suite import Measure, Suite
+from harness.run.suite import Measure, Suite
 from tests.integration import fake_gpu_backend, faulty_backend
 from tests.integration.runs_helpers import ROOT
 

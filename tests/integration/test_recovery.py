@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import store
+from harness.results import store
 
 from .runs_helpers import PLUGIN, ROOT, jsonl_rows, write_suite
 

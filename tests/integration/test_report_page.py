@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import store
+from harness.results import store
 
 from .runs_helpers import ROOT, RUN_LIMIT_S, harness_run, jsonl_rows, write_suite
 

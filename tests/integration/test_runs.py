@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import runner, store
+from harness.run import runner
+from harness.results import store
 from harness.spec import CASE_FIELDS, RESULT_COLUMNS, Case
-from harness.suite import parse_suite
+from harness.run.suite import parse_suite
 
 from . import faulty_backend
 from .runs_helpers import (PLUGIN, ROOT, RUN_LIMIT_S, harness_run,

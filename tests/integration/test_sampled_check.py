@@ -1,13 +1,14 @@
-"""The sampled check (harness/sampling.py) catches what the full one catches: each
+"""The sampled check (harness/correctness/sampling.py) catches what the full one catches: each
 planted porting bug where it bites, judged on sampled rows, and a bug that bites
 only past position 1024, which the check's small shapes never reach."""
 from __future__ import annotations
 
 import pytest
 
-from harness import judging, sampling
+from harness.correctness import judging
+from harness.correctness import sampling
 from harness.spec import Case
-from harness.weights import make_inputs, make_weights
+from harness.spec.weights import make_inputs, make_weights
 
 from .runs_helpers import harness_run, jsonl_rows, write_suite
 

@@ -1,5 +1,5 @@
 """A stand-in for nvidia-ml-py's `pynvml` module, for the NVML branches of
-harness.devices on a machine without a GPU. Its names, signatures, error classes
+harness.measure.devices on a machine without a GPU. Its names, signatures, error classes
 and error texts are those of the real module (nvidia-ml-py 13.x, pynvml.py);
 tests/unit/test_nvml.py checks them against the real one where it is installed."""
 from __future__ import annotations

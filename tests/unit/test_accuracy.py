@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.accuracy import FLOOR, MULTIPLE, ZERO_SCALE, judge
+from harness.correctness.accuracy import FLOOR, MULTIPLE, ZERO_SCALE, judge
 from harness.spec import DTYPES
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import store
-from harness.compare import compare, is_regression, markdown, unmatched
+from harness.results import store
+from harness.report.compare import compare, is_regression, markdown, unmatched
 from harness.spec import Case
-from harness.stats import summarize
+from harness.measure.stats import summarize
 
 THRESHOLD = 5.0
 

@@ -15,8 +15,12 @@ FRAMEWORKS = ("torch", "tensorflow", "jax", "flax")
 
 PROBE = """
 import contextlib, io, json, sys
-from harness import cli, runner, pedantic, pytest_benchmark_format, pytest_plugin
-from harness.worker import environment_for
+from harness import cli
+from harness.run import runner
+from harness.pytest_plugin import pedantic
+from harness.results import pytest_benchmark_format
+from harness import pytest_plugin
+from harness.run.worker import environment_for
 from backends.base import REGISTRY
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     for suite in ("suites/default.toml", "suites/smoke.toml", "suites/gpu.toml",

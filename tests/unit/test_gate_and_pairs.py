@@ -9,18 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import check, gate, pairwise, reference
-from harness.accuracy import MULTIPLE, allowances
+from harness.run import check
+from harness.correctness import grid
+from harness.correctness import gate
+from harness.correctness import pairwise
+from harness.spec import reference
+from harness.correctness.accuracy import MULTIPLE, allowances
 from harness.spec import DTYPES, MODES, WORKLOADS, Case
-from harness.weights import make_inputs, make_weights
+from harness.spec.weights import make_inputs, make_weights
 
 
 def test_covering_design_meets_every_shape_with_every_factor_at_half_the_cases():
-    full = check.grid(["torch"], all_shapes=True)
-    design = check.grid(["torch"])
-    assert len(design) * len(check.SHAPES) == len(full)
+    full = grid.grid(["torch"], all_shapes=True)
+    design = grid.grid(["torch"])
+    assert len(design) * len(grid.SHAPES) == len(full)
     assert set(design) <= set(full)
-    shape_of = {tuple(s.values()): i for i, s in enumerate(check.SHAPES)}
+    shape_of = {tuple(s.values()): i for i, s in enumerate(grid.SHAPES)}
 
     def shape(c: Case) -> int:
         return shape_of[(c.batch, c.seq_len, c.heads, c.head_dim, c.layers)]
@@ -34,19 +38,19 @@ def test_covering_design_meets_every_shape_with_every_factor_at_half_the_cases()
         cases = [c for c in design if (c.variant, c.workload, c.mode) ==
                  (variant, workload, mode)]
         assert {(shape(c), c.causal) for c in cases} == \
-            {(s, m) for s in range(len(check.SHAPES)) for m in (False, True)}
+            {(s, m) for s in range(len(grid.SHAPES)) for m in (False, True)}
         for dtype in DTYPES:
             assert {shape(c) for c in cases if c.dtype == dtype} == {0, 1}
         cpu = [c for c in cases if c.dtype != "tf32"]
         assert {(shape(c), c.causal) for c in cpu} == \
-            {(s, m) for s in range(len(check.SHAPES)) for m in (False, True)}
+            {(s, m) for s in range(len(grid.SHAPES)) for m in (False, True)}
 
 
 def test_gate_cases_cover_each_configuration_once_at_every_shape():
     base = Case("s", "mha", "torch", "eager", "train", "float32", "cpu", 4, 1024, 8, 64, True)
     cases = [base, base.replace(seq_len=2048), base.replace(dtype="bfloat16")]
-    gated = check.gate_cases(cases)
-    assert len(gated) == 2 * len(check.SHAPES)
+    gated = grid.gate_cases(cases)
+    assert len(gated) == 2 * len(grid.SHAPES)
     assert {gate.config_key(c) for c in gated} == {gate.config_key(c) for c in cases}
     assert all(c.seq_len < 64 for c in gated)
 

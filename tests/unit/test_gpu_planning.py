@@ -9,10 +9,13 @@ import time
 
 import pytest
 
-from harness import devices, judging, runner, worker
+from harness.measure import devices
+from harness.correctness import judging
+from harness.run import runner
+from harness.run import worker
 from harness.spec import Case
-from harness.suite import parse_suite
-from harness.timing import TIMER, TIMER_FLUSHED
+from harness.run.suite import parse_suite
+from harness.measure.timing import TIMER, TIMER_FLUSHED
 
 H100, A100, H200 = "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA H200"
 VISIBLE = [{"index": 0, "name": H100, "memory_total": 80 * 2**30, "memory_free": 79 * 2**30,
@@ -149,7 +152,7 @@ class StandIn:
         return None
 
     def prepare(self, case, weights, inputs):
-        from harness import reference
+        from harness.spec import reference
         outer = self
 
         class Prepared:

@@ -3,9 +3,10 @@ of a small cell and on sampled rows of a large one (asking the backend again in
 train mode), and the references shared between a run's workers on disk."""
 import numpy as np
 
-from harness import judging, reference
+from harness.correctness import judging
+from harness.spec import reference
 from harness.spec import Case
-from harness.weights import make_inputs, make_weights
+from harness.spec.weights import make_inputs, make_weights
 
 
 def case(**changes):
@@ -25,7 +26,7 @@ def test_check_judges_a_result_against_the_reference():
 
 def sampled(monkeypatch, **changes):
     """A case past the (lowered) full-reference limit, judged on 8 rows of 40."""
-    from harness import sampling
+    from harness.correctness import sampling
     monkeypatch.setattr(sampling, "FULL_REFERENCE_LIMIT_BYTES", 0)
     monkeypatch.setattr(sampling, "SAMPLED_ROWS", 8)
     c = case(seq_len=40, **changes)

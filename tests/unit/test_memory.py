@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness.memory import CPU_METHOD, cpu_step_peak
+from harness.measure.memory import CPU_METHOD, cpu_step_peak
 
 MB = 1_000_000
 

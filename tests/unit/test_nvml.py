@@ -1,4 +1,4 @@
-"""NVML through harness.devices, every branch, with a stand-in pynvml
+"""NVML through harness.measure.devices, every branch, with a stand-in pynvml
 (tests/unit/nvml_fake.py): no GPU, no nvidia-ml-py, NVML failing at start or
 mid-way (a failure, not "no GPU", where the machine shows a GPU), what a listing
 holds, and the per-process memory figure with its named device-wide fallback."""
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from harness import devices
+from harness.measure import devices
 from tests.unit import nvml_fake
 from tests.unit.nvml_fake import FakeNvml, gpu
 

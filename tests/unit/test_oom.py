@@ -1,4 +1,4 @@
-"""harness.worker.is_oom on the out-of-memory errors of CUDA torch, XLA (JAX) and
+"""harness.run.worker.is_oom on the out-of-memory errors of CUDA torch, XLA (JAX) and
 TensorFlow on a GPU, and of cuBLAS and cuDNN, which no CPU machine can provoke:
 each built as the framework builds it, from the format string in its source
 (cited beside it), under its Python type's name. The CPU ones are provoked for
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.worker import is_oom
+from harness.run.worker import is_oom
 
 
 # The Python types, by the names the frameworks give them (is_oom reads the name too).

@@ -1,13 +1,13 @@
-"""How a cell's pytest-benchmark rounds are sized (harness/pedantic.py), and a
+"""How a cell's pytest-benchmark rounds are sized (harness/pytest_plugin/pedantic.py), and a
 pytest-benchmark file from someone else's suite read as rows."""
 import json
 
 import pandas as pd
 import pytest
 
-from harness import store
-from harness.pedantic import MAX_ITERATIONS, plan_rounds
-from harness.suite import Measure
+from harness.results import store
+from harness.pytest_plugin.pedantic import MAX_ITERATIONS, plan_rounds
+from harness.run.suite import Measure
 
 
 @pytest.mark.parametrize("per_call_ms", [0.001, 0.05, 0.4, 3.0, 250.0])

@@ -1,11 +1,11 @@
 """How a Ray cluster's resources turn a suite's devices into tasks, without Ray:
-the planning half of harness/executors/ray_cluster.py on a described cluster."""
+the planning half of harness/run/executors/ray_cluster.py on a described cluster."""
 import pytest
 
-from harness import runner
-from harness.executors.ray_cluster import RayExecutor
+from harness.run import runner
+from harness.run.executors.ray_cluster import RayExecutor
 from harness.spec import Case
-from harness.suite import parse_suite
+from harness.run.suite import parse_suite
 
 
 def cluster(types=("H100", "A100"), gpus=2, threads=4, node_cpus=16) -> RayExecutor:

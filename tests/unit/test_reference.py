@@ -6,10 +6,10 @@ import itertools
 import numpy as np
 import pytest
 
-from harness import reference
-from harness.precision import round_to, round_tf32
+from harness.spec import reference
+from harness.spec.precision import round_to, round_tf32
 from harness.spec import Case
-from harness.weights import make_inputs, make_weights
+from harness.spec.weights import make_inputs, make_weights
 
 
 def case(workload, mode="forward", causal=False, dtype="float32", **shape):

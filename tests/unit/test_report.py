@@ -9,7 +9,13 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from harness import costs, devices, plots, publish, report, store, tables
+from harness.spec import costs
+from harness.measure import devices
+from harness.report import plots
+from harness.report import publish
+from harness.report import run_report
+from harness.results import store
+from harness.report import tables
 from harness.spec import Case
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -161,7 +167,7 @@ class _Page(HTMLParser):
 
 def test_report_page_holds_tables_plots_and_every_runs_environment(runs, tmp_path):
     out = tmp_path / "merged"
-    page = report.write_report(list(runs), out, baseline="torch eager")
+    page = run_report.write_report(list(runs), out, baseline="torch eager")
     parsed = _Page()
     text = page.read_text()
     parsed.feed(text)
@@ -186,7 +192,7 @@ def test_report_page_holds_tables_plots_and_every_runs_environment(runs, tmp_pat
 
 def test_unknown_baseline_is_a_one_line_error(runs, tmp_path):
     with pytest.raises(store.StoreError, match="baseline 'tf eager' is in none"):
-        report.write_report([runs[0]], tmp_path / "r", baseline="tf eager")
+        run_report.write_report([runs[0]], tmp_path / "r", baseline="tf eager")
 
 
 def test_publish_writes_a_run_folder_and_lists_it(runs, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.stats import NOISY_IQR_FRACTION, median_ci, summarize
+from harness.measure.stats import NOISY_IQR_FRACTION, median_ci, summarize
 
 
 def test_summary_of_four_unsorted_samples():

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from backends.base import REGISTRY
 from harness.spec import DTYPES, MODES, WORKLOADS
-from harness.suite import (
+from harness.run.suite import (
     DEVICE_RE, SWEEP_KEYS, Measure, Suite, SuiteError, load_suite, parse_suite,
 )
 

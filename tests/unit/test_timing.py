@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from harness.timing import measure
+from harness.measure.timing import measure
 
 STEP_S = 2.0 ** -12
 STEP_MS = STEP_S * 1e3              # 0.244140625
@@ -125,7 +125,7 @@ def test_flush_runs_untimed_before_every_call_and_each_sample_is_one_call():
 
 
 def test_cpu_cache_flusher_writes_more_than_any_last_level_cache():
-    from harness.timing import FLUSH_BYTES, cpu_cache_flusher
+    from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
     flush = cpu_cache_flusher()
     buffer = flush.__closure__[0].cell_contents
     buffer[:] = 7

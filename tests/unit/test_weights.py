@@ -3,9 +3,9 @@ canonical names and (in, out) layouts."""
 import numpy as np
 import pytest
 
-from harness.precision import round_to
+from harness.spec.precision import round_to
 from harness.spec import Case
-from harness.weights import input_shapes, make_inputs, make_weights, weight_shapes
+from harness.spec.weights import input_shapes, make_inputs, make_weights, weight_shapes
 
 MHA = ["wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo"]
 BLOCK = MHA + ["ln1_g", "ln1_b", "ln2_g", "ln2_b", "w1", "b1", "w2", "b2"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import worker
+from harness.run import worker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ OOM_PROBE = """
 import importlib.util, sys
 if importlib.util.find_spec(sys.argv[1]) is None:
     print("missing"); sys.exit()
-from harness.worker import is_oom, one_line
+from harness.run.worker import is_oom, one_line
 try:
     exec(sys.argv[2])
     print("no error")

@@ -1,0 +1,74 @@
+"""`attnbench env`: this machine as attnbench sees it (host, CPU, GPUs through NVML,
+each backend's framework and version, the dense-peak table), without importing a
+framework: versions come from package metadata."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.spec.catalog import REGISTRY
+from harness.measure import devices
+
+
+def show_env(console: Console) -> int:
+    import importlib.metadata as md
+    env = devices.environment()
+    table = Table(title=f"attnbench env: {env['host']}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("platform", env["platform"])
+    table.add_row("python", env["python"])
+    table.add_row("cpu", f"{env['cpu']} ({env['cpu_threads']} threads; dense peak: not "
+                         "tabled, pct_peak stays empty on CPUs)")
+    add_nvml_rows(table, env)
+    for gpu in env["gpus"]:
+        peaks = [devices.peak_tflops(gpu["name"], d) for d in ("float32", "tf32", "bfloat16")]
+        table.add_row(f"gpu {gpu['index']} (cuda:{gpu['index']})",
+                      f"{gpu['name']}, {gpu['memory_total'] / 2**30:.0f} GiB "
+                      f"({gpu['memory_free'] / 2**30:.0f} free), driver {gpu['driver']}, "
+                      f"CUDA {gpu['cuda_driver']}; dense peak TFLOP/s fp32 / tf32 / bf16-fp16: "
+                      + (" / ".join(str(p or "-") for p in peaks)
+                         if any(peaks) else "not in the table (pct_peak stays empty)")
+                      + ("; MIG mode on" if gpu.get("mig") else ""))
+    # The distribution that provides each framework's module (tensorflow-cpu
+    # provides tensorflow): read from metadata, nothing imported.
+    providers = md.packages_distributions()
+    for name, info in REGISTRY.items():
+        dists = providers.get(info.framework, [info.framework])
+        version = next((f"{d} {md.version(d)}" for d in dists if installed(md, d)),
+                       f"{info.framework} not installed (its cells are `unsupported`)")
+        table.add_row(f"backend {name}", f"{version}; variants: "
+                      + ", ".join(v.name + ("" if "cpu" in v.devices else " (GPU)")
+                                  for v in info.variants))
+    console.print(table)
+    peaks = Table(title="dense peaks, TFLOP/s (docs/measurement.md); pct_peak = tflops / peak",
+                  caption="GPU names are matched on these model names, most specific first")
+    for name in ("model", "float32", "tf32", "bfloat16 / float16"):
+        peaks.add_column(name, justify="left" if name == "model" else "right")
+    for model, (fp32, tf32, half) in devices.GPU_PEAKS:
+        peaks.add_row(model, f"{fp32:g}", f"{tf32:g}" if tf32 else "-", f"{half:g}")
+    console.print(peaks)
+    return 0
+
+
+def add_nvml_rows(table: Table, env: dict) -> None:
+    """NVML's answer: a failure in red with its message (and, where the machine
+    shows a GPU anyway, that this is not "no GPU"); no GPU said plainly."""
+    signs = env.get("gpu_signs") or []
+    if env["nvml"] != "ok":
+        shown = (f"; this machine shows an NVIDIA GPU ({devices.listed(signs)}): a broken "
+                 "NVML, not a machine without GPUs" if signs else "")
+        table.add_row("nvml", f"[bold red]FAILED[/]: {escape(env['nvml'])}{escape(shown)}")
+    if not env["gpus"]:
+        why = ("NVML could not say (above)" if env["nvml"] != "ok"
+               else "no NVIDIA GPU or driver (NVML)")
+        table.add_row("gpus", f"none visible: {why}")
+
+
+def installed(md, dist: str) -> bool:
+    try:
+        md.version(dist)
+        return True
+    except md.PackageNotFoundError:
+        return False

@@ -1,0 +1,74 @@
+"""The check grid: which small, odd cases check a configuration, and the result of
+checking them (judged rows and pairwise agreement). Run by harness.run.check."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.correctness import gate
+from harness.spec import DTYPES, MODES, WORKLOADS, Case
+from harness.spec.catalog import REGISTRY
+
+# Small and odd on purpose: seq_len not a power of two, head_dim not a multiple of
+# 16, d_model 48 and 24, batch and heads unequal, so no kernel is checked only on
+# its fast path and no transpose of B and H goes unseen.
+SHAPES = (
+    dict(batch=2, seq_len=19, heads=2, head_dim=24, layers=2),
+    dict(batch=1, seq_len=33, heads=3, head_dim=8, layers=2),
+)
+CAUSAL = (False, True)
+
+
+def shapes_for(dtype: str, causal: bool, all_shapes: bool = False) -> tuple[dict, ...]:
+    """The shapes a (..., dtype, causal) combination runs at. By default one: the
+    shape alternates with dtype and mask, so every variant, workload and mode meets
+    every shape with both masks and in every dtype pair-wise (a covering design),
+    at half the cases of the full product; `all_shapes` runs the full product."""
+    if all_shapes:
+        return SHAPES
+    return (SHAPES[(DTYPES.index(dtype) + causal) % len(SHAPES)],)
+
+
+def grid(backends=None, dtypes=None, workloads=None, device: str = "cpu",
+         all_shapes: bool = False, variants=None) -> list[Case]:
+    cases = []
+    for info in REGISTRY.values():
+        if backends and info.name not in backends:
+            continue
+        names = [v for v in info.variant_names if not variants or v in variants]
+        for variant, workload, mode, dtype, causal in itertools.product(
+                names, workloads or WORKLOADS, MODES, dtypes or DTYPES, CAUSAL):
+            for shape in shapes_for(dtype, causal, all_shapes):
+                cases.append(Case("check", workload, info.name, variant, mode, dtype, device,
+                                  causal=causal, **shape))
+    return cases
+
+
+def gate_cases(cases: list[Case]) -> list[Case]:
+    """The check cases for the configurations of a run's cells (harness.correctness.gate)."""
+    seen, out = set(), []
+    for case in cases:
+        key = gate.config_key(case)
+        if key in seen:
+            continue
+        seen.add(key)
+        for shape in SHAPES:
+            out.append(Case("check", case.workload, case.backend, case.variant, case.mode,
+                            case.dtype, case.device, causal=case.causal, **shape))
+    return out
+
+
+@dataclass
+class CheckResult:
+    cases: pd.DataFrame      # one row per case, with its verdict
+    pairs: pd.DataFrame      # one row per pair of backends on the same case shape
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        return self.cases[self.cases["verdict"] == "FAIL"]
+
+    @property
+    def disagreements(self) -> pd.DataFrame:
+        return self.pairs[~self.pairs["agree"].astype(bool)]

@@ -1,4 +1,0 @@
-"""Where worker batches run. Local processes today; the seam is `run_batch`."""
-from harness.executors.local import Batch, LocalExecutor
-
-__all__ = ["Batch", "LocalExecutor"]

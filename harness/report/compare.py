@@ -1,0 +1,216 @@
+"""Compare two runs cell by cell, and call a slowdown a regression only when it is real.
+
+Two runs of the same code differ by a few percent from machine drift, and one noisy
+cell can move its median by a third, so a threshold alone cries wolf. A cell is
+therefore a regression only when its new median is past the threshold AND the slowdown
+lies outside both runs' noise: the two interquartile ranges do not overlap (new q1 >
+base q3). A cell that stops running, or starts computing the wrong thing, is a
+regression whatever its time: a fast wrong answer is no improvement.
+
+Framework-free: stdlib, numpy and pandas only (docs/design.md, "The house").
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from harness.spec import CASE_FIELDS
+
+# The suite is a label, not part of what was measured: renamed suites still compare.
+MATCH_FIELDS = tuple(field for field in CASE_FIELDS if field != "suite")
+
+REGRESSION_VERDICTS = ("regression", "now wrong", "now fails")
+# Every verdict, in the order of the count line.
+VERDICTS = ("regression", "now fails", "now wrong", "noise", "faster", "same", "fixed",
+            "still wrong", "not run", "only in base", "only in new")
+UNMATCHED_VERDICTS = ("only in base", "only in new")
+
+COLUMNS = (*CASE_FIELDS, "base_status", "new_status", "base_ms", "base_iqr_ms",
+           "new_ms", "new_iqr_ms", "ratio", "verdict")
+
+RULE = """\
+A cell is a **regression** when its new median is more than {pct:g}% slower than the
+base median (ratio > {slower:.3f}x) *and* the slowdown lies outside both runs' noise:
+the two interquartile ranges do not overlap (new q1 > base q3; quartiles of the raw
+per-call samples, else median ± IQR/2). **faster** is the mirror image (ratio <
+{faster:.3f}x and new q3 < base q1). A change past the threshold whose IQRs overlap is
+**noise**; one within the threshold is **same**. A cell that ran before and now fails
+(error, oom, timeout) or now computes the wrong thing counts as a regression whatever
+its time; **fixed** ran wrong or not at all before and runs right now."""
+
+
+def is_regression(verdict: str) -> bool:
+    """Whether a verdict should fail a regression gate (`attnbench compare` exits 1)."""
+    return verdict in REGRESSION_VERDICTS
+
+
+def compare(base: pd.DataFrame, new: pd.DataFrame, threshold_pct: float = 5.0) -> pd.DataFrame:
+    """One row per cell of either run (frames as `harness.results.store.load` returns them),
+    matched on MATCH_FIELDS: the Case fields, the suite's name aside. Cells in one run
+    alone get the verdict `only in base` / `only in new`; `unmatched` selects them."""
+    base_cells, new_cells = _cells(base), _cells(new)
+    rows = [_row(b, new_cells.get(key), threshold_pct) for key, b in base_cells.items()]
+    rows += [_row(None, n, threshold_pct) for key, n in new_cells.items()
+             if key not in base_cells]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def unmatched(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """The cells present in just one of the two runs."""
+    result = compare(base, new)
+    return result[result["verdict"].isin(UNMATCHED_VERDICTS)].reset_index(drop=True)
+
+
+def _cells(frame: pd.DataFrame) -> dict[tuple, dict]:
+    """Rows by match key; where a key repeats (several folders loaded at once), the
+    last row wins, as in store.latest_rows."""
+    return {_key(row): row for row in frame.to_dict("records")}
+
+
+def _key(row: dict) -> tuple:
+    # As text, so 2 and 2.0 (a column that also holds a NaN turns float) still match.
+    def text(value) -> str:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return str(value)
+    return tuple(text(row.get(field)) for field in MATCH_FIELDS)
+
+
+def _row(base: dict | None, new: dict | None, threshold_pct: float) -> dict:
+    either = base if base is not None else new
+    base_ms, new_ms = _median(base), _median(new)
+    ratio = new_ms / base_ms if base_ms > 0 and math.isfinite(new_ms) else math.nan
+    if base is None:
+        verdict = "only in new"
+    elif new is None:
+        verdict = "only in base"
+    else:
+        verdict = _verdict(base, new, ratio, threshold_pct)
+    return {**{field: either.get(field) for field in CASE_FIELDS},
+            "base_status": _get(base, "status"), "new_status": _get(new, "status"),
+            "base_ms": base_ms, "base_iqr_ms": _number(_get(base, "iqr_ms")),
+            "new_ms": new_ms, "new_iqr_ms": _number(_get(new, "iqr_ms")),
+            "ratio": ratio, "verdict": verdict}
+
+
+def _verdict(base: dict, new: dict, ratio: float, threshold_pct: float) -> str:
+    """Whether it runs, then whether it is right, then (only for two right runs) time."""
+    base_ok, new_ok = base.get("status") == "ok", new.get("status") == "ok"
+    if not base_ok and not new_ok:
+        return "not run"
+    if not new_ok:
+        return "now fails"
+    if _is_false(new.get("correct")):
+        # Wrong now; a regression unless base was known wrong or did not run.
+        return "now wrong" if base_ok and not _is_false(base.get("correct")) else "still wrong"
+    if not base_ok or _is_false(base.get("correct")):
+        return "fixed"
+    if not math.isfinite(ratio):
+        return "not run"              # "ok" without a time: nothing to compare
+    bound = 1 + threshold_pct / 100
+    (base_q1, base_q3), (new_q1, new_q3) = _quartiles(base), _quartiles(new)
+    if ratio > bound:
+        return "regression" if new_q1 > base_q3 else "noise"
+    if ratio < 1 / bound:
+        return "faster" if new_q3 < base_q1 else "noise"
+    return "same"
+
+
+def _quartiles(row: dict) -> tuple[float, float]:
+    """q1 and q3 of the raw samples when the row kept them (results.jsonl does),
+    else the median ∓ IQR/2 (results.csv does not keep samples)."""
+    samples = _samples(row)
+    if samples is not None:
+        q1, q3 = np.percentile(samples, [25, 75])
+        return float(q1), float(q3)
+    half = _number(row.get("iqr_ms")) / 2
+    half = 0.0 if math.isnan(half) else half
+    median = _median(row)
+    return median - half, median + half
+
+
+def _samples(row: dict | None) -> np.ndarray | None:
+    samples = _get(row, "samples_ms")
+    if isinstance(samples, (list, tuple, np.ndarray)) and len(samples):
+        return np.asarray(samples, dtype=np.float64)
+    return None
+
+
+def _median(row: dict | None) -> float:
+    median = _number(_get(row, "median_ms"))
+    if math.isnan(median) and (samples := _samples(row)) is not None:
+        median = float(np.median(samples))
+    return median
+
+
+def _get(row: dict | None, field: str):
+    return None if row is None else row.get(field)
+
+
+def _number(value) -> float:
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _is_false(correct) -> bool:
+    """Known wrong: False, not None/NaN (not checked)."""
+    return isinstance(correct, (bool, np.bool_)) and not correct
+
+
+def counts_line(result: pd.DataFrame) -> str:
+    """'2 regressions, 1 faster, 10 same': every verdict present, in VERDICTS order."""
+    counts = result["verdict"].value_counts()
+    parts = [f"{counts[v]} {v}{'s' if v == 'regression' and counts[v] != 1 else ''}"
+             for v in VERDICTS if counts.get(v, 0)]
+    return ", ".join(parts) or "no cells"
+
+
+def markdown(result: pd.DataFrame, threshold_pct: float, base_name: str, new_name: str) -> str:
+    """The comparison as markdown: the rule, the counts, then one line per cell,
+    regressions first, the rest slowest-first (ratio descending)."""
+    bound = 1 + threshold_pct / 100
+    lines = [f"# attnbench compare: {base_name} → {new_name}", "",
+             RULE.format(pct=threshold_pct, slower=bound, faster=1 / bound), "",
+             counts_line(result), ""]
+    if len(result):
+        lines.append(_table(result).to_markdown(index=False))
+    return "\n".join(lines) + "\n"
+
+
+def _table(result: pd.DataFrame) -> pd.DataFrame:
+    ordered = (result.assign(_later=~result["verdict"].map(is_regression))
+               .sort_values(["_later", "ratio"], ascending=[True, False],
+                            na_position="last", kind="stable"))
+    table = pd.DataFrame({
+        "backend": ordered["backend"] + " " + ordered["variant"],
+        "workload": ordered["workload"], "mode": ordered["mode"], "dtype": ordered["dtype"],
+    })
+    if ordered["device"].nunique() > 1:          # otherwise the same word on every line
+        table["device"] = ordered["device"]
+    records = ordered.to_dict("records")
+    table["B·N·H·D"] = [_shape(r) for r in records]
+    table["causal"] = ["yes" if r["causal"] else "no" for r in records]
+    table["base ms"] = [_time(r, "base") for r in records]
+    table["new ms"] = [_time(r, "new") for r in records]
+    table["ratio"] = ["" if math.isnan(r) else f"{r:.2f}x" for r in ordered["ratio"]]
+    table["verdict"] = [f"**{v}**" if is_regression(v) else v for v in ordered["verdict"]]
+    return table
+
+
+def _shape(row: dict) -> str:
+    shape = f"{row['batch']}·{row['seq_len']}·{row['heads']}·{row['head_dim']}"
+    return shape + (f" ×{row['layers']}" if row["workload"] == "transformer" else "")
+
+
+def _time(row: dict, side: str) -> str:
+    """'1.234 ± 0.050' for a cell that ran; its status (oom, error...) for one that did not."""
+    status, ms, iqr = row[f"{side}_status"], row[f"{side}_ms"], row[f"{side}_iqr_ms"]
+    if status is not None and status != "ok":
+        return str(status)
+    if math.isnan(ms):
+        return ""
+    return f"{ms:.3f}" + ("" if math.isnan(iqr) else f" ± {iqr:.3f}")

@@ -1,0 +1,172 @@
+"""The report's plots (matplotlib, no display needed): for each workload and mode,
+latency, peak memory and TFLOP/s against seq_len, one panel per dtype and one line
+per backend and variant (and device, when runs span several); and a device
+comparison when they do. Points of rows that compute the wrong thing are crossed
+out in red, never drawn as if they were fair."""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")                       # files only: no display, no GUI toolkit
+import matplotlib.pyplot as plt             # noqa: E402
+import pandas as pd                         # noqa: E402
+
+from harness.measure import devices         # noqa: E402
+from harness.report import tables
+from harness.spec import DTYPES, WORKLOADS  # noqa: E402
+
+SHAPE = ["batch", "heads", "head_dim", "causal", "layers"]
+# Text stays text in the SVG (searchable, a third of the size); any sans font renders it.
+plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "font.size": 9,
+                     # A report holds many figures at once; svg() closes each.
+                     "figure.max_open_warning": 0})
+
+
+def _series(rows: pd.DataFrame, several_devices: bool):
+    """(name, points) per line: a label (and device, when the figure spans several)
+    at one fixed shape, by seq_len. The shape goes into the name only where a label
+    has several in the panel."""
+    order = {label: i for i, label in enumerate(tables.label_order(rows))}
+    groups = rows.groupby(["label", "device"], sort=False)
+    for (label, device), group in sorted(groups, key=lambda g: order[g[0][0]]):
+        shapes = list(group.groupby(SHAPE, sort=False, dropna=False))
+        for shape, points in shapes:
+            name = label + (f" @ {device}" if several_devices else "")
+            if len(shapes) > 1:
+                b, h, d, causal, _ = shape
+                name += f" (B{b} H{h} D{d}{' causal' if causal else ''})"
+            yield name, points.sort_values("seq_len")
+
+
+def _panels(frame: pd.DataFrame, title: str, ylabel: str):
+    dtypes = [d for d in DTYPES if (frame["dtype"] == d).any()]
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(5.2 * len(dtypes), 3.8), squeeze=False,
+                             sharey=False)
+    fig.suptitle(title)
+    for ax, dtype in zip(axes[0], dtypes):
+        ax.set_title(dtype)
+        ax.set_xlabel("seq_len")
+        ax.set_ylabel(ylabel)
+        ax.set_xscale("log", base=2)
+        ax.grid(True, which="both", alpha=0.3)
+    return fig, dict(zip(dtypes, axes[0]))
+
+
+def _lines(ax, rows: pd.DataFrame, column: str, several_devices: bool) -> None:
+    wrong_drawn = False
+    for name, points in _series(rows, several_devices):
+        ok = points[points["status"] == "ok"]
+        if ok.empty:
+            continue
+        ax.plot(ok["seq_len"], ok[column], marker="o", markersize=3, label=name)
+        bad = ok[ok["wrong"]]
+        if len(bad):
+            ax.plot(bad["seq_len"], bad[column], linestyle="none", marker="x", color="red",
+                    markersize=9, label=None if wrong_drawn else "✗ wrong (correct = false)")
+            wrong_drawn = True
+
+
+def _finish(fig, axes: dict) -> None:
+    for ax in axes.values():
+        if ax.get_lines():
+            ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+
+
+def latency(frame: pd.DataFrame, workload: str, mode: str):
+    rows = frame[(frame["workload"] == workload) & (frame["mode"] == mode)]
+    fig, axes = _panels(rows, f"{workload} {mode}: latency", "median ms")
+    for dtype, ax in axes.items():
+        ax.set_yscale("log")
+        _lines(ax, rows[rows["dtype"] == dtype], "median_ms", rows["device"].nunique() > 1)
+    _finish(fig, axes)
+    return fig
+
+
+def memory(frame: pd.DataFrame, workload: str, mode: str):
+    """Peak memory on log-log axes, with the analytic size of one B·H·N² score
+    matrix: a line parallel to it grows as N², one flatter does not keep scores."""
+    rows = frame[(frame["workload"] == workload) & (frame["mode"] == mode)]
+    rows = rows.assign(peak_mb=rows["peak_mem_bytes"] / 2**20)
+    fig, axes = _panels(rows, f"{workload} {mode}: peak memory", "peak MB")
+    for dtype, ax in axes.items():
+        here = rows[rows["dtype"] == dtype]
+        ax.set_yscale("log")
+        _lines(ax, here, "peak_mb", rows["device"].nunique() > 1)
+        shape = here[SHAPE[:2]].value_counts().index[0] if len(here) else None
+        if shape is not None:
+            line = here[(here["batch"] == shape[0]) & (here["heads"] == shape[1])]
+            line = line.drop_duplicates("seq_len").sort_values("seq_len")
+            ax.plot(line["seq_len"], line["mem_scores_bytes"] / 2**20, linestyle="--",
+                    color="black",
+                    label=f"analytic: one B·H·N² matrix (B{shape[0]} H{shape[1]})")
+    _finish(fig, axes)
+    return fig
+
+
+def throughput(frame: pd.DataFrame, workload: str, mode: str):
+    rows = frame[(frame["workload"] == workload) & (frame["mode"] == mode)]
+    fig, axes = _panels(rows, f"{workload} {mode}: throughput", "TFLOP/s")
+    for dtype, ax in axes.items():
+        here = rows[rows["dtype"] == dtype]
+        _lines(ax, here, "tflops", rows["device"].nunique() > 1)
+        for device in dict.fromkeys(here["device"]):
+            peak = devices.peak_tflops(device, dtype)
+            if peak:
+                ax.axhline(peak, linestyle=":", color="gray", label=f"{device} peak {peak:g}")
+    _finish(fig, axes)
+    return fig
+
+
+def device_comparison(frame: pd.DataFrame):
+    """The cells measured on more than one device, side by side: one group of
+    bars per cell, one bar per device (median ms, log scale). None if no cell was."""
+    ok = frame[frame["status"] == "ok"]
+    keys = ["workload", "label", "mode", "dtype", "seq_len", *SHAPE]
+    shared = ok.groupby(keys, sort=False, dropna=False).filter(
+        lambda g: g["device"].nunique() > 1)
+    if shared.empty:
+        return None
+    names = list(dict.fromkeys(shared["device"]))
+    cells = list(shared.groupby(keys, sort=False, dropna=False))[:40]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(cells) * len(names)), 4.5))
+    width = 0.8 / len(names)
+    for i, device in enumerate(names):
+        heights = [g.loc[g["device"] == device, "median_ms"].min() for _, g in cells]
+        ax.bar([j + i * width for j in range(len(cells))], heights, width, label=device)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cells))])
+    ax.set_xticklabels([f"{k[0]} {k[1]} {k[2]} {k[3]} N{k[4]}" for k, _ in cells],
+                       rotation=60, ha="right", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("median ms")
+    ax.set_title("the same cells on each device")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def all_figures(frame: pd.DataFrame) -> dict[str, object]:
+    """name -> Figure, in reading order."""
+    figures = {}
+    # Benchmarks read from outside attnbench (workload "custom") have no seq_len to
+    # plot against: their figures are in the tables alone.
+    for workload in [w for w in dict.fromkeys(frame["workload"]) if w in WORKLOADS]:
+        for mode in dict.fromkeys(frame.loc[frame["workload"] == workload, "mode"]):
+            for kind, draw in (("latency", latency), ("memory", memory),
+                               ("throughput", throughput)):
+                figures[f"{workload}-{mode}-{kind}"] = draw(frame, workload, mode)
+    comparison = device_comparison(frame)
+    if comparison is not None:
+        figures["devices"] = comparison
+    return figures
+
+
+def svg(fig) -> str:
+    """The figure as SVG text, to inline in a page or write to a file."""
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]          # inline in HTML: no XML prologue

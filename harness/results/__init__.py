@@ -1,0 +1,1 @@
+"""Run folders to a DataFrame: the store, and the readers plugged into it (pytest-benchmark JSON)."""

@@ -1,0 +1,1 @@
+"""Running a suite: suite files, planning, the runner, the worker and the executors."""

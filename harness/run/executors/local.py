@@ -1,0 +1,179 @@
+"""Run worker batches as local processes, one cell at a time, losing nothing.
+
+A cell that runs past its timeout has its worker killed and is recorded as
+`timeout`; a worker that dies (segfault, SIGKILL, the OOM killer) has its cell
+recorded as `error` with the signal and the tail of its stderr. Either way a
+fresh worker takes the remaining cells.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import tempfile
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from harness.spec import Case
+from harness.run.worker import base_row, environment_for
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]   # harness/run/executors/ -> the root
+# Importing a framework can take a while on a cold disk; the cell clock starts
+# only when the worker says the cell has started.
+STARTUP_TIMEOUT_S = 600
+POLL_S = 0.5             # how often a waiting batch looks at its stop event
+
+
+@dataclass
+class Batch:
+    backend: str
+    device: str
+    cases: list[Case]
+    measure: dict
+    threads: int
+    run_id: str
+    gpus: list[dict]
+    log_path: Path
+    check_only: bool = False        # `attnbench check`: correctness, no timing
+    outputs_dir: Path | None = None  # check only: where each case's tensors are saved
+    reference_dir: Path | None = None  # where a run's workers share references (judging.py)
+
+    def job(self, cases: list[Case]) -> dict:
+        measure = {k: v for k, v in self.measure.items() if k != "timeout_s"}
+        return {"backend": self.backend, "device": self.device, "threads": self.threads,
+                "run_id": self.run_id, "gpus": self.gpus, "measure": measure,
+                "check_only": self.check_only, "cases": [c.to_dict() for c in cases],
+                "outputs_dir": str(self.outputs_dir) if self.outputs_dir else None,
+                "reference_dir": str(self.reference_dir) if self.reference_dir else None}
+
+
+def failure_row(case: Case, batch: Batch, status: str, reason: str, version: str) -> dict:
+    row = base_row(case, batch.job([]), version=version)
+    return {**row, "status": status, "reason": reason}
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _tail(path: Path, offset: int, lines: int = 3) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])[-400:]
+
+
+class LocalExecutor:
+    """Runs batches; `stop` (set from another thread, e.g. on Ctrl-C) ends every
+    batch at once, killing its worker, so that batches can run in threads."""
+    name = "local"
+
+    def __init__(self, stop: threading.Event | None = None):
+        self.stop = stop or threading.Event()
+
+    def run_batch(self, batch: Batch, on_start: Callable[[Case], None],
+                  on_row: Callable[[dict], None]) -> None:
+        pending = list(batch.cases)
+        while pending and not self.stop.is_set():
+            pending = self._run_worker(batch, pending, on_start, on_row)
+
+    def _run_worker(self, batch: Batch, cases: list[Case], on_start, on_row) -> list[Case]:
+        """Run cases in one worker; return those left when it stopped early."""
+        scratch = tempfile.mkdtemp(prefix=f"attnbench-{batch.backend}-")
+        env = {**os.environ,
+               **environment_for(batch.backend, batch.device, batch.threads, scratch)}
+        env["ATTNBENCH_RUNNER_PID"] = str(os.getpid())
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                          env.get("PYTHONPATH")]))
+        batch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(batch.log_path, "ab")
+        offset = log.tell()
+        proc = subprocess.Popen([sys.executable, "-m", "harness.run.worker"], env=env,
+                                cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=log,
+                                # Its own session: Ctrl-C at the terminal reaches the
+                                # runner alone, which then stops the worker itself.
+                                start_new_session=True)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+        try:
+            proc.stdin.write(json.dumps(batch.job(cases)).encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass                         # it died at once; reported below with its stderr
+        current, done, version = None, -1, ""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        try:
+            while True:
+                if self.stop.is_set():
+                    return []                 # the finally below kills the worker
+                try:
+                    wait = min(POLL_S, max(0.0, deadline - time.monotonic()))
+                    message = lines.get(timeout=wait)
+                except queue.Empty:
+                    if time.monotonic() < deadline:
+                        continue
+                    proc.kill()
+                    proc.wait()
+                    if current is None:   # hung outside any cell: blame the next one
+                        failed, status = done + 1, "error"
+                        reason = f"worker started no cell in {STARTUP_TIMEOUT_S} s"
+                    else:
+                        failed, status = current, "timeout"
+                        reason = f"ran past timeout_s = {batch.measure['timeout_s']:g} s"
+                    on_row(failure_row(cases[failed], batch, status, reason, version))
+                    return cases[failed + 1:]
+                if message is None:       # the worker's stdout closed: it ended
+                    code = proc.wait()
+                    if current is None and done == len(cases) - 1:
+                        return []
+                    # It died inside a cell, or between cells, or before any cell.
+                    failed = current if current is not None else done + 1
+                    reason = f"worker {_exit_text(code)}"
+                    tail = _tail(batch.log_path, offset)
+                    on_row(failure_row(cases[failed], batch, "error",
+                                       f"{reason}: {tail}" if tail else reason, version))
+                    return cases[failed + 1:]
+                if message["event"] == "start":
+                    current = message["index"]
+                    log.flush()
+                    offset = os.path.getsize(batch.log_path)   # this cell's stderr starts here
+                    deadline = time.monotonic() + batch.measure["timeout_s"]
+                    on_start(cases[current])
+                elif message["event"] == "row":
+                    on_row(message["row"])
+                    version = message["row"].get("backend_version") or version
+                    done, current = message["index"], None
+                    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    """Parse the worker's JSON lines into a queue; None marks the end."""
+    for raw in stream:
+        try:
+            lines.put(json.loads(raw))
+        except json.JSONDecodeError:
+            continue                      # not ours; the worker keeps stdout for rows
+    lines.put(None)

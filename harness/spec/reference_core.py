@@ -1,0 +1,95 @@
+"""The reference's numerics and its attention core, for any set of query rows.
+
+An attention output row depends only on its own query row and on every key and
+value, so the core takes the query rows it is asked for (`q_pos`: their positions
+in the sequence, for the causal mask) and all keys and values. The full reference
+passes every row; the sampled check (harness/correctness/sampling.py) passes a few. Long
+sequences go through in blocks of query rows, so the host never holds a whole
+B·H·N² matrix, and the backward recomputes each block's probabilities (as
+FlashAttention's does) rather than keeping them all.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from harness.spec.precision import round_tf32, round_to
+
+# Score elements (B·H·rows·N) per block: 2^24 float64 values are 128 MiB each.
+BLOCK_SCORES = 2**24
+
+
+class Numerics:
+    """How one precision stores and computes: float64 exactly, or an emulation."""
+
+    def __init__(self, dtype: str):
+        self.dtype = dtype
+        self.wide = np.float64 if dtype == "float64" else np.float32
+
+    def r(self, x) -> np.ndarray:
+        """Store a result: round to the storage dtype."""
+        return round_to(np.asarray(x, dtype=self.wide), self.dtype)
+
+    def mm_wide(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """A matmul's wide accumulation, before it is stored: operands in storage
+        precision (tf32-rounded for tf32)."""
+        if self.dtype == "tf32":
+            a, b = round_tf32(a), round_tf32(b)
+        return np.matmul(a.astype(self.wide, copy=False), b.astype(self.wide, copy=False))
+
+    def mm(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """A matmul, stored."""
+        return self.r(self.mm_wide(a, b))
+
+
+def _blocks(q_pos: np.ndarray, batch_heads: int, n_keys: int) -> list[slice]:
+    rows = max(1, BLOCK_SCORES // max(1, batch_heads * n_keys))
+    return [slice(i, i + rows) for i in range(0, len(q_pos), rows)]
+
+
+def _probabilities(nx: Numerics, qt, kt, q_pos, causal: bool):
+    """Scores and softmax of one block of query rows: (p stored, p wide, scale)."""
+    scale = 1.0 / np.sqrt(qt.shape[-1])
+    s = nx.r(nx.mm(qt, kt.swapaxes(-1, -2)) * scale).astype(nx.wide, copy=False)
+    if causal:                        # key j is hidden from the query at position i when j > i
+        s = np.where(np.arange(kt.shape[2])[None, :] > q_pos[:, None], -np.inf, s)
+    s -= s.max(axis=-1, keepdims=True)
+    e = np.exp(s, out=s)
+    p_wide = e / e.sum(axis=-1, keepdims=True)
+    return nx.r(p_wide), p_wide, scale
+
+
+def attention(nx: Numerics, q, k, v, causal: bool, q_pos=None):
+    """softmax(q k^T / sqrt(D) + mask) v per head, softmax in float32 or wider.
+    q: (B, S, H, D), the query rows at positions q_pos (all N rows when None);
+    k, v: (B, N, H, D). Returns the S output rows and the backward's cache."""
+    q_pos = np.arange(q.shape[1]) if q_pos is None else np.asarray(q_pos)
+    qt, kt, vt = (a.transpose(0, 2, 1, 3) for a in (q, k, v))      # (B, H, rows, D)
+    blocks = _blocks(q_pos, q.shape[0] * q.shape[2], k.shape[1])
+    outs, kept = [], None
+    for block in blocks:
+        probs = _probabilities(nx, qt[:, :, block], kt, q_pos[block], causal)
+        outs.append(nx.mm(probs[0], vt))
+        kept = probs if len(blocks) == 1 else None    # one small block: keep, not recompute
+    o = np.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
+    return o.transpose(0, 2, 1, 3), (qt, kt, vt, q_pos, causal, blocks, kept)
+
+
+def attention_backward(nx: Numerics, do, cache, key_rows=None):
+    """Gradients for the query rows of the forward (dq) and for the keys and
+    values at `key_rows` (all when None): dk, dv sum over those query rows, each
+    stored once."""
+    qt, kt, vt, q_pos, causal, blocks, kept = cache
+    dot = do.transpose(0, 2, 1, 3)
+    keys = slice(None) if key_rows is None else key_rows
+    dq_parts, dk, dv = [], 0.0, 0.0
+    for block in blocks:
+        qb, dob = qt[:, :, block], dot[:, :, block]
+        p, p_wide, scale = kept or _probabilities(nx, qb, kt, q_pos[block], causal)
+        dv = dv + nx.mm_wide(p[..., keys].swapaxes(-1, -2), dob)
+        dp = nx.mm(dob, vt.swapaxes(-1, -2)).astype(nx.wide, copy=False)
+        ds = nx.r(p_wide * (dp - (dp * p_wide).sum(axis=-1, keepdims=True)))
+        ds = nx.r(ds * scale)
+        dq_parts.append(nx.mm(ds, kt))
+        dk = dk + nx.mm_wide(ds[..., keys].swapaxes(-1, -2), qb)
+    dq = np.concatenate(dq_parts, axis=2) if len(dq_parts) > 1 else dq_parts[0]
+    return tuple(a.transpose(0, 2, 1, 3) for a in (dq, nx.r(dk), nx.r(dv)))
