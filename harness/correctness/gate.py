@@ -53,16 +53,17 @@ def config_verdicts(checks: pd.DataFrame) -> dict[tuple, str | None]:
 
 
 def apply(row: dict, configs: dict[tuple, str | None]) -> dict:
-    """The row with the gate's verdict folded into `correct` and `check_note`."""
+    """The row with the gate's verdict in `gate`, folded into `correct`; `judged_by`
+    says when the configuration's check alone decides it (and `check_note` why)."""
     key = config_key(row)
     if row.get("status") != "ok" or key not in configs:
         return row
     failure = configs[key]
     if failure is not None:
-        return {**row, "correct": False,
+        return {**row, "correct": False, "gate": "fail", "judged_by": "config",
                 "check_note": f"configuration fails attnbench check: {failure}"}
     if row.get("correct") is None:
         own = row.get("check_note") or "this cell was not checked itself"
-        return {**row, "correct": True,
+        return {**row, "correct": True, "gate": "pass", "judged_by": "config",
                 "check_note": f"judged by its configuration's check on small shapes ({own})"}
-    return row
+    return {**row, "gate": "pass"}

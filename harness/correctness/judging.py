@@ -26,7 +26,7 @@ from harness.spec import Case
 from harness.spec.weights import make_inputs, make_weights
 
 # Data or references past this are remade by each backend's worker rather than
-# written to disk (a 4-layer stack's weight gradients at d_model 2048: ~2.4 GB).
+# written to disk (docs/measurement.md, "Shared references on disk").
 CACHE_LIMIT_BYTES = 2**30
 
 
@@ -133,4 +133,5 @@ def check(case: Case, got: dict, weights: dict, inputs: dict, refs: References,
         traceback.print_exc(file=sys.stderr)
         return {"check_note": f"not checked: {one_line(exc)}"}
     return {"max_abs_err": verdict.max_abs_err, "err_ratio": verdict.err_ratio,
-            "correct": verdict.correct, "err_tensor": verdict.worst, **judged}
+            "correct": verdict.correct, "err_tensor": verdict.worst, "judged_by": "cell",
+            **judged}

@@ -21,6 +21,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from harness.measure.stats import summarize
+
+# A timing loop as the cell pipeline takes it (harness/run/cell.py):
+# loop(step, sync, flush) -> the row's timing columns, `median_ms` among them.
+# flush is None unless caches are to be flushed before every call.
+TimingLoop = Callable[[Callable[[], object], Callable[[], None], Callable[[], None] | None],
+                      dict]
+
 
 @dataclass
 class Timing:
@@ -79,6 +87,18 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
         total += ms
         timing.samples_ms.append(ms / number)
     return timing
+
+
+def loop(**settings) -> TimingLoop:
+    """measure() with these settings as the worker's timing loop: its samples
+    summarized (harness.measure.stats) and its own figures, as row columns."""
+    def run(step, sync, flush=None) -> dict:
+        timing = measure(step, sync, flush=flush, **settings)
+        return {**summarize(timing.samples_ms), "first_call_ms": timing.first_call_ms,
+                "warmup_calls": timing.warmup_calls, "calls_per_sample": timing.number,
+                "samples_ms": timing.samples_ms,
+                "timer": TIMER if flush is None else TIMER_FLUSHED}
+    return run
 
 
 TIMER = "host clock, device sync after each block of calls"

@@ -38,7 +38,7 @@ def _num(value, fmt: str) -> str:
     return "" if value is None or pd.isna(value) else format(value, fmt)
 
 
-def _verdict(correct, status: str, note) -> str:
+def _verdict(correct, status: str, judged_by) -> str:
     if status != "ok":
         return ""
     if correct is None or pd.isna(correct):
@@ -46,16 +46,12 @@ def _verdict(correct, status: str, note) -> str:
     if not correct:
         return "NO"
     # Its own check could not run: its configuration passed the gate.
-    return "yes (config)" if isinstance(note, str) and note.startswith("judged by") else "yes"
+    return "yes (config)" if judged_by == "config" else "yes"
 
 
 def wrong(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows that ran but compute the wrong thing (their own check or the gate)."""
     return frame[(frame["status"] == "ok") & (frame["correct"] == False)]  # noqa: E712
-
-
-def _notes(frame: pd.DataFrame) -> pd.Series:
-    return frame["check_note"] if "check_note" in frame else pd.Series(None, index=frame.index)
 
 
 def table(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
@@ -78,7 +74,7 @@ def table(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
         "max abs err": [_num(v, ".1e") for v in rows["max_abs_err"]],
         "err ratio": [_num(v, ".2f") for v in rows["err_ratio"]],
         "correct": [_verdict(v, s, n) for v, s, n in
-                    zip(rows["correct"], rows["status"], _notes(rows))],
+                    zip(rows["correct"], rows["status"], rows.get("judged_by", [None] * len(rows)))],
         "status": [s if s == "ok" else f"{s}: {r}" for s, r in zip(rows["status"], rows["reason"])],
     })
     return out.reset_index(drop=True)

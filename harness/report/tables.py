@@ -167,9 +167,7 @@ def correctness(frame: pd.DataFrame) -> pd.DataFrame:
             return f"NO{figure} {WRONG}"
         if row.get("correct") is None or pd.isna(row.get("correct")):
             return "not checked"
-        note = row.get("check_note")
-        config = isinstance(note, str) and note.startswith("judged by")
-        return "yes (config)" if config else f"yes{figure}"
+        return "yes (config)" if row.get("judged_by") == "config" else f"yes{figure}"
     return _pivot(frame, frame.apply(text, axis=1))
 
 

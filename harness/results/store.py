@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.spec.errors import UserError
-from harness.spec import CASE_FIELDS, RESULT_COLUMNS, ROW_SCHEMA
+from harness.spec import CASE_FIELDS, ROW_COLUMNS, ROW_SCHEMA
+from harness.spec.schema import complete
 
 RESULTS = "results.jsonl"
 ENV = "env.json"
@@ -47,7 +48,7 @@ class RunWriter:
         os.replace(tmp, path)             # never a half-written env.json
 
     def append(self, row: dict) -> None:
-        self._file.write(json.dumps(row, default=str) + "\n")
+        self._file.write(json.dumps(complete(row), default=str) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -186,14 +187,25 @@ def latest_rows(rows: list[dict]) -> list[dict]:
 def load(*folders: str | os.PathLike) -> pd.DataFrame:
     """Rows of one or more run folders as one long DataFrame, contract columns first:
     one row per cell and folder (the last written, see latest_rows)."""
-    rows = [row for folder in folders for row in latest_rows(read_rows(folder))]
+    rows = [_upgraded(row) for folder in folders for row in latest_rows(read_rows(folder))]
     frame = pd.DataFrame(rows)
-    columns = [c for c in (*CASE_FIELDS, *RESULT_COLUMNS)]
+    columns = list(ROW_COLUMNS)
     for column in columns:
         if column not in frame:
             frame[column] = None
     extra = [c for c in frame.columns if c not in columns]
     return frame[columns + extra]
+
+
+def _upgraded(row: dict) -> dict:
+    """A row written before the gate had its own columns carries its verdict in the
+    note's words; read them once, here, so that nothing else parses text."""
+    if "judged_by" in row or row.get("correct") is None:
+        return row
+    note = row.get("check_note") or ""
+    failed = note.startswith("configuration fails attnbench check")
+    return {**row, "gate": "fail" if failed else ("pass" if note.startswith("judged by") else None),
+            "judged_by": "config" if note.startswith("judged by") or failed else "cell"}
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -26,7 +26,8 @@ from harness.spec import costs
 from harness.measure import devices
 from harness.correctness.judging import References, check, one_line, rerun_on
 from harness.measure.memory import pin_allocator
-from harness.spec import RESULT_COLUMNS, ROW_SCHEMA, Case
+from harness.spec import Case
+from harness.spec.schema import empty_row
 from harness.measure.stats import summarize
 from harness.measure.timing import TIMER, TIMER_FLUSHED, measure
 
@@ -86,8 +87,8 @@ def recorded_settings(job: dict) -> str:
 def base_row(case: Case, job: dict, version: str) -> dict:
     flops = costs.flops(case)
     return {
+        **empty_row(),              # every declared column (harness/spec/schema.py)
         **case.to_dict(),
-        **dict.fromkeys(RESULT_COLUMNS),          # every row carries every column
         "run_id": job.get("run_id", ""),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": devices.host(),
@@ -97,11 +98,7 @@ def base_row(case: Case, job: dict, version: str) -> dict:
         "settings": job.get("settings", ""),
         "tuned": _tuned(case),
         "flops": flops,
-        # Filled in by a measured cell; every row carries the columns all the same.
-        "kernel": None, "timer": None, "nvml_mem_bytes": None, "nvml_mem_method": None,
-        "check_rows": None,
         **{f"mem_{k}": v for k, v in costs.memory(case).items()},
-        "schema": ROW_SCHEMA,
     }
 
 

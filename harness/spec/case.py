@@ -1,7 +1,8 @@
 """The Case (one cell of a sweep) and the constants of the Transformer spec.
 
 Everything here is plain data: the names are the columns of every report
-(docs/design.md, contract 1), so they are kept exactly and only ever extended.
+(docs/design.md, "The Case and the result row"), so they are kept exactly and only
+ever extended.
 """
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ WORKLOADS = ("attention", "mha", "block", "transformer")
 MODES = ("forward", "train")
 DTYPES = ("float32", "tf32", "bfloat16", "float16")
 STATUSES = ("ok", "error", "oom", "timeout", "unsupported")
-# Version of a result row and of env.json; a reader refuses anything newer.
-ROW_SCHEMA = 1
 
 # The spec's numerics, set explicitly in every backend because framework
 # defaults differ (Keras eps 1e-3, Flax 1e-6, torch GELU exact, ...).

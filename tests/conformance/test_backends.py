@@ -1,5 +1,5 @@
 """Conformance: every backend in the registry, every variant it declares, against
-the float64 reference (contracts 2 and 5 of DESIGN.md).
+the float64 reference (docs/design.md: "Variants", "The math and the layouts").
 
 One suite for all backends: the parameter lists are built from
 `backends.base.REGISTRY`, so a backend added there (TensorFlow, JAX) is tested
@@ -209,7 +209,7 @@ def float32_params() -> list:
 
 @pytest.mark.parametrize("case", float32_params())
 def test_forward_surface_equals_outputs(case: Case):
-    """backend.forward (contract 4's in-process surface) is outputs()["out"]: bit for
+    """backend.forward (the in-process Python surface) is outputs()["out"]: bit for
     bit for the same forward computation; in train mode, forward() runs the
     forward case, so up to float32 reassociation (autograd may fuse differently)."""
     backend = runnable_backend(case)

@@ -1,4 +1,4 @@
-"""Analytic FLOPs and memory (MEASUREMENT.md's convention), against numbers worked out
+"""Analytic FLOPs and memory (docs/measurement.md's convention), against numbers worked out
 by hand. B=2, H=8, N=1024, D=64 (d_model 512) makes every term a power of two:
 core = 4*2*8*1024^2*64 = 2^32, mha projections 8*2*1024*512^2 = 2^32, block MLP 2^33."""
 import pytest

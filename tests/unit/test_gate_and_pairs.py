@@ -75,13 +75,15 @@ def test_gate_marks_rows_of_a_failing_configuration_and_only_those():
 
     row = {**good.replace(suite="bench", seq_len=1024).to_dict(), "status": "ok",
            "correct": True}
-    assert gate.apply(row, configs) == row
+    assert gate.apply(row, configs) == {**row, "gate": "pass"}
     wrong = gate.apply({**row, "variant": "dpa"}, configs)
-    assert wrong["correct"] is False
+    assert wrong["correct"] is False and wrong["gate"] == "fail"
+    assert wrong["judged_by"] == "config"
     assert wrong["check_note"].startswith("configuration fails attnbench check: jax-dpa")
     # Too big for its own reference: judged by the configuration alone, and says so.
     big = gate.apply({**row, "correct": None, "check_note": "not checked: 9 GiB"}, configs)
     assert big["correct"] is True and "9 GiB" in big["check_note"]
+    assert big["gate"] == "pass" and big["judged_by"] == "config"
     # Rows that did not run, and configurations never checked, are left alone.
     failed = {**row, "variant": "dpa", "status": "oom", "correct": None}
     assert gate.apply(failed, configs) == failed

@@ -1,0 +1,73 @@
+"""The row schema: every column a result row carries, declared once, in order.
+
+Every row a run writes carries every column (None where it does not apply), so a
+reader can index any row by any name; a column a row should not have is a bug and
+`complete` says so. docs/design.md ("The result row") explains each group.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.spec.case import CASE_FIELDS, RESULT_COLUMNS
+
+# Version of a result row and of env.json; a reader refuses anything newer.
+ROW_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    meaning: str
+
+
+_CASE = tuple(Column(name, "the Case field (docs/design.md, the Case)") for name in CASE_FIELDS)
+_RESULT = tuple(Column(name, "the contract's result column (docs/design.md, the result row)")
+                for name in RESULT_COLUMNS)
+_MORE = (
+    # how the cell was run
+    Column("threads", "CPU threads the worker was pinned to"),
+    Column("settings", "framework environment the worker set before importing it"),
+    Column("tuned", "false: the variant runs out of the box; true: pinned or compiled"),
+    Column("kernel", "what the backend reports it ran (an SDPA kernel, an XLA path)"),
+    Column("timer", "how samples were timed (sync inside; caches flushed or not)"),
+    # timing beyond the contract's figures
+    Column("ci_low_ms", "95 % bootstrap interval of the median, low end"),
+    Column("ci_high_ms", "95 % bootstrap interval of the median, high end"),
+    Column("noisy", "IQR above the stated share of the median"),
+    Column("warmup_calls", "untimed calls before sampling"),
+    Column("calls_per_sample", "calls per timed sample (grown past the clock's resolution)"),
+    Column("samples_ms", "every per-call sample, in order"),
+    # memory beyond the contract's figures
+    Column("nvml_mem_bytes", "NVML's figure for the worker's process on its GPU"),
+    Column("nvml_mem_method", "how NVML's figure was read (process or device used)"),
+    Column("mem_resident_bytes", "bytes of the weights and inputs (the spec's count)"),
+    Column("mem_output_bytes", "bytes of the outputs (the spec's count)"),
+    Column("mem_scores_bytes", "bytes of one B*H*N*N score matrix in the dtype"),
+    # correctness beyond the contract's figures
+    Column("err_tensor", "the tensor with the worst error ratio"),
+    Column("check_rows", "query rows the cell was judged on (seq_len: all of them)"),
+    Column("check_note", "why the cell was not checked, or what judged it, in words"),
+    Column("gate", "its configuration's check on small shapes: pass, fail, or empty"),
+    Column("judged_by", "what `correct` rests on: cell (its own check) or config"),
+    Column("schema", "the row's schema version"),
+)
+COLUMNS: tuple[Column, ...] = _CASE + _RESULT + _MORE
+ROW_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+
+
+def empty_row() -> dict:
+    """Every column, None, with the schema version set."""
+    return {**dict.fromkeys(ROW_COLUMNS), "schema": ROW_SCHEMA}
+
+
+def complete(row: dict) -> dict:
+    """The row with every declared column, in declared order; a ValueError names
+    any column the schema does not declare."""
+    unknown = [k for k in row if k not in _DECLARED]
+    if unknown:
+        raise ValueError(f"undeclared row column(s) {unknown}: declare them in "
+                         f"harness/spec/schema.py")
+    return {**empty_row(), **row}
+
+
+_DECLARED = frozenset(ROW_COLUMNS)
