@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from harness.spec import reference  # noqa: E402
-from harness.run import runner
-from harness.correctness import sampling
+from harness.run import plan  # noqa: E402
+from harness.correctness import sampling  # noqa: E402
 from harness.correctness.accuracy import judge  # noqa: E402
 from harness.correctness.judging import References  # noqa: E402
 from harness.measure.devices import cpu_threads  # noqa: E402
@@ -106,9 +106,9 @@ def suite(path: str, cores: int, backends: list[str] | None) -> None:
     first worker to need a shape's data and references makes them, each other
     worker (one per backend) loads them once for its adjacent cells, and every
     cell is judged."""
-    planned = runner.plan(load_suite(path), backends, gpus=H200)
+    planned = plan.plan(load_suite(path), backends, gpus=H200)
     draws = Counter()                  # per key: the workers (runs of cells) needing it
-    for group in runner.batches(planned).values():
+    for group in plan.batches(planned).values():
         last = None
         for case in group:
             key = (case.shape_key, case.mode, case.dtype)

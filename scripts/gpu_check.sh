@@ -64,7 +64,7 @@ echo "attnbench gpu-check into $OUT, $(date -u +%FT%TZ), git $(git rev-parse --s
 t0=$SECONDS
 lim=$(limit gpu 12)
 echo; echo "=== gpu (limit ${lim} s): is there a GPU NVML can list?"
-PRESENCE=$(timeout -s INT -k 2 "$lim" "$PY" -c "from harness import devices
+PRESENCE=$(timeout -s INT -k 2 "$lim" "$PY" -c "from harness.measure import devices
 kind, line = devices.presence()
 print(line)
 raise SystemExit(kind == 'broken')" 2>&1)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from backends.base import BackendInfo, Outputs, device_kind, static_unsupported
+from backends.common import BackendCommon, canonical_outputs, input_names, swap_heads
 from backends.jax.attention import BHND, KERNELS, core_for
 from backends.jax.layers import Built
 from harness.measure.memory import cpu_step_peak
@@ -36,16 +37,10 @@ PRECISION = {"float32": jax.lax.Precision.HIGHEST,
              "tf32": jax.lax.DotAlgorithmPreset.TF32_TF32_F32,
              "bfloat16": None, "float16": None}
 MATMUL_PRECISION = {"float32": "float32", "tf32": "TF32_TF32_F32"}   # for the context
-INPUT_NAMES = ("q", "k", "v", "x")          # the rest of the gradients are weights
 
 
 def _to_numpy(a: jax.Array) -> np.ndarray:
     return np.asarray(a).astype(np.float32)
-
-
-def _bhnd(a: np.ndarray) -> np.ndarray:
-    """(B, N, H, D) <-> (B, H, N, D): the same swap both ways."""
-    return np.ascontiguousarray(a.transpose(0, 2, 1, 3))
 
 
 def jax_device(device: str) -> jax.Device:
@@ -116,16 +111,10 @@ class Prepared:
         self.sync()
         out, grads = (result, ((), ())) if self.case.mode == "forward" else result
         dinputs, dparams = grads
-        arrays = {"out": self._canonical(out)}
-        for name, grad in zip(self.names, (*dinputs, *dparams)):
-            arrays[f"grad/{name}"] = self._canonical(grad, weight=name not in INPUT_NAMES)
-        return arrays
-
-    def _canonical(self, a: jax.Array, weight: bool = False) -> np.ndarray:
-        """Back to contract 5's layouts: (B, N, H, D) for the core; weights are
-        (in, out) in Flax already."""
-        a = _to_numpy(a)
-        return _bhnd(a) if self.bhnd and not weight else a
+        # Weights are (in, out) in Flax already: only the core's tensors change layout.
+        return canonical_outputs(self.case, _to_numpy(out),
+                                 zip(self.names, map(_to_numpy, (*dinputs, *dparams))),
+                                 bhnd=self.bhnd)
 
     def memory_analysis(self) -> int | None:
         """XLA's own figure for the compiled step: temporaries plus outputs."""
@@ -136,9 +125,9 @@ class Prepared:
         return int(stats.temp_size_in_bytes + stats.output_size_in_bytes)
 
 
-class JaxBackend:
+class JaxBackend(BackendCommon):
     def __init__(self, info: BackendInfo):
-        self.info = info
+        super().__init__(info)
         self._probes: dict[tuple, str | None] = {}
         self._prepared = None          # weakref to the last Prepared (step_peak's fallback)
 
@@ -216,27 +205,23 @@ class JaxBackend:
 
         def put(a: np.ndarray, to_bhnd: bool = False) -> jax.Array:
             # Already rounded to the dtype by harness.spec.weights: the cast is exact.
-            return jax.device_put((_bhnd(a) if to_bhnd else a).astype(dtype), device)
+            return jax.device_put((swap_heads(a) if to_bhnd else a).astype(dtype), device)
 
         if case.workload == "attention":
             built, params = None, ()
-            args = [put(inputs[n], bhnd) for n in ("q", "k", "v")]
-            names = ["q", "k", "v"]
+            args = [put(inputs[n], bhnd) for n in input_names(case)]
+            names = input_names(case)
         else:
             built = Built(case, core, dtype)
             params = built.params(weights, put)
             args = [put(inputs["x"])]
-            names = ["x", *built.names]
+            names = [*input_names(case), *built.names]
         if case.mode == "train":
             args.append(put(inputs["g"], bhnd))
         fn = jax.jit(_pure(case, built, core))
         prepared = Prepared(case, fn, params, args, names, bhnd)
         self._prepared = weakref.ref(prepared)
         return prepared
-
-    def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray:
-        """The forward output, in-process (contract 4's Python surface)."""
-        return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
 
     def cache_flusher(self, case: Case):
         """Evicts the device's caches before a timed call (timing.measure's flush):

@@ -1,10 +1,12 @@
 """The spec's layers as Flax NNX modules, loaded from harness.spec.weights.
 
-Canonical weights are (in, out) and so are nnx.Linear kernels: loading copies,
-nothing is transposed. The modules are built abstractly (nnx.eval_shape), so no
-initializer ever draws a number; `build` returns the module split into its
-graphdef and a flat tuple of parameters, and `apply` is the pure function the
-backend jits. LayerNorm epsilon (Flax's default is 1e-6), its float32 math and
+The modules nest as harness.spec.params's sub-layers do, so each parameter's
+path in the module's state is its table path and Flax's attribute for its role
+(backends.common). Canonical weights are (in, out) and so are nnx.Linear
+kernels: loading copies, nothing is transposed. The modules are built
+abstractly (nnx.eval_shape), so no initializer ever draws a number; `Built`
+holds the module split into its graphdef and a flat tuple of parameters, and
+its `apply` is the pure function the backend jits. LayerNorm epsilon (Flax's default is 1e-6), its float32 math and
 the tanh GELU are set from the spec.
 """
 from __future__ import annotations
@@ -13,8 +15,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+import backends.common as common
 from backends.jax.attention import BHND, Core
 from harness.spec import GELU_APPROXIMATE, LAYERNORM_EPS, MLP_RATIO, Case
+from harness.spec.params import BIAS, GAIN, SHIFT, WEIGHT
+
+# Flax's attribute for each role (nnx.Linear, nnx.LayerNorm).
+ATTRIBUTES = {WEIGHT: "kernel", BIAS: "bias", GAIN: "scale", SHIFT: "bias"}
 
 
 class LayerNorm(nnx.LayerNorm):
@@ -108,53 +115,12 @@ class Transformer(nnx.Module):
         return self.lnf(x)
 
 
-# -- canonical names <-> paths in the module's state ------------------------------
-
-Path = tuple                     # e.g. ("mha", "q", "kernel"), ("blocks", 0, "ln1", "scale")
-
-
-def _mha_paths() -> dict[str, Path]:
-    paths = {}
-    for name in ("q", "k", "v", "o"):
-        paths[f"w{name}"] = (name, "kernel")
-        paths[f"b{name}"] = (name, "bias")
-    return paths
-
-
-def _block_paths() -> dict[str, Path]:
-    return {**{k: ("mha", *p) for k, p in _mha_paths().items()},
-            "ln1_g": ("ln1", "scale"), "ln1_b": ("ln1", "bias"),
-            "ln2_g": ("ln2", "scale"), "ln2_b": ("ln2", "bias"),
-            "w1": ("w1", "kernel"), "b1": ("w1", "bias"),
-            "w2": ("w2", "kernel"), "b2": ("w2", "bias")}
-
-
-def _paths(case: Case) -> dict[str, Path]:
-    if case.workload == "mha":
-        return _mha_paths()
-    if case.workload == "block":
-        return _block_paths()
-    paths = {f"layer{i}.{k}": ("blocks", i, *p)
-             for i in range(case.n_layers) for k, p in _block_paths().items()}
-    return {**paths, "lnf_g": ("lnf", "scale"), "lnf_b": ("lnf", "bias")}
-
-
 def _key(entry) -> object:
     """One step of a jax key path as a plain str/int."""
     for attr in ("key", "name", "idx"):
         if hasattr(entry, attr):
             return getattr(entry, attr)
     raise TypeError(f"unexpected key path entry {entry!r}")
-
-
-def _module(case: Case, core: Core, param_dtype, rngs: nnx.Rngs) -> nnx.Module:
-    d, h = case.d_model, case.heads
-    kw = dict(param_dtype=param_dtype, rngs=rngs)
-    if case.workload == "mha":
-        return MultiHeadAttention(d, h, case.causal, core, **kw)
-    if case.workload == "block":
-        return Block(d, h, case.causal, core, **kw)
-    return Transformer(d, h, case.causal, core, case.n_layers, **kw)
 
 
 class Built:
@@ -165,13 +131,15 @@ class Built:
     def __init__(self, case: Case, core: Core, param_dtype):
         # eval_shape: the module's structure with abstract parameters; the
         # initializers are traced, never run.
-        abstract = nnx.eval_shape(lambda: _module(case, core, param_dtype, nnx.Rngs(0)))
+        abstract = nnx.eval_shape(lambda: common.workload_module(
+            case, (MultiHeadAttention, Block, Transformer), core,
+            param_dtype=param_dtype, rngs=nnx.Rngs(0)))
         self.graphdef, state = nnx.split(abstract)
         with_path, self.treedef = jax.tree_util.tree_flatten_with_path(state)
-        by_path = {path: name for name, path in _paths(case).items()}
+        by_path = {path: name for name, path in common.attribute_paths(case, ATTRIBUTES).items()}
         self.names, self.shapes = [], []
         for key_path, leaf in with_path:
-            path = tuple(_key(e) for e in key_path if _key(e) != "value")
+            path = "/".join(str(_key(e)) for e in key_path if _key(e) != "value")
             if path not in by_path:
                 raise KeyError(f"{case.workload}: parameter {path} has no canonical name")
             self.names.append(by_path[path])

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from backends.base import BackendInfo, Outputs, static_unsupported
+from backends.common import BackendCommon, canonical_outputs, input_names, swap_heads
 from backends.tensorflow import layers
 from backends.tensorflow.attention import attention
 from backends.tensorflow.settings import INTEROP_THREADS
@@ -82,16 +83,9 @@ class Prepared:
         result = self.step()
         self.sync()
         out, grads = result if self.train else (result, ())
-        arrays = {"out": self._canonical(out)}
-        for name, grad in zip(self.names, grads):
-            arrays[f"grad/{name}"] = self._canonical(grad)
-        return arrays
-
-    def _canonical(self, t: tf.Tensor) -> np.ndarray:
-        """Back to contract 5's layouts: (B, N, H, D) for the core; weights are
-        already (in, out)."""
-        a = _to_numpy(t)
-        return np.ascontiguousarray(a.transpose(0, 2, 1, 3)) if self.bhnd else a
+        # Weights are (in, out) in TF already: only the core's tensors change layout.
+        return canonical_outputs(self.case, _to_numpy(out),
+                                 zip(self.names, map(_to_numpy, grads)), bhnd=self.bhnd)
 
 
 def _build_step(case: Case, weights: dict, inputs: dict):
@@ -102,22 +96,18 @@ def _build_step(case: Case, weights: dict, inputs: dict):
     bhnd = case.workload == "attention"
 
     def tensor(a: np.ndarray) -> tf.Tensor:
-        if bhnd:                                    # (B, N, H, D) -> (B, H, N, D)
-            a = np.ascontiguousarray(a.transpose(0, 2, 1, 3))
+        a = swap_heads(a) if bhnd else a            # the core's (B, H, N, D)
         # identity: a float32 cast is a no-op that would leave the tensor on the host.
         return tf.identity(tf.cast(tf.constant(a), dtype))
 
     with tf.device(device):
         if bhnd:
-            names = ["q", "k", "v"]
             model = lambda q, k, v: attention(q, k, v, case.causal)
-            variables = []
+            params = {}
         else:
-            names = ["x"]
             model, params = layers.build(case, weights, dtype)
-            names += list(params)
-            variables = list(params.values())
-        args = [tensor(inputs[n]) for n in names[:len(names) - len(variables)]]
+        names, variables = [*input_names(case), *params], list(params.values())
+        args = [tensor(inputs[n]) for n in input_names(case)]
         if train:
             args.append(tensor(inputs["g"]))
 
@@ -146,10 +136,7 @@ def _build_step(case: Case, weights: dict, inputs: dict):
     return fn, args, names, train, bhnd
 
 
-class TensorFlowBackend:
-    def __init__(self, info: BackendInfo):
-        self.info = info
-
+class TensorFlowBackend(BackendCommon):
     def version(self) -> str:
         return tf.__version__
 
@@ -192,10 +179,6 @@ class TensorFlowBackend:
         # enables TF32 by default on GPUs that have it. Set before tracing, per cell.
         tf.config.experimental.enable_tensor_float_32_execution(case.dtype == "tf32")
         return Prepared(case, *_build_step(case, weights, inputs))
-
-    def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray:
-        """The forward output, in-process (contract 4's Python surface)."""
-        return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
 
     def cache_flusher(self, case: Case):
         """Evicts the device's caches before a timed call (timing.measure's flush)."""

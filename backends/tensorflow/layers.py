@@ -1,7 +1,9 @@
 """The spec's layers as tf.Module objects, their tf.Variables loaded from harness.spec.weights.
 
-Canonical weights are (in, out), which is TF's own layout (y = x W), so they load
-and their gradients come back untransposed. Keras layers are not used: their
+The modules nest as harness.spec.params's sub-layers do and name each variable
+after its role, so loading walks the table (backends.common). Canonical weights
+are (in, out), which is TF's own layout (y = x W), so they load and their
+gradients come back untransposed. Keras layers are not used: their
 defaults differ from the spec (LayerNormalization epsilon 1e-3, activations.gelu
 exact), and plain modules keep every op in sight. Set from the spec explicitly:
 LayerNorm epsilon 1e-5 with its math in float32, GELU in its tanh form (in float32,
@@ -9,17 +11,16 @@ as the reference computes it), MLP width 4 * d_model, pre-LN blocks.
 """
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
+import backends.common as common
 from backends.tensorflow.attention import attention
-from harness.spec import LAYERNORM_EPS, Case
+from harness.spec import LAYERNORM_EPS, MLP_RATIO, Case
 
 
-def _variable(value: np.ndarray, dtype: tf.DType, name: str) -> tf.Variable:
-    """A weight from its canonical array, rounded to the storage dtype (the arrays
-    already hold values of that dtype, so the cast is exact)."""
-    return tf.Variable(tf.cast(tf.constant(value), dtype), name=name.replace(".", "_"))
+def _zeros(shape: tuple[int, ...], dtype: tf.DType) -> tf.Variable:
+    """A variable of the module's own, filled from the canonical weights by `build`."""
+    return tf.Variable(tf.zeros(shape, dtype))
 
 
 @tf.custom_gradient
@@ -40,9 +41,9 @@ def add_bias(y: tf.Tensor, b: tf.Tensor):
 class Dense(tf.Module):
     """y = x W + b, W of shape (in, out)."""
 
-    def __init__(self, w: tf.Variable, b: tf.Variable):
+    def __init__(self, d_in: int, d_out: int, dtype: tf.DType):
         super().__init__()
-        self.w, self.b = w, b
+        self.weight, self.bias = _zeros((d_in, d_out), dtype), _zeros((d_out,), dtype)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         # One (B*N, in) x (in, out) GEMM, as torch's Linear does, rather than a
@@ -53,17 +54,17 @@ class Dense(tf.Module):
         # the float32 accumulator. In bfloat16 and float16 this is most of what
         # separates TF's errors from torch's (worst err_ratio ~1.7 against ~1.2).
         *lead, d_in = x.shape
-        y = add_bias(tf.linalg.matmul(tf.reshape(x, [-1, d_in]), self.w), self.b)
-        return tf.reshape(y, [*lead, self.w.shape[-1]])
+        y = add_bias(tf.linalg.matmul(tf.reshape(x, [-1, d_in]), self.weight), self.bias)
+        return tf.reshape(y, [*lead, self.weight.shape[-1]])
 
 
 class LayerNorm(tf.Module):
     """The spec's LayerNorm: biased variance, epsilon 1e-5, math in float32 whatever
     the storage dtype (as torch's autocast runs it), result cast back."""
 
-    def __init__(self, g: tf.Variable, b: tf.Variable):
+    def __init__(self, d_model: int, dtype: tf.DType):
         super().__init__()
-        self.g, self.b = g, b
+        self.gain, self.shift = _zeros((d_model,), dtype), _zeros((d_model,), dtype)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         xf = tf.cast(x, tf.float32)
@@ -71,7 +72,7 @@ class LayerNorm(tf.Module):
         centered = xf - mean
         var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
         y = centered * tf.math.rsqrt(var + LAYERNORM_EPS)
-        y = y * tf.cast(self.g, tf.float32) + tf.cast(self.b, tf.float32)
+        y = y * tf.cast(self.gain, tf.float32) + tf.cast(self.shift, tf.float32)
         return tf.cast(y, x.dtype)
 
 
@@ -82,10 +83,10 @@ def gelu(x: tf.Tensor) -> tf.Tensor:
 
 
 class MultiHeadAttention(tf.Module):
-    def __init__(self, p: dict, heads: int, causal: bool):
+    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType):
         super().__init__()
         self.heads, self.causal = heads, causal
-        self.q, self.k, self.v, self.o = (Dense(p[f"w{s}"], p[f"b{s}"]) for s in "qkvo")
+        self.q, self.k, self.v, self.o = (Dense(d_model, d_model, dtype) for _ in range(4))
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         b, n, d = x.shape
@@ -101,13 +102,13 @@ class MultiHeadAttention(tf.Module):
 class Block(tf.Module):
     """Pre-LN: h = x + mha(LN1(x)); out = h + W2 gelu(W1 LN2(h) + b1) + b2."""
 
-    def __init__(self, p: dict, heads: int, causal: bool):
+    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType):
         super().__init__()
-        self.ln1 = LayerNorm(p["ln1_g"], p["ln1_b"])
-        self.mha = MultiHeadAttention(p, heads, causal)
-        self.ln2 = LayerNorm(p["ln2_g"], p["ln2_b"])
-        self.w1 = Dense(p["w1"], p["b1"])          # d_model -> 4 * d_model (from w1's shape)
-        self.w2 = Dense(p["w2"], p["b2"])
+        self.ln1 = LayerNorm(d_model, dtype)
+        self.mha = MultiHeadAttention(d_model, heads, causal, dtype)
+        self.ln2 = LayerNorm(d_model, dtype)
+        self.w1 = Dense(d_model, MLP_RATIO * d_model, dtype)
+        self.w2 = Dense(MLP_RATIO * d_model, d_model, dtype)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         h = x + self.mha(self.ln1(x))
@@ -115,10 +116,10 @@ class Block(tf.Module):
 
 
 class Transformer(tf.Module):
-    def __init__(self, p: dict, heads: int, causal: bool, layers: int):
+    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, layers: int):
         super().__init__()
-        self.blocks = [Block(_layer(p, i), heads, causal) for i in range(layers)]
-        self.lnf = LayerNorm(p["lnf_g"], p["lnf_b"])
+        self.blocks = [Block(d_model, heads, causal, dtype) for _ in range(layers)]
+        self.lnf = LayerNorm(d_model, dtype)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         for block in self.blocks:
@@ -126,17 +127,12 @@ class Transformer(tf.Module):
         return self.lnf(x)
 
 
-def _layer(p: dict, i: int) -> dict:
-    prefix = f"layer{i}."
-    return {k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)}
-
-
 def build(case: Case, weights: dict, dtype: tf.DType) -> tuple[tf.Module, dict]:
     """The workload's module (mha, block or transformer) and its variables by
-    canonical name, in the order of `weights`. Call it inside the device's scope."""
-    params = {name: _variable(value, dtype, name) for name, value in weights.items()}
-    if case.workload == "mha":
-        return MultiHeadAttention(params, case.heads, case.causal), params
-    if case.workload == "block":
-        return Block(params, case.heads, case.causal), params
-    return Transformer(params, case.heads, case.causal, case.n_layers), params
+    canonical name, in the table's order, holding `weights` (already of the storage
+    dtype, so the cast is exact). Call it inside the device's scope."""
+    module = common.workload_module(case, (MultiHeadAttention, Block, Transformer), dtype)
+    variables = common.module_params(case, module, common.OWN_ATTRIBUTES)
+    for name, variable in variables.items():
+        variable.assign(tf.cast(tf.constant(weights[name]), dtype))
+    return module, variables

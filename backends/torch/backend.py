@@ -10,9 +10,11 @@ import numpy as np
 import torch
 
 from backends.base import BackendInfo, Outputs, static_unsupported
+from backends.common import BackendCommon, canonical_outputs, input_names, swap_heads
 from backends.torch import layers
-from backends.torch.attention import (SDPA_KERNELS, core_for, kernel_name,
-                                      pin_sdpa_kernel, sdpa_choice)
+from backends.torch.attention import (
+    SDPA_KERNELS, core_for, kernel_name, pin_sdpa_kernel, sdpa_choice,
+)
 from harness.measure.memory import cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
@@ -33,8 +35,8 @@ class Prepared:
         self.case, self.fn, self.args, self.params, self.g = case, fn, args, params, g
         self.bhnd = bhnd              # attention workload: tensors kept as (B, H, N, D)
         self.cuda = case.device.startswith("cuda")
-        self.names = [*(["q", "k", "v"] if bhnd else ["x"]), *params]
-        self.wrt = [*args, *(p for p, _ in params.values())]
+        self.names = [*input_names(case), *params]
+        self.wrt = [*args, *params.values()]
         self.kernel = ""              # what runs the attention core (the row's `kernel`)
 
     def step(self):
@@ -53,24 +55,12 @@ class Prepared:
         result = self.step()
         self.sync()
         out, grads = (result, ()) if self.g is None else result
-        arrays = {"out": self._canonical("out", out)}
-        for name, grad in zip(self.names, grads):
-            arrays[f"grad/{name}"] = self._canonical(name, grad)
-        return arrays
-
-    def _canonical(self, name: str, t: torch.Tensor) -> np.ndarray:
-        """Back to contract 5's layouts: (B, N, H, D) for the core, (in, out) weights."""
-        if self.bhnd:
-            return _to_numpy(t.transpose(1, 2))
-        if name in self.params and self.params[name][1]:
-            return _to_numpy(t.T)
-        return _to_numpy(t)
+        return canonical_outputs(self.case, _to_numpy(out),
+                                 zip(self.names, map(_to_numpy, grads)),
+                                 bhnd=self.bhnd, transposed=layers.TRANSPOSED)
 
 
-class TorchBackend:
-    def __init__(self, info: BackendInfo):
-        self.info = info
-
+class TorchBackend(BackendCommon):
     def version(self) -> str:
         return torch.__version__
 
@@ -99,17 +89,16 @@ class TorchBackend:
         train = case.mode == "train"
 
         def tensor(a: np.ndarray, bhnd: bool = False) -> torch.Tensor:
-            t = torch.from_numpy(a)
-            t = t.transpose(1, 2) if bhnd else t       # (B, N, H, D) -> (B, H, N, D)
+            t = torch.from_numpy(swap_heads(a) if bhnd else a)
             return t.to(device=device, dtype=dtype).contiguous().requires_grad_(train)
 
         if case.workload == "attention":
-            args = [tensor(inputs[n], bhnd=True) for n in ("q", "k", "v")]
+            args = [tensor(inputs[n], bhnd=True) for n in input_names(case)]
             fn = lambda q, k, v: core(q, k, v, case.causal)
             params = {}
         else:
             module, params = layers.build(case, core)
-            layers.load(params, weights)
+            layers.load(case, params, weights)
             module.to(device=device, dtype=dtype).requires_grad_(train)
             args, fn = [tensor(inputs["x"])], module
         g = None
@@ -135,10 +124,6 @@ class TorchBackend:
             return cpu_cache_flusher()
         buffer = torch.empty(FLUSH_BYTES, dtype=torch.uint8, device=case.device)
         return buffer.zero_
-
-    def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray:
-        """The forward output, in-process (contract 4's Python surface)."""
-        return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
 
     def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
         """Bytes one step adds at its peak: the allocator's own figure on CUDA."""

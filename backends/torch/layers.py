@@ -1,8 +1,10 @@
 """The spec's layers as torch.nn modules, loaded from harness.spec.weights.
 
-Canonical weights are (in, out); nn.Linear keeps (out, in), so loading
-transposes and gradients are transposed back. LayerNorm epsilon and the tanh
-GELU are set from the spec (torch's default GELU is the exact one).
+The modules nest as harness.spec.params's sub-layers do, so each parameter is
+found by its table path and torch's attribute for its role. Canonical weights are
+(in, out); nn.Linear keeps (out, in), so projection weights load transposed and
+their gradients are transposed back (backends.common). LayerNorm epsilon and the
+tanh GELU are set from the spec (torch's default GELU is the exact one).
 """
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import backends.common as common
 from harness.spec import LAYERNORM_EPS, MLP_RATIO, Case
+from harness.spec.params import BIAS, GAIN, SHIFT, WEIGHT
+
+# torch's attribute for each role, and the roles it stores transposed (out, in).
+ATTRIBUTES = {WEIGHT: "weight", BIAS: "bias", GAIN: "weight", SHIFT: "bias"}
+TRANSPOSED = frozenset({WEIGHT})
 
 
 class LayerNorm(nn.LayerNorm):
@@ -68,44 +76,14 @@ class Transformer(nn.Module):
         return self.lnf(x)
 
 
-Params = dict[str, tuple[nn.Parameter, bool]]    # canonical name -> (param, transposed?)
-
-
-def _mha_params(m: MultiHeadAttention) -> Params:
-    params = {}
-    for name, linear in (("q", m.q), ("k", m.k), ("v", m.v), ("o", m.o)):
-        params[f"w{name}"] = (linear.weight, True)
-        params[f"b{name}"] = (linear.bias, False)
-    return params
-
-
-def _block_params(block: Block) -> Params:
-    return {**_mha_params(block.mha),
-            "ln1_g": (block.ln1.weight, False), "ln1_b": (block.ln1.bias, False),
-            "ln2_g": (block.ln2.weight, False), "ln2_b": (block.ln2.bias, False),
-            "w1": (block.w1.weight, True), "b1": (block.w1.bias, False),
-            "w2": (block.w2.weight, True), "b2": (block.w2.bias, False)}
-
-
-def build(case: Case, core) -> tuple[nn.Module, Params]:
-    """The workload's module (mha, block or transformer) and its parameters."""
-    d, h = case.d_model, case.heads
-    if case.workload == "mha":
-        module = MultiHeadAttention(d, h, case.causal, core)
-        return module, _mha_params(module)
-    if case.workload == "block":
-        module = Block(d, h, case.causal, core)
-        return module, _block_params(module)
-    module = Transformer(d, h, case.causal, core, case.n_layers)
-    params = {f"layer{i}.{k}": v for i, b in enumerate(module.blocks)
-              for k, v in _block_params(b).items()}
-    params["lnf_g"] = (module.lnf.weight, False)
-    params["lnf_b"] = (module.lnf.bias, False)
-    return module, params
+def build(case: Case, core) -> tuple[nn.Module, dict[str, nn.Parameter]]:
+    """The workload's module (mha, block or transformer) and its parameters by
+    canonical name, in the table's order."""
+    module = common.workload_module(case, (MultiHeadAttention, Block, Transformer), core)
+    return module, common.module_params(case, module, ATTRIBUTES)
 
 
 @torch.no_grad()
-def load(params: Params, weights: dict) -> None:
-    for name, (param, transposed) in params.items():
-        value = torch.from_numpy(weights[name])
-        param.copy_(value.T if transposed else value)
+def load(case: Case, params: dict[str, nn.Parameter], weights: dict) -> None:
+    for name, value in common.in_layout(case, weights, TRANSPOSED).items():
+        params[name].copy_(torch.from_numpy(value))

@@ -7,8 +7,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.spec.catalog import REGISTRY
 from harness.measure import devices
+from harness.spec.catalog import REGISTRY
 
 
 def show_env(console: Console) -> int:

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.spec import reference
 from harness.correctness import sampling
 from harness.correctness.accuracy import judge
-from harness.spec import Case
+from harness.spec import Case, reference
 from harness.spec.weights import make_inputs, make_weights
 
 # Data or references past this are remade by each backend's worker rather than

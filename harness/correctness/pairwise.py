@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.spec.catalog import REGISTRY
-from harness.spec import reference
 from harness.correctness.accuracy import MULTIPLE, allowances, max_error, ratio
-from harness.spec import Case
+from harness.spec import Case, reference
+from harness.spec.catalog import REGISTRY
 from harness.spec.weights import make_inputs, make_weights
 
 # What fixes the numbers a case computes, apart from who computes them.

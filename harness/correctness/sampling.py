@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.spec import costs
-from harness.spec import Case
+from harness.spec import Case, costs
 
 FULL_REFERENCE_LIMIT_BYTES = 2**30
 SAMPLED_ROWS = 64

@@ -9,8 +9,9 @@ asked:
 collects every cell of the suite (and no test file, unless paths are given too) as
 one benchmark item named after its Case, timed by `benchmark.pedantic` with the
 backend's sync inside the timed call and warm-up rounds after a first, compiling
-call (harness/pytest_plugin/pedantic.py); extra_info holds the Case, FLOPs, TFLOP/s, % of peak,
-peak memory, first-call time and the correctness verdict. A cell this machine
+call (harness/pytest_plugin/pedantic.py), the rest measured by the worker's own steps
+(harness/run/cell.py); extra_info holds the Case, FLOPs, TFLOP/s, % of peak, peak
+memory, first-call time and the correctness verdict. A cell this machine
 cannot run is skipped with the reason; a cell that computes the wrong thing fails
 after its benchmark is recorded. Frameworks load in the pytest process itself, so
 run one framework per process: `--attnbench-backend torch`, then jax, then
@@ -80,7 +81,7 @@ class SuiteFile(pytest.File):
 
     def collect(self):
         from harness.measure import devices
-        from harness.run import runner
+        from harness.run.plan import plan
         from harness.run.suite import SuiteError, load_suite
         try:
             suite = load_suite(self.path)
@@ -88,7 +89,7 @@ class SuiteFile(pytest.File):
             raise self.CollectError(str(exc)) from None
         gpus, _ = devices.discover()
         config = self.config
-        cases = runner.plan(suite, config.getoption("attnbench_backend"), gpus,
+        cases = plan(suite, config.getoption("attnbench_backend"), gpus,
                             config.getoption("attnbench_device"))
         for case in cases:
             item = pytest.Function.from_parent(self, name=case.name,
@@ -134,9 +135,9 @@ def attn_benchmark(benchmark, attnbench_session):
 
 class _Session:
     def __init__(self):
+        from harness.correctness.judging import References
         from harness.measure import devices
         from harness.measure.memory import pin_allocator
-        from harness.correctness.judging import References
         for key, value in _ENVIRONMENT.items():   # the fixture alone needs them too
             os.environ.setdefault(key, value)
         self.gpus, self.nvml_error = devices.discover()
@@ -164,19 +165,18 @@ class _Session:
         return backend
 
     def refuse(self, case) -> None:
-        """Skip, with the reason, a cell this machine cannot run."""
-        from harness.spec.catalog import static_unsupported
-        from harness.measure import devices
-        from harness.run import runner
-        reason = static_unsupported(case) or devices.unavailable(
-            case.device, self.gpus, self.nvml_error) or runner.hopeless(case, self.gpus)
-        if reason:
-            pytest.skip(reason)
+        """Skip, with the reason, a cell this machine cannot run (the run's refusal
+        chain, harness.run.plan.refusal)."""
+        from harness.run.plan import refusal
+        refused = refusal(case, self.gpus, self.nvml_error)
+        if refused:
+            pytest.skip(refused[1])
 
     def run_cell(self, benchmark, case, measure) -> None:
         from harness.correctness.judging import rerun_on
-        from harness.pytest_plugin.pedantic import bench, extra_columns, flusher
+        from harness.pytest_plugin import pedantic
         from harness.results.pytest_benchmark_format import group_name
+        from harness.run import cell
         from harness.spec.weights import make_inputs, make_weights
         self.refuse(case)
         backend = self.backend(case.backend, case.device)
@@ -184,77 +184,55 @@ class _Session:
         if reason:
             pytest.skip(reason)
         weights, inputs = make_weights(case), make_inputs(case)
-        prepared = backend.prepare(case, weights, inputs)
-        flush = flusher(backend, case) if measure.flush_l2 else None
         benchmark.group = group_name(case)
-        info = bench(benchmark, prepared.step, lambda _: prepared.sync(), measure, flush)
-        del flush
-
-        def one_step():
-            prepared.step()
-            prepared.sync()
-        peak, method = backend.step_peak(case, one_step)
-        extra = {**extra_columns(case, _median_s(benchmark), self.gpus), **info,
-                 "peak_mem_bytes": peak, "mem_method": method,
-                 "kernel": getattr(prepared, "kernel", None),
-                 "backend_version": backend.version()}
-        got = prepared.outputs()
-        del prepared                  # before a sampled check asks the backend again
-        self._verdict(benchmark, case, got, weights, inputs, extra, True,
-                      rerun_on(backend, case, weights))
+        # the prepared step is passed inline: freed before a sampled check asks again
+        measured = cell.measure_step(backend, case, backend.prepare(case, weights, inputs),
+                                     pedantic.loop(benchmark, measure),
+                                     flush_l2=measure.flush_l2)
+        self._record(benchmark, case, measured, weights, inputs, True,
+                     rerun_on(backend, case, weights), backend_version=backend.version())
 
     def run_callable(self, benchmark, fn, case, layout: str, measure, check: bool) -> dict:
-        import importlib
-
-        from harness.pytest_plugin.pedantic import bench, extra_columns
+        from harness.measure import devices
+        from harness.pytest_plugin import pedantic
+        from harness.pytest_plugin.user_call import UserCall
         from harness.results.pytest_benchmark_format import group_name
+        from harness.run import cell
         from harness.spec.weights import make_inputs, make_weights
         if case.workload != "attention" or case.mode != "forward":
             raise ValueError("attn_benchmark times an attention core's forward call: give a "
                              "Case with workload='attention' and mode='forward'")
         if layout not in ("bnhd", "bhnd"):
             raise ValueError(f"layout must be 'bnhd' or 'bhnd', not {layout!r}")
-        from harness.measure import devices
         reason = devices.unavailable(case.device, self.gpus, self.nvml_error)
         if reason:
             pytest.skip(reason)
         backend = self.backend(case.backend, case.device)
-        interop = importlib.import_module(f"backends.{case.backend}.interop")
-        interop.pin_precision(case.dtype)
         weights, inputs = make_weights(case), make_inputs(case)
-        swap = (lambda a: a.transpose(0, 2, 1, 3)) if layout == "bhnd" else (lambda a: a)
-        q, k, v = (interop.to_device(swap(inputs[n]), case.device, case.dtype) for n in "qkv")
         benchmark.group = group_name(case)
-        info = bench(benchmark, lambda: fn(q, k, v), interop.sync, measure)
-
-        def one_step():
-            interop.sync(fn(q, k, v))
-        peak, method = backend.step_peak(case, one_step)
-        out = swap(interop.to_numpy(fn(q, k, v)))
-        expected = inputs["q"].shape
+        measured = cell.measure_step(backend, case, UserCall(fn, case, inputs, layout),
+                                     pedantic.loop(benchmark, measure))
+        out, expected = measured.got["out"], inputs["q"].shape
         if out.shape != expected:
             pytest.fail(f"attn_benchmark: {fn!r} returned shape {out.shape}, expected "
                         f"{expected} ({layout})")
-        extra = {**extra_columns(case, _median_s(benchmark), self.gpus), **info,
-                 "peak_mem_bytes": peak, "mem_method": method,
-                 "kernel": getattr(fn, "__qualname__", repr(fn))}
-        return self._verdict(benchmark, case, {"out": out}, weights, inputs, extra, check)
+        return self._record(benchmark, case, measured, weights, inputs, check)
 
-    def _verdict(self, benchmark, case, got, weights, inputs, extra, check,
-                 rerun=None) -> dict:
-        from harness.correctness.judging import check as judge
-        extra.update(judge(case, got, weights, inputs, self.refs, rerun))
+    def _record(self, benchmark, case, measured, weights, inputs, check, rerun=None,
+                **more) -> dict:
+        """The cell's extra_info: where it ran, the measured columns and the
+        verdict (harness.run.cell.finish); fails a wrong result after recording it."""
+        from harness.pytest_plugin.pedantic import extra_columns
+        from harness.run import cell
+        extra = extra_columns(case, self.gpus)
+        extra = {**extra, **more, **cell.finish(case, measured, extra["device_name"], weights,
+                                                inputs, self.refs, rerun)}
         benchmark.extra_info.update({k: _plain(v) for k, v in extra.items()})
         if check and extra.get("correct") is False:
             pytest.fail(f"{case.name} computes the wrong thing: {extra['err_tensor']} is "
                         f"{extra['err_ratio']:.3g}x the error of the reference in "
                         f"{case.dtype} (limit 2); its benchmark is recorded")
         return extra
-
-
-def _median_s(benchmark) -> float | None:
-    stats = getattr(benchmark, "stats", None)      # None under --benchmark-disable
-    return stats.stats.median if stats else None
 
 
 def _plain(value):

@@ -1,7 +1,8 @@
 """A cell timed by pytest-benchmark: `benchmark.pedantic` driven the way
 harness.measure.timing drives its own loop (first call apart, warm-up, calls per round
 grown past the clock's resolution, the suite's time budget), with the step's
-sync inside the timed function, then the same extra columns a run writes.
+sync inside the timed function. It is the timing loop the plugin hands to the
+cell pipeline (harness/run/cell.py), which measures the rest as a worker does.
 
 Used by harness/pytest_plugin/__init__.py, in the pytest process itself: the framework is
 imported here by load_backend, as a worker would, so one framework per pytest
@@ -14,10 +15,11 @@ import os
 import time
 from typing import Callable
 
-from harness.spec import costs
 from harness.measure import devices
-from harness.spec import Case
+from harness.measure.stats import summarize
+from harness.measure.timing import TimingLoop
 from harness.run.suite import Measure
+from harness.spec import Case, costs
 
 TIMER = "pytest-benchmark pedantic, device sync inside each timed call"
 MAX_ITERATIONS = 1_000_000
@@ -37,50 +39,46 @@ def plan_rounds(per_call_ms: float, measure: Measure) -> dict:
             "warmup_rounds": max(1, math.ceil(measure.warmup_ms / round_ms))}
 
 
-def timed_call(step: Callable[[], object], sync: Callable[[object], None]) -> float:
+def timed_call(step: Callable[[], object], sync: Callable[[], None]) -> float:
     """Milliseconds of one call, synced."""
     start = time.perf_counter()
-    sync(step())
+    step()
+    sync()
     return (time.perf_counter() - start) * 1e3
 
 
-def bench(benchmark, step: Callable[[], object], sync: Callable[[object], None],
-          measure: Measure, flush: Callable[[], None] | None = None) -> dict:
-    """Time step through benchmark.pedantic; returns first_call_ms and the plan.
+def loop(benchmark, measure: Measure) -> TimingLoop:
+    """benchmark.pedantic as the cell pipeline's timing loop (harness/run/cell.py).
     The first call (tracing, compiling) runs and is timed before pedantic starts,
     so no round pays for it; a second call sizes the rounds. With `flush`
-    (flush_l2), pedantic's untimed setup evicts the caches before every call."""
-    first_call_ms = timed_call(step, sync)
-    plan = plan_rounds(timed_call(step, sync), measure)
+    (flush_l2), pedantic's untimed setup evicts the caches before every call.
+    Columns: first_call_ms, the plan, and the median of pedantic's rounds."""
+    def run(step, sync, flush=None) -> dict:
+        first_call_ms = timed_call(step, sync)
+        plan = plan_rounds(timed_call(step, sync), measure)
 
-    def target():
-        sync(step())                     # the sync is part of what is timed
+        def target():
+            step()
+            sync()                       # the sync is part of what is timed
 
-    def cold_caches():
-        flush()
-        sync(None)                       # the flush is done before the clock starts
+        def cold_caches():
+            flush()
+            sync()                       # the flush is done before the clock starts
 
-    benchmark.pedantic(target, setup=cold_caches if flush else None, **plan)
-    return {"first_call_ms": first_call_ms, **plan}
-
-
-def extra_columns(case: Case, median_s: float, gpus: list[dict]) -> dict:
-    """The row's own columns for a benchmark's extra_info: the Case, FLOPs,
-    TFLOP/s against the device's peak, and where it ran."""
-    flops = costs.flops(case)
-    tflops = flops / median_s / 1e12 if median_s else None
-    described = devices.describe(case.device, gpus)
-    peak = devices.peak_tflops(described["device_name"], case.dtype) \
-        if case.device.startswith("cuda") else None
-    return {**case.to_dict(), **described, "host": devices.host(), "flops": flops,
-            "tflops": tflops, "pct_peak": 100 * tflops / peak if peak and tflops else None,
-            "median_ms": median_s * 1e3 if median_s else None, "timer": TIMER}
+        benchmark.pedantic(target, setup=cold_caches if flush else None, **plan)
+        stats = getattr(benchmark, "stats", None)     # None under --benchmark-disable
+        samples_ms = [s * 1e3 for s in stats.stats.data] if stats else []
+        median_ms = summarize(samples_ms)["median_ms"] if samples_ms else None
+        return {"first_call_ms": first_call_ms, **plan, "median_ms": median_ms,
+                "timer": TIMER}
+    return run
 
 
-def flusher(backend, case: Case):
-    """The backend's cache flush for flush_l2 (harness.run.worker.cache_flusher)."""
-    from harness.run.worker import cache_flusher
-    return cache_flusher(backend, case)
+def extra_columns(case: Case, gpus: list[dict]) -> dict:
+    """The row's own columns for a benchmark's extra_info, besides the measured
+    ones (harness.run.cell): the Case, where it ran, its FLOPs."""
+    return {**case.to_dict(), **devices.describe(case.device, gpus), "host": devices.host(),
+            "flops": costs.flops(case)}
 
 
 def settings_env(backend: str, device: str, scratch: str) -> dict[str, str]:
@@ -88,7 +86,7 @@ def settings_env(backend: str, device: str, scratch: str) -> dict[str, str]:
     before its framework is imported here, as the runner sets it for a worker;
     without the device pinning (CUDA_VISIBLE_DEVICES, JAX_PLATFORMS), since one
     pytest process may run cells on several devices."""
-    from harness.run.worker import environment_for
+    from harness.run.environment import environment_for
     env = environment_for(backend, device, devices.cpu_threads(), scratch)
     for key in ("CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS"):
         env.pop(key, None)

@@ -8,13 +8,12 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from harness.spec.catalog import REGISTRY
-from harness.correctness import gate
-from harness.correctness import pairwise
-from harness.results import store
+from harness.correctness import gate, pairwise
 from harness.correctness.accuracy import MULTIPLE
 from harness.correctness.grid import CheckResult
+from harness.results import store
 from harness.spec import DTYPES, MODES, WORKLOADS
+from harness.spec.catalog import REGISTRY
 
 
 def matrix(frame: pd.DataFrame) -> pd.DataFrame:

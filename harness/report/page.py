@@ -8,8 +8,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from harness.report.tables import versions_text
-from harness.report.tables import TABLES, WRONG, caption, split_constant
+from harness.report.tables import TABLES, WRONG, caption, split_constant, versions_text
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px;

@@ -10,10 +10,10 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")                       # files only: no display, no GUI toolkit
-import matplotlib.pyplot as plt             # noqa: E402
-import pandas as pd                         # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 
-from harness.measure import devices         # noqa: E402
+from harness.measure import devices  # noqa: E402
 from harness.report import tables
 from harness.spec import DTYPES, WORKLOADS  # noqa: E402
 

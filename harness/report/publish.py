@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.report import run_report
-from harness.results import store
 from harness.report.tables import versions_text
+from harness.results import store
+from harness.spec.errors import UserError
 
 ROOT = Path("results/published")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
@@ -25,7 +26,7 @@ def publish(run: str | Path, name: str, root: Path = ROOT) -> Path:
     """Copy the run's rows and write its report into root/name (replacing an
     earlier publication of that name), then list it in root/README.md."""
     if not NAME.match(name):
-        raise store.StoreError(f"--name {name!r}: use letters, digits, '-', '_' and '.'")
+        raise UserError(f"--name {name!r}: use letters, digits, '-', '_' and '.'")
     run = Path(run)
     store.read_rows(run)                               # a run folder, or a one-line error
     dest = root / name

@@ -8,9 +8,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from harness.report.tables import TABLES, caption, split_constant, versions_text
 from harness.results import store
 from harness.spec import WORKLOADS, Case
-from harness.report.tables import TABLES, caption, split_constant, versions_text
+from harness.spec.errors import UserError
 
 CONVENTIONS = """\
 Conventions. Latency: median of per-call samples (IQR beside it), after a
@@ -118,16 +119,15 @@ def write_report(folders: list[str | Path], out: str | Path,
     """Everything a report holds, from one or more run folders (any machines):
     report.md, report.csv (every cell, derived columns included), tables/*.csv,
     plots/*.svg and the self-contained report.html. Returns the page's path."""
-    from harness.report import page       # matplotlib only when a report is made
-    from harness.report import plots
-    from harness.report import tables
+    from harness.report import page  # matplotlib only when a report is made
+    from harness.report import plots, tables
     out = Path(out)
     frame = store.load(*folders)
     envs = [store.read_env(f) for f in folders]
     cells = tables.prepare(frame)
     baseline = baseline or tables.default_baseline(cells)
     if baseline and not (cells["label"] == baseline).any():
-        raise store.StoreError(f"baseline {baseline!r} is in none of these runs; they hold "
+        raise UserError(f"baseline {baseline!r} is in none of these runs; they hold "
                                f"{', '.join(dict.fromkeys(cells['label']))}")
     pivots = tables.all_tables(cells, baseline)
     (out / "tables").mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,7 @@ def spread(value: float) -> str:
 def label_order(frame: pd.DataFrame) -> list[str]:
     """Labels in registry order (torch, tensorflow, jax; each backend's variants
     as it lists them), plug-in backends after."""
-    from harness.spec.catalog import REGISTRY            # the registry only: no framework
+    from harness.spec.catalog import REGISTRY  # the registry only: no framework
     rank = {f"{b} {v}": (i, j) for i, (b, info) in enumerate(REGISTRY.items())
             for j, v in enumerate(info.variant_names)}
     labels = list(dict.fromkeys(frame["label"]))

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 from pathlib import Path
 
-from harness.spec.errors import UserError
+from harness.measure.stats import summarize
 from harness.spec import CASE_FIELDS, ROW_SCHEMA, Case
+from harness.spec.errors import UserError
 
 FORMAT = "pytest-benchmark"
 # Case fields of a benchmark that does not carry its own (someone else's code).
@@ -142,7 +142,10 @@ def _row(bench: dict, machine: dict, run_id: str) -> dict:
         "variant": bench.get("name") or bench.get("fullname") or "?"}
     data = [float(s) * 1e3 for s in stats.get("data") or []]
     ms = (lambda key: float(stats[key]) * 1e3 if stats.get(key) is not None else None)
-    median = statistics.median(data) if data else ms("median")
+    # Median and p10/p90 of the rounds as a run's (harness.measure.stats); IQR, min
+    # and mean as the file states them (pytest-benchmark's own quartiles).
+    summary = summarize(data) if data else {}
+    median = summary["median_ms"] if data else ms("median")
     row = {**case, "run_id": run_id, "status": "ok", "reason": "",
            "host": machine.get("node", ""),
            "device_name": (machine.get("cpu") or {}).get("brand_raw", ""),
@@ -151,9 +154,8 @@ def _row(bench: dict, machine: dict, run_id: str) -> dict:
            "min_ms": ms("min"), "mean_ms": ms("mean"), "samples_ms": data or None,
            "calls_per_sample": stats.get("iterations"), "schema": ROW_SCHEMA,
            "source": FORMAT}
-    if data:                      # as harness.measure.stats summarizes a run's samples
-        import numpy as np
-        row["p10_ms"], row["p90_ms"] = (float(p) for p in np.percentile(data, [10, 90]))
+    if data:
+        row["p10_ms"], row["p90_ms"] = summary["p10_ms"], summary["p90_ms"]
     if ours and row.get("flops") and median:           # TFLOP/s of this file's median
         row["tflops"] = row["flops"] / (median * 1e-3) / 1e12
     # The analytic sizes follow from the Case (as a worker writes them); none without one.

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.spec.errors import UserError
 from harness.spec import CASE_FIELDS, ROW_COLUMNS, ROW_SCHEMA
+from harness.spec.errors import UserError
 from harness.spec.schema import complete
 
 RESULTS = "results.jsonl"

@@ -18,18 +18,20 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import Progress
 
-from harness.spec.catalog import static_unsupported
+from harness.correctness import gate, pairwise
+from harness.correctness.grid import CheckResult
 from harness.measure import devices
-from harness.correctness import gate
-from harness.correctness import pairwise
 from harness.results import store
 from harness.run.executors import Batch, LocalExecutor
 from harness.run.executors.local import failure_row
-from harness.correctness.grid import CheckResult
+from harness.run.plan import batches, refusal
+from harness.run.progress import progress_bar
 from harness.spec import Case
 
 TIMEOUT_S = 600          # torch.compile of a train step can take a minute on 2 cores
@@ -47,74 +49,94 @@ def run_check(cases: list[Case], folder: Path, threads: int, console: Console,
     """Every case through check-only workers, `jobs` at a time; rows appended to
     folder/results.jsonl, pairs compared, and the saved tensors removed unless
     `keep_outputs`. Ctrl-C stops every worker and re-raises."""
-    from harness.run import runner                   # its progress bar and batching
     gpus, nvml_error = devices.discover()
     outputs = folder / "outputs"
     outputs.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
-    executor = LocalExecutor(stop)
-    lock = threading.Lock()
-    per_worker = max(1, threads // max(1, jobs))
-    with store.RunWriter(folder) as writer, \
-            runner.progress_bar(console, quiet) as bar:
-        task = bar.add_task("checking", total=len(cases))
-
-        def on_start(case: Case) -> None:
-            bar.update(task, description=case.name)
-
-        def on_row(row: dict) -> None:
-            with lock:
-                writer.append(row)
-                bar.advance(task)
-                if _failed(row):
-                    bar.console.print(f"[red]FAIL[/] {gate.failure_text(row)}")
-
-        batches = []
-        for (backend, device, variant, mode), group in _batches(cases).items():
-            log = folder / "logs" / f"{backend}-{variant}-{mode}-{device.replace(':', '')}.log"
-            batch = Batch(backend, device, [], {"timeout_s": timeout_s}, per_worker, "check",
-                          gpus, log, check_only=True, outputs_dir=outputs)
-            for case in group:          # known without a framework: no worker for it
-                reason = static_unsupported(case) or devices.unavailable(
-                    case.device, gpus, nvml_error)
-                if reason:
-                    on_row(failure_row(case, batch, "unsupported", reason, ""))
-                else:
-                    batch.cases.append(case)
-            if batch.cases:
-                batches.append(batch)
-
-        def run_one(batch: Batch) -> None:
-            """One batch, then a line saying how it went (the bar alone shows
-            nothing in a CI log until the end)."""
-            start, failed = time.monotonic(), []
-
-            def count(row: dict) -> None:
-                on_row(row)
-                failed.extend([row] if _failed(row) else [])
-
-            executor.run_batch(batch, on_start, count)
-            first = batch.cases[0]
-            with lock:
-                bar.console.print(f"{first.backend} {first.variant} {first.mode} on "
-                                  f"{batch.device}: {len(batch.cases)} cases, {len(failed)} "
-                                  f"failed ({time.monotonic() - start:.0f} s)")
-
-        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-        try:
-            for future in [pool.submit(run_one, b) for b in batches]:
-                future.result()
-        except KeyboardInterrupt:
-            stop.set()
-            raise
-        finally:
-            pool.shutdown(wait=True)
+    with store.RunWriter(folder) as writer, progress_bar(console, quiet) as bar:
+        rows = _CheckRows(writer, bar, len(cases))
+        # What every batch shares; _worker_batches fills in backend, device, cases, log.
+        template = Batch("", "", [], {"timeout_s": timeout_s}, max(1, threads // max(1, jobs)),
+                         "check", gpus, Path(), check_only=True, outputs_dir=outputs)
+        todo = _worker_batches(cases, template, folder / "logs", nvml_error, rows.on_row)
+        _run_batches(todo, LocalExecutor(stop), rows, jobs, stop)
     frame = gate.verdicts(store.load(folder))
     pairs = pairwise.compare(frame, outputs)
     store.write_csv(pairs, folder / "pairs.csv")
     if not keep_outputs:
         shutil.rmtree(outputs, ignore_errors=True)
     return CheckResult(frame, pairs)
+
+
+class _CheckRows:
+    """Rows as they arrive from the workers' threads: into results.jsonl, onto the
+    bar, a FAIL line for each failure and a line for each batch done."""
+
+    def __init__(self, writer: store.RunWriter, bar: Progress, total: int):
+        self.writer, self.bar = writer, bar
+        self.task = bar.add_task("checking", total=total)
+        self.lock = threading.Lock()
+
+    def on_start(self, case: Case) -> None:
+        self.bar.update(self.task, description=case.name)
+
+    def on_row(self, row: dict) -> None:
+        with self.lock:
+            self.writer.append(row)
+            self.bar.advance(self.task)
+            if _failed(row):
+                self.bar.console.print(f"[red]FAIL[/] {gate.failure_text(row)}")
+
+    def batch_done(self, batch: Batch, failed: int, seconds: float) -> None:
+        """How a batch went: the bar alone shows nothing in a CI log until the end."""
+        first = batch.cases[0]
+        with self.lock:
+            self.bar.console.print(f"{first.backend} {first.variant} {first.mode} on "
+                                   f"{batch.device}: {len(batch.cases)} cases, {failed} "
+                                   f"failed ({seconds:.0f} s)")
+
+
+def _worker_batches(cases: list[Case], template: Batch, logs: Path, nvml_error: str | None,
+                    on_row) -> list[Batch]:
+    """A batch per (backend, device, variant, mode), holding the cases the refusal
+    chain lets through; a row for each of the others, with no worker for it."""
+    todo = []
+    for (backend, device, variant, mode), group in _batches(cases).items():
+        log = logs / f"{backend}-{variant}-{mode}-{device.replace(':', '')}.log"
+        batch = replace(template, backend=backend, device=device, cases=[], log_path=log)
+        for case in group:
+            why = refusal(case, template.gpus, nvml_error)
+            if why:
+                on_row(failure_row(case, batch, *why, ""))
+            else:
+                batch.cases.append(case)
+        if batch.cases:
+            todo.append(batch)
+    return todo
+
+
+def _run_batches(todo: list[Batch], executor: LocalExecutor, rows: _CheckRows, jobs: int,
+                 stop: threading.Event) -> None:
+    """The batches on `jobs` threads; Ctrl-C stops every worker and re-raises."""
+    def run_one(batch: Batch) -> None:
+        start, failed = time.monotonic(), []
+
+        def count(row: dict) -> None:
+            rows.on_row(row)
+            failed.extend([row] if _failed(row) else [])
+
+        executor.run_batch(batch, rows.on_start, count)
+        rows.batch_done(batch, len(failed), time.monotonic() - start)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        for future in [pool.submit(run_one, b) for b in todo]:
+            future.result()
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _failed(row: dict) -> bool:
@@ -126,9 +148,8 @@ def _batches(cases: list[Case]) -> dict[tuple, list[Case]]:
     can share them out, train batches first: they take longest (a backward pass to
     trace and compile), and starting them early keeps every worker busy to the end.
     Cases sharing a reference stay adjacent inside each batch."""
-    from harness.run import runner
     grouped: dict[tuple, list[Case]] = {}
-    for (backend, device), group in runner.batches(cases).items():
+    for (backend, device), group in batches(cases).items():
         for case in group:
             grouped.setdefault((backend, device, case.variant, case.mode), []).append(case)
     order = sorted(grouped, key=lambda key: key[3] != "train")     # stable otherwise

@@ -1,138 +1,36 @@
-"""Plan a sweep, hand (backend, device) batches to an executor, keep every row.
+"""Run a planned sweep: gate it, hand (backend, device) batches to an executor, keep
+every row.
 
 Rows are appended to results.jsonl as each cell ends; the CSV, report.md and
 the console summary are written from that file when the sweep ends, or when it
 is interrupted (Ctrl-C: the running cell is dropped, every finished row stays,
-and `--resume` picks up from there).
+and `--resume` picks up from there). Planning, and the refusal of cells that
+cannot run, is harness/run/plan.py's.
 """
 from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 import threading
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import Progress
 
-from harness.spec.catalog import static_unsupported
-from harness.run import check
-from harness.correctness import grid
-from harness.report import check_report
-from harness.spec import costs
+from harness.correctness import gate, grid
 from harness.measure import devices
-from harness.correctness import gate
-from harness.report import run_report
+from harness.report import check_report, run_report
 from harness.results import store
+from harness.run import check
 from harness.run.executors import Batch, LocalExecutor
 from harness.run.executors.local import failure_row
-from harness.spec import Case
+from harness.run.plan import Target, batches, lanes, target_for
+from harness.run.progress import progress_bar
+from harness.run.run_folder import RunFolder, new_run, resumed_run
 from harness.run.suite import Suite
-
-
-def plan(suite: Suite, backends: list[str] | None = None,
-         gpus: list[dict] | None = None, only: list[str] | None = None,
-         expand=None) -> list[Case]:
-    """The suite's cases on concrete devices ("auto" -> every GPU, else the CPU;
-    "gpu:H100" -> every H100), keeping those on a device `only` names (as
-    --device does: cpu, cuda, cuda:N, gpu:TYPE). `expand` replaces this
-    machine's expansion (a Ray cluster's GPU types)."""
-    gpus = devices.gpus() if gpus is None else gpus
-    expand = expand or (lambda device: devices.expand(device, gpus))
-    planned, seen = [], set()
-    for case in suite.cases:
-        if backends and case.backend not in backends:
-            continue
-        for device in expand(case.device):
-            if only and not any(device in expand(wanted) for wanted in only):
-                continue
-            concrete = case.replace(device=device)
-            if concrete not in seen:
-                seen.add(concrete)
-                planned.append(concrete)
-    return planned
-
-
-def batches(cases: list[Case]) -> dict[tuple[str, str], list[Case]]:
-    """One batch per (backend, device); inside it, cells that share a reference
-    (same shape, mode and dtype) are adjacent so the worker computes it once."""
-    grouped: dict[tuple[str, str], list[Case]] = defaultdict(list)
-    for case in cases:
-        grouped[(case.backend, case.device)].append(case)
-    order = {c: i for i, c in enumerate(cases)}
-    for key, group in grouped.items():
-        first = {}
-        for c in group:
-            first.setdefault((c.shape_key, c.mode, c.dtype), order[c])
-        group.sort(key=lambda c: (first[(c.shape_key, c.mode, c.dtype)], order[c]))
-    return dict(grouped)
-
-
-def new_run_id(suite: Suite) -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{suite.name}"
-
-
-def finished_cells(folder: Path) -> set[tuple]:
-    """Cells whose latest row in the run folder is `ok`: what --resume skips."""
-    return {store.cell_key(r) for r in store.latest_rows(store.read_rows(folder))
-            if r.get("status") == "ok"}
-
-
-def refused(case: Case, gpus: list[dict], nvml_error: str | None) -> tuple[str, str] | None:
-    """(status, reason) for a cell that cannot run here, known before any worker
-    starts: its device does not exist, or its data alone cannot fit."""
-    reason = devices.unavailable(case.device, gpus, nvml_error)
-    if reason:
-        return "unsupported", reason
-    reason = hopeless(case, gpus)
-    return ("oom", reason) if reason else None
-
-
-def lanes(cases: list[Case]) -> list[list[tuple[str, str]]]:
-    """The (backend, device) batches as lanes that may run side by side: one per
-    GPU (its batches one after another, so no two workers share a GPU), then the
-    CPU's batches in a lane of their own, run once the GPU lanes are done (a
-    timed CPU cell shares its cores with nothing)."""
-    by_device: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for backend, device in batches(cases):
-        by_device[device].append((backend, device))
-    gpu = [keys for device, keys in by_device.items() if device != "cpu"]
-    return gpu + ([by_device["cpu"]] if "cpu" in by_device else [])
-
-
-def plan_summary(cases: list[Case], gpus: list[dict], nvml_error: str | None,
-                 refuse=None) -> list[dict]:
-    """Per (backend, device): its cells, how many this machine (or cluster: its
-    `refuse`) can run, and the commonest reasons it cannot run the rest (what
-    --dry-run prints)."""
-    refuse = refuse or (lambda case: refused(case, gpus, nvml_error))
-    rows = []
-    for (backend, device), group in sorted(batches(cases).items()):
-        reasons = [static_unsupported(c) or (refuse(c) or (0, None))[1] for c in group]
-        blocked = Counter(r for r in reasons if r)
-        rows.append({"backend": backend, "device": device,
-                     "device_name": devices.describe(device, gpus)["device_name"],
-                     "cells": len(group), "to_run": len(group) - sum(blocked.values()),
-                     "why_not": "; ".join(f"{n} x {r}" for r, n in blocked.most_common(2))
-                     + ("; ..." if len(blocked) > 2 else "")})
-    return rows
-
-
-def hopeless(case: Case, gpus: list[dict]) -> str | None:
-    """Why a cell cannot fit, judged before any worker starts: its weights, inputs
-    and outputs alone (a lower bound, whatever the kernel) above the device's free
-    memory. Cells that merely might not fit run, and fail as `oom` if they do."""
-    free = devices.free_bytes(case.device, gpus)
-    mem = costs.memory(case)
-    need = mem["resident_bytes"] + mem["output_bytes"]
-    if free is None or need <= free:
-        return None
-    return (f"refused before running: weights, inputs and outputs alone need "
-            f"{need / 2**30:.3g} GiB, {case.device} has {free / 2**30:.3g} GiB free")
+from harness.spec import Case
 
 
 def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None = None,
@@ -145,148 +43,165 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
     Ctrl-C writes what finished and re-raises KeyboardInterrupt."""
     console = console or Console(stderr=True)
     threads = threads or devices.cpu_threads()
-    if executor == "ray":
-        from harness.run.executors.ray_cluster import RayExecutor
-        cluster = RayExecutor(address, threads)
-        gpus, nvml_error, refuse = [], None, cluster.refuse
-        planned = plan(suite, backends, gpus, only, expand=cluster.expand)
-    else:
-        cluster = None
-        gpus, nvml_error = devices.discover()
-        refuse = lambda case: refused(case, gpus, nvml_error)    # noqa: E731
-        planned = plan(suite, backends, gpus, only)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if resume is not None:
-        folder = Path(resume)
-        if folder.is_file():
-            raise store.StoreError(f"{folder}: --resume continues a run folder, not a file")
-        done = finished_cells(folder)          # StoreError if it is not a run folder
-        env = store.read_env(folder)
-        if env.get("suite") not in (None, suite.name):
-            raise store.StoreError(f"{folder}: holds a run of suite {env['suite']!r}, "
-                                   f"not {suite.name!r}")
-        run_id = env.get("run_id") or folder.name
-        env.setdefault("resumed", []).append({"at": now, "command": sys.argv,
-                                              "skipped_ok": len(done)})
-        env.pop("interrupted_at", None)
-        cases = [c for c in planned if store.cell_key(c) not in done]
-    else:
-        run_id = new_run_id(suite)
-        folder = Path(out) if out else Path("results") / run_id
-        env = {"run_id": run_id, "suite": suite.name, "suite_path": suite.path,
-               "description": suite.description, "measure": dataclasses.asdict(suite.measure),
-               "threads": threads, "started_at": now, "command": sys.argv,
-               "git_commit": store.git_commit(Path(__file__).parent),
-               "executor": executor, **devices.environment()}
-        if cluster:
-            env["ray"] = {"address": address, "gpu_types": cluster.gpu_types,
-                          "gpus": cluster.gpus}
-        cases = planned
-    measure = dataclasses.asdict(suite.measure)
-    local = LocalExecutor()
-    lock = threading.Lock()         # rows arrive from one thread per GPU lane (or task)
-    versions: dict[str, str] = dict(env.get("versions") or {})
-    # "backend device" -> the settings its worker ran under
-    workers: dict[str, str] = dict(env.get("worker_settings") or {})
-    counts: dict[str, int] = defaultdict(int)
-    interrupted = False
-    with store.RunWriter(folder) as writer:
-        writer.write_env(env)
-        try:
-            # The gate checks on this machine: on a cluster, the CPU cells' configurations.
-            gated = [c for c in cases if not refuse(c) and (not cluster or c.device == "cpu")]
-            configs = {} if not gate_check else check_configurations(
-                gated, folder, threads, console, quiet, suite.measure.timeout_s, gpus)
-            with progress_bar(console, quiet) as progress:
-                task = progress.add_task("starting", total=len(cases))
+    target = target_for(executor, address, threads)
+    planned = target.plan(suite, backends, only)
+    run_folder = (resumed_run(suite, planned, resume) if resume is not None
+                  else new_run(suite, planned, out, threads, target, executor, address))
+    sweep = Sweep(suite, run_folder, target, threads, serial)
+    interrupted = sweep.run(console, quiet, gate_check)
+    made = _write_outputs(run_folder, console, quiet or interrupted)
+    _print_closing_lines(console, suite, run_folder, sweep.counts, made, interrupted)
+    if interrupted:
+        raise KeyboardInterrupt
+    return run_folder.path
 
-                def on_start(case: Case) -> None:
-                    progress.update(task, description=case.name)
 
-                def on_row(row: dict) -> None:
-                    with lock:
-                        record(row)
+class Sweep:
+    """One pass over a run folder's cells: the gate, then every batch through the
+    executor, each row recorded as it arrives (from one thread per GPU lane, or
+    per Ray task), and env.json saying how the pass ended."""
 
-                def record(row: dict) -> None:
-                    row = gate.apply({**row, "run_id": run_id}, configs)
-                    writer.append(row)
-                    counts[row["status"]] += 1
-                    if row.get("backend_version"):
-                        versions[row["backend"]] = row["backend_version"]
-                    if row.get("settings"):
-                        workers[f"{row['backend']} {row['device']}"] = row["settings"]
-                    progress.advance(task)
-                    name = Case.from_dict(row).name
-                    if row["status"] not in ("ok", "unsupported"):
-                        progress.console.print(f"[yellow]{row['status']}[/] {name}: "
-                                               f"{row.get('reason', '')}")
-                    elif row.get("correct") is False:
-                        progress.console.print(f"[red]wrong[/] {name}: "
-                                               f"{row.get('check_note') or _ratio(row)}")
+    def __init__(self, suite: Suite, run_folder: RunFolder, target: Target, threads: int,
+                 serial: bool):
+        self.suite, self.run_folder, self.target = suite, run_folder, target
+        self.threads, self.serial = threads, serial
+        self.measure = dataclasses.asdict(suite.measure)
+        self.local = LocalExecutor()
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = defaultdict(int)
+        self.versions: dict[str, str] = dict(run_folder.env.get("versions") or {})
+        # "backend device" -> the settings its worker ran under
+        self.workers: dict[str, str] = dict(run_folder.env.get("worker_settings") or {})
+        self.configs: dict = {}          # the gate's verdicts, by configuration
+        self.writer: store.RunWriter | None = None
+        self.progress: Progress | None = None
+        self.task = None
 
-                grouped = batches(cases)
+    def run(self, console: Console, quiet: bool, gate_check: bool) -> bool:
+        """Every cell; True if Ctrl-C ended the pass early."""
+        run_folder, interrupted = self.run_folder, False
+        with store.RunWriter(run_folder.path) as self.writer:
+            self.writer.write_env(run_folder.env)
+            try:
+                if gate_check:
+                    self.configs = check_configurations(
+                        self._gated(), run_folder.path, self.threads, console, quiet,
+                        self.suite.measure.timeout_s)
+                with progress_bar(console, quiet) as self.progress:
+                    self.task = self.progress.add_task("starting",
+                                                       total=len(run_folder.cases))
+                    self._execute()
+            except KeyboardInterrupt:
+                interrupted = True
+            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            run_folder.env.update(versions=self.versions, worker_settings=self.workers)
+            run_folder.env["interrupted_at" if interrupted else "finished_at"] = stamp
+            self.writer.write_env(run_folder.env)
+            # References are this run's alone.
+            shutil.rmtree(run_folder.path / "references", ignore_errors=True)
+        return interrupted
 
-                def batch_of(backend: str, device: str) -> Batch:
-                    """The batch's cells this executor can take; rows for the rest."""
-                    # Absolute: a Ray task on another node's working directory too.
-                    log = folder.resolve() / "logs" / f"{backend}-{device.replace(':', '')}.log"
-                    # References shared on this machine's disk; a Ray node computes its own.
-                    shared = None if cluster else folder.resolve() / "references"
-                    batch = Batch(backend, device, [], measure, threads, run_id, gpus, log,
-                                  reference_dir=shared)
-                    for case in grouped[(backend, device)]:
-                        why = refuse(case)
-                        if why:
-                            on_row(failure_row(case, batch, *why, ""))
-                        else:
-                            batch.cases.append(case)
-                    return batch
+    def _gated(self) -> list[Case]:
+        """The cells whose configurations the gate checks on this machine: those
+        that can run; on a cluster, the CPU cells'."""
+        return [c for c in self.run_folder.cases if not self.target.refusal(c)
+                and (not self.target.cluster or c.device == "cpu")]
 
-                if cluster:
-                    cluster.run_batches([batch_of(*key) for key in grouped], on_start, on_row)
-                else:
-                    def run_lane(keys: list[tuple[str, str]]) -> None:
-                        for key in keys:
-                            if local.stop.is_set():
-                                return
-                            local.run_batch(batch_of(*key), on_start, on_row)
+    def _execute(self) -> None:
+        """Locally, a lane per GPU side by side, then the CPU lane; on a cluster,
+        every batch at once (Ray queues them by resources)."""
+        grouped = batches(self.run_folder.cases)
+        if self.target.cluster:
+            every = [self._batch(key, grouped[key]) for key in grouped]
+            self.target.cluster.run_batches(every, self.on_start, self.on_row)
+            return
 
-                    run_lanes(lanes(cases), run_lane, local.stop, serial)
-        except KeyboardInterrupt:
-            interrupted = True
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        env.update(versions=versions, worker_settings=workers)
-        env["interrupted_at" if interrupted else "finished_at"] = stamp
-        writer.write_env(env)
-        shutil.rmtree(folder / "references", ignore_errors=True)   # this run's alone
-    frame = store.load(folder)
-    store.write_csv(frame, folder / "results.csv")
+        def run_lane(keys: list[tuple[str, str]]) -> None:
+            for key in keys:
+                if self.local.stop.is_set():
+                    return
+                self.local.run_batch(self._batch(key, grouped[key]), self.on_start,
+                                     self.on_row)
+
+        run_lanes(lanes(self.run_folder.cases), run_lane, self.local.stop, self.serial)
+
+    def _batch(self, key: tuple[str, str], cases: list[Case]) -> Batch:
+        """The batch's cells that can run; for the rest, the refusal chain's row."""
+        backend, device = key
+        folder = self.run_folder.path.resolve()   # absolute: a Ray task's cwd is elsewhere
+        log = folder / "logs" / f"{backend}-{device.replace(':', '')}.log"
+        # References shared on this machine's disk; a Ray node computes its own.
+        shared = None if self.target.cluster else folder / "references"
+        batch = Batch(backend, device, [], self.measure, self.threads, self.run_folder.run_id,
+                      self.target.gpus, log, reference_dir=shared)
+        for case in cases:
+            why = self.target.refusal(case)
+            if why:
+                self.on_row(failure_row(case, batch, *why, ""))
+            else:
+                batch.cases.append(case)
+        return batch
+
+    def on_start(self, case: Case) -> None:
+        self.progress.update(self.task, description=case.name)
+
+    def on_row(self, row: dict) -> None:
+        with self.lock:
+            self._record(row)
+
+    def _record(self, row: dict) -> None:
+        row = gate.apply({**row, "run_id": self.run_folder.run_id}, self.configs)
+        self.writer.append(row)
+        self.counts[row["status"]] += 1
+        if row.get("backend_version"):
+            self.versions[row["backend"]] = row["backend_version"]
+        if row.get("settings"):
+            self.workers[f"{row['backend']} {row['device']}"] = row["settings"]
+        self.progress.advance(self.task)
+        name = Case.from_dict(row).name
+        if row["status"] not in ("ok", "unsupported"):
+            self.progress.console.print(f"[yellow]{row['status']}[/] {name}: "
+                                        f"{row.get('reason', '')}")
+        elif row.get("correct") is False:
+            self.progress.console.print(f"[red]wrong[/] {name}: "
+                                        f"{row.get('check_note') or _ratio(row)}")
+
+
+def _write_outputs(run_folder: RunFolder, console: Console, no_summary: bool) -> str:
+    """results.csv, the report and the summary table from results.jsonl; returns
+    what the report step made, for the closing lines."""
+    frame = store.load(run_folder.path)
+    store.write_csv(frame, run_folder.path / "results.csv")
     made = "report.md"
     try:
-        run_report.write_report([folder], folder)
+        run_report.write_report([run_folder.path], run_folder.path)
         made = "report.md, report.html, plots/"
     except Exception as exc:        # rows are safe on disk; `attnbench report` retries
-        run_report.write_markdown(frame, folder / "report.md", env)
+        run_report.write_markdown(frame, run_folder.path / "report.md", run_folder.env)
         console.print(f"[yellow]report.html not written[/]: {type(exc).__name__}: {exc}")
-    if not quiet and not interrupted:
+    if not no_summary:
         run_report.print_summary(frame, console)
-    finished = sum(counts.values())
-    skipped = f" ({len(planned) - len(cases)} already ok, skipped)" if resume is not None else ""
+    return made
+
+
+def _print_closing_lines(console: Console, suite: Suite, run_folder: RunFolder, counts: dict,
+                         made: str, interrupted: bool) -> None:
+    folder, cases = run_folder.path, run_folder.cases
+    skipped = ("" if run_folder.skipped is None
+               else f" ({run_folder.skipped} already ok, skipped)")
     console.print(f"{len(cases)} cells{skipped}: "
                   + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none run")
                   + f"\nresults: {folder}/ (results.jsonl, results.csv, {made})"
                   + (f"\nreport: {folder / 'report.html'}" if "html" in made else ""))
     if interrupted:
-        console.print(f"interrupted after {finished} of {len(cases)} cells: the running cell "
-                      f"was dropped, finished rows are kept. Resume with:\n"
+        console.print(f"interrupted after {sum(counts.values())} of {len(cases)} cells: the "
+                      f"running cell was dropped, finished rows are kept. Resume with:\n"
                       f"  attnbench run {suite.path} --resume {folder}")
-        raise KeyboardInterrupt
-    return folder
 
 
 def run_lanes(all_lanes: list[list], run_lane, stop: threading.Event, serial: bool) -> None:
-    """lanes() as harness.run.executors.lanes runs them: GPU lanes side by side, then
-    the CPU lane alone."""
+    """plan.lanes() as harness.run.executors.lanes runs them: GPU lanes side by
+    side, then the CPU lane alone."""
     from harness.run.executors.lanes import run_lanes as side_by_side
     gpu = [lane for lane in all_lanes if lane[0][1] != "cpu"]
     side_by_side(gpu, [lane for lane in all_lanes if lane[0][1] == "cpu"], run_lane, stop,
@@ -298,13 +213,13 @@ def _ratio(row: dict) -> str:
 
 
 def check_configurations(cases: list[Case], folder: Path, threads: int, console: Console,
-                         quiet: bool, timeout_s: float, gpus: list[dict]) -> dict:
-    """The gate (harness.correctness.gate): check the configurations of the cells about to run,
-    on small shapes, into folder/check/ (an `attnbench check` folder), before any
-    is timed; cases done there by an earlier attempt of this run are kept."""
+                         quiet: bool, timeout_s: float) -> dict:
+    """The gate (harness.correctness.gate): check the configurations of the cells
+    about to run (those the refusal chain lets through), on small shapes, into
+    folder/check/ (an `attnbench check` folder), before any is timed; cases done
+    there by an earlier attempt of this run are kept."""
     sub = folder / "check"
-    wanted = grid.gate_cases([c for c in cases if not static_unsupported(c)
-                               and not hopeless(c, gpus)])
+    wanted = grid.gate_cases(cases)
     done = set()
     if (sub / store.RESULTS).exists():
         done = {store.cell_key(r) for r in store.latest_rows(store.read_rows(sub))
@@ -320,10 +235,3 @@ def check_configurations(cases: list[Case], folder: Path, threads: int, console:
     if not wanted:
         return {}
     return gate.config_verdicts(gate.verdicts(store.load(sub)))
-
-
-def progress_bar(console: Console, quiet: bool) -> Progress:
-    return Progress(TextColumn("[progress.description]{task.description}", table_column=None),
-                    BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), console=console,
-                    transient=False, disable=quiet)

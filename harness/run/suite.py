@@ -6,27 +6,22 @@ one-line message names the file, the key and what is allowed. Nothing else
 """
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 import os
 import re
-import reprlib
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from harness.spec.catalog import REGISTRY
-from harness.spec.errors import UserError
+from harness.run import suite_messages as msg
+from harness.run.suite_messages import SuiteError  # noqa: F401  (imported from here)
 from harness.spec import DTYPES, MODES, WORKLOADS, Case
+from harness.spec.catalog import REGISTRY
 
 # A typo such as seq_len = [1, 2, ..., 4096] must fail at once, not plan
 # (or allocate) millions of cells.
 MAX_CASES = 100_000
-
-
-class SuiteError(UserError):
-    """One-line, user-facing: names the file, the key and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -62,46 +57,6 @@ ALTERNATIVES = (("batch", "tokens"), ("heads", "d_model"))
 DEFAULTS = {"mode": ["forward"], "dtype": ["float32"], "device": ["cpu"],
             "causal": [False], "layers": [1]}
 DEVICE_RE = re.compile(r"cpu|cuda(:[0-9]+)?|auto|gpu:[A-Za-z0-9 _-]+")
-
-# Values in messages are user data: reprlib escapes newlines (one line) and
-# truncates, so a huge or nested value cannot flood the message.
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxother = 60
-_repr.maxlevel = 2
-
-
-def _show(value: object) -> str:
-    return _repr.repr(value)
-
-
-def _kind(value: object) -> str:
-    """The TOML name of a value's type, for 'expected a table, got an array'."""
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, bool):
-        return f"the boolean {_show(value)}"
-    return _show(value)
-
-
-def _error(path: str, where: str, message: str) -> SuiteError:
-    text = f"{path}: {where}: {message}" if where else f"{path}: {message}"
-    # The path or a TOML parser message may itself hold a line break.
-    return SuiteError(" ".join(text.splitlines()))
-
-
-def _hint(value: object, choices) -> str:
-    if not isinstance(value, str):
-        return ""
-    close = difflib.get_close_matches(value, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _unknown(path: str, where: str, key: object, allowed) -> SuiteError:
-    return _error(path, where, f"unknown key {_show(key)} (allowed: {', '.join(allowed)})"
-                  + _hint(key, allowed))
-
 
 def _finite(value: object) -> float | None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -140,14 +95,14 @@ def _grid(path: str, where: str, raw: object, check) -> tuple:
     """A grid axis: a list, or a scalar taken as a one-element list; deduplicated."""
     test, allowed, names = check
     if isinstance(raw, dict):
-        raise _error(path, where, f"expected a list of {allowed}, got a table")
+        raise msg.error(path, where, f"expected a list of {allowed}, got a table")
     values = raw if isinstance(raw, list) else [raw]
     if not values:
-        raise _error(path, where, "empty grid (give at least one value)")
+        raise msg.error(path, where, "empty grid (give at least one value)")
     for value in values:
         if not test(value):
-            raise _error(path, where, f"expected {allowed}, got {_show(value)}"
-                         + _hint(value, names))
+            raise msg.error(path, where, f"expected {allowed}, got {msg.show(value)}"
+                            + msg.hint(value, names))
     return tuple(dict.fromkeys(values))
 
 
@@ -155,27 +110,29 @@ def _measure(path: str, raw: object) -> Measure:
     if raw is None:
         return Measure()
     if not isinstance(raw, dict):
-        raise _error(path, "measure", f"expected a table ([measure]), got {_kind(raw)}")
+        raise msg.error(path, "measure", f"expected a table ([measure]), got {msg.kind(raw)}")
     values: dict[str, float | int] = {}
     for key, value in raw.items():
         if key not in MEASURE_KEYS:
-            raise _unknown(path, "measure", key, MEASURE_KEYS)
+            raise msg.unknown(path, "measure", key, MEASURE_KEYS)
         if key == "flush_l2":
             if not isinstance(value, bool):
-                raise _error(path, f"measure.{key}", f"expected true or false, got {_show(value)}")
+                raise msg.error(path, f"measure.{key}",
+                                f"expected true or false, got {msg.show(value)}")
             values[key] = value
             continue
         if key == "min_samples":
             if not _positive_int(value):
-                raise _error(path, f"measure.{key}",
-                             f"expected an integer >= 1, got {_show(value)}")
+                raise msg.error(path, f"measure.{key}",
+                                f"expected an integer >= 1, got {msg.show(value)}")
             values[key] = value
             continue
         number = _finite(value)
         zero_ok = key == "warmup_ms"   # no warm-up is a choice; no run time or timeout is not
         if number is None or number < 0 or (number == 0 and not zero_ok):
-            raise _error(path, f"measure.{key}",
-                         f"expected a number {'>= 0' if zero_ok else '> 0'}, got {_show(value)}")
+            allowed = ">= 0" if zero_ok else "> 0"
+            raise msg.error(path, f"measure.{key}",
+                            f"expected a number {allowed}, got {msg.show(value)}")
         values[key] = number
     return Measure(**values)
 
@@ -185,13 +142,13 @@ def _variants(path: str, where: str, raw: object, backends: tuple) -> list[tuple
     chosen = {b: REGISTRY[b].variant_names for b in backends}
     if raw is not None:
         if not isinstance(raw, dict):
-            raise _error(path, f"{where}.variants",
-                         f"expected a table ([sweep.variants]), got {_kind(raw)}")
+            raise msg.error(path, f"{where}.variants",
+                            f"expected a table ([sweep.variants]), got {msg.kind(raw)}")
         for backend, names in raw.items():
             if backend not in chosen:
-                raise _error(path, f"{where}.variants",
-                             f"backend {_show(backend)} is not in this sweep's backend list "
-                             f"({', '.join(backends)})" + _hint(backend, backends))
+                raise msg.error(path, f"{where}.variants",
+                                f"backend {msg.show(backend)} is not in this sweep's backend "
+                                f"list ({', '.join(backends)})" + msg.hint(backend, backends))
             chosen[backend] = _grid(path, f"{where}.variants.{backend}", names,
                                     _among(REGISTRY[backend].variant_names))
     return [(b, v) for b in backends for v in chosen[b]]
@@ -200,19 +157,19 @@ def _variants(path: str, where: str, raw: object, backends: tuple) -> list[tuple
 def _sweep(path: str, index: int, raw: object, suite: str, budget: int) -> list[Case]:
     where = f"sweep[{index}]"
     if not isinstance(raw, dict):
-        raise _error(path, where, f"expected a table ([[sweep]]), got {_kind(raw)}")
+        raise msg.error(path, where, f"expected a table ([[sweep]]), got {msg.kind(raw)}")
     for key in raw:
         if key not in SWEEP_KEYS:
-            raise _unknown(path, where, key, SWEEP_KEYS)
+            raise msg.unknown(path, where, key, SWEEP_KEYS)
     missing = [key for key in REQUIRED if key not in raw]
     if missing:
-        raise _error(path, where, f"missing required key {missing[0]!r} "
-                                  f"(required: {', '.join(REQUIRED)})")
+        raise msg.error(path, where, f"missing required key {missing[0]!r} "
+                                     f"(required: {', '.join(REQUIRED)})")
     for given, other in ALTERNATIVES:
         if given in raw and other in raw:
-            raise _error(path, where, f"give {given!r} or {other!r}, not both")
+            raise msg.error(path, where, f"give {given!r} or {other!r}, not both")
         if given not in raw and other not in raw:
-            raise _error(path, where, f"missing required key {given!r} (or {other!r})")
+            raise msg.error(path, where, f"missing required key {given!r} (or {other!r})")
     sizes = tuple(next(k for k in pair if k in raw) for pair in ALTERNATIVES)
     grid = {key: _grid(path, f"{where}.{key}", raw.get(key, DEFAULTS.get(key)), check)
             for key, check in CHECKS.items() if key in raw or key in DEFAULTS}
@@ -226,8 +183,8 @@ def _sweep(path: str, index: int, raw: object, suite: str, budget: int) -> list[
     count = sum(len(pairs) * math.prod(len(grid[a]) for a in axes) * len(layers)
                 for _, layers in per_workload)
     if count > budget:
-        raise _error(path, where, f"expands to {count} cases, which takes the suite past "
-                                  f"its limit of {MAX_CASES}")
+        raise msg.error(path, where, f"expands to {count} cases, which takes the suite past "
+                                     f"its limit of {MAX_CASES}")
     cases = []
     for workload, layers in per_workload:
         for (backend, variant), *values, n_layers in itertools.product(
@@ -236,7 +193,7 @@ def _sweep(path: str, index: int, raw: object, suite: str, budget: int) -> list[
             cases.append(Case(suite=suite, workload=workload, backend=backend, variant=variant,
                               layers=n_layers, **shape))
     if not cases:
-        raise _error(path, where, "yields no cases")
+        raise msg.error(path, where, "yields no cases")
     return cases
 
 
@@ -248,8 +205,8 @@ def _check_divisible(path: str, where: str, grid: dict, sizes: tuple[str, str]) 
         for whole in grid[total]:
             for piece in grid[part]:
                 if whole % piece:
-                    raise _error(path, f"{where}.{total}",
-                                 f"{total} = {whole} is not a multiple of {part} = {piece}")
+                    raise msg.error(path, f"{where}.{total}",
+                                    f"{total} = {whole} is not a multiple of {part} = {piece}")
 
 
 def _concrete(shape: dict) -> dict:
@@ -265,27 +222,28 @@ def parse_suite(doc: dict, path: str = "<suite>") -> Suite:
     """Validate a parsed suite document and expand its sweeps into Cases."""
     path = str(path)
     if not isinstance(doc, dict):
-        raise _error(path, "", f"expected a table at the top level, got {_kind(doc)}")
+        raise msg.error(path, "", f"expected a table at the top level, got {msg.kind(doc)}")
     for key in doc:
         if key not in TOP_KEYS:
-            raise _unknown(path, "", key, TOP_KEYS)
+            raise msg.unknown(path, "", key, TOP_KEYS)
 
     name = doc.get("name", Path(path).stem or "suite")
     if not (isinstance(name, str) and name and name.isprintable()):
-        raise _error(path, "name", f"expected a non-empty one-line string, got {_kind(name)}")
+        raise msg.error(path, "name",
+                        f"expected a non-empty one-line string, got {msg.kind(name)}")
     description = doc.get("description", "")
     if not isinstance(description, str):
-        raise _error(path, "description", f"expected a string, got {_kind(description)}")
+        raise msg.error(path, "description", f"expected a string, got {msg.kind(description)}")
     measure = _measure(path, doc.get("measure"))
 
     sweeps = doc.get("sweep")
     if sweeps is None:
-        raise _error(path, "", "no [[sweep]] table (a suite needs at least one)")
+        raise msg.error(path, "", "no [[sweep]] table (a suite needs at least one)")
     if not isinstance(sweeps, list):
-        raise _error(path, "sweep",
-                     f"expected an array of tables ([[sweep]]), got {_kind(sweeps)}")
+        raise msg.error(path, "sweep",
+                        f"expected an array of tables ([[sweep]]), got {msg.kind(sweeps)}")
     if not sweeps:
-        raise _error(path, "sweep", "empty (a suite needs at least one [[sweep]])")
+        raise msg.error(path, "sweep", "empty (a suite needs at least one [[sweep]])")
 
     # A dict keeps the first occurrence of each case in product order, across sweeps.
     cases: dict[Case, None] = {}
@@ -301,14 +259,14 @@ def load_suite(path: str | os.PathLike) -> Suite:
         # utf-8-sig: a BOM left by a Windows editor is not worth an error.
         doc = tomllib.loads(Path(shown).read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
-        raise _error(shown, "", "no such file") from None
+        raise msg.error(shown, "", "no such file") from None
     except IsADirectoryError:
-        raise _error(shown, "", "is a directory, not a suite file") from None
+        raise msg.error(shown, "", "is a directory, not a suite file") from None
     except UnicodeDecodeError as err:
-        raise _error(shown, "", f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise msg.error(shown, "", f"not UTF-8 text ({err.reason} at byte {err.start})") from None
     except tomllib.TOMLDecodeError as err:
         first = (str(err).splitlines() or ["?"])[0]
-        raise _error(shown, "", f"not valid TOML: {first}") from None
+        raise msg.error(shown, "", f"not valid TOML: {first}") from None
     except OSError as err:
-        raise _error(shown, "", f"cannot read: {err.strerror or err}") from None
+        raise msg.error(shown, "", f"cannot read: {err.strerror or err}") from None
     return parse_suite(doc, shown)

@@ -16,49 +16,18 @@ import signal
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from harness.spec.catalog import REGISTRY, device_kind, static_unsupported
-from harness.spec import costs
-from harness.measure import devices
 from harness.correctness.judging import References, check, one_line, rerun_on
+from harness.measure import timing
 from harness.measure.memory import pin_allocator
+from harness.run import cell
+from harness.run.environment import limit_cpus, local_device, recorded_settings
+from harness.run.rows import base_row
 from harness.spec import Case
-from harness.spec.schema import empty_row
-from harness.measure.stats import summarize
-from harness.measure.timing import TIMER, TIMER_FLUSHED, measure
-
-def environment_for(backend: str, device: str, threads: int, scratch: str) -> dict[str, str]:
-    """The variables a worker for (backend, device) needs before its import;
-    `scratch` is a folder of the worker's own (compile caches), removed after it."""
-    settings = __import__(REGISTRY[backend].settings, fromlist=["environment"])
-    env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "ATTNBENCH_THREADS": str(threads)}
-    if device.startswith("cuda:"):
-        # One GPU per worker; inside it that GPU is cuda:0.
-        env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
-    elif device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""          # a CPU cell never touches a GPU
-    env.update(settings.environment(device, threads, scratch))
-    return env
-
-
-def limit_cpus(threads: int | None) -> None:
-    """Run on `threads` CPUs, before any framework is imported: XLA sizes its CPU
-    pool from the affinity mask, torch and TF are told the count as well, so every
-    framework gets the same cores."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if threads and threads < len(cpus):
-            os.sched_setaffinity(0, cpus[:threads])
-    except (AttributeError, OSError):     # not Linux: the thread counts still hold
-        pass
-
-
-def local_device(device: str) -> str:
-    return "cuda:0" if device.startswith("cuda") else device
+from harness.spec.catalog import REGISTRY, static_unsupported
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -74,38 +43,6 @@ def is_oom(exc: BaseException) -> bool:
                                 "resource_exhausted", "oom when allocating",
                                 "can't allocate memory", "cublas_status_alloc_failed",
                                 "cudnn_status_alloc_failed", "_allocation_failed"))
-
-
-def recorded_settings(job: dict) -> str:
-    """The framework settings this worker runs under, as `KEY=value ...`: what the
-    runner set before the import (threads, preallocation, memory growth...)."""
-    keys = environment_for(job["backend"], job["device"], job.get("threads") or 1, "")
-    return " ".join(f"{k}={os.environ.get(k, '')}" for k in sorted(keys)
-                    if not k.endswith("_DIR"))
-
-
-def base_row(case: Case, job: dict, version: str) -> dict:
-    flops = costs.flops(case)
-    return {
-        **empty_row(),              # every declared column (harness/spec/schema.py)
-        **case.to_dict(),
-        "run_id": job.get("run_id", ""),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": devices.host(),
-        **devices.describe(case.device, job.get("gpus", [])),
-        "backend_version": version,
-        "threads": job.get("threads"),
-        "settings": job.get("settings", ""),
-        "tuned": _tuned(case),
-        "flops": flops,
-        **{f"mem_{k}": v for k, v in costs.memory(case).items()},
-    }
-
-
-def _tuned(case: Case) -> bool | None:
-    info = REGISTRY.get(case.backend)
-    variant = info.variant(case.variant) if info else None
-    return variant.tuned if variant else None
 
 
 def run_case(backend, case: Case, job: dict, refs: References) -> dict:
@@ -124,57 +61,16 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
         return check_only(backend, case, local, row, weights, inputs, refs, job)
     settings = dict(job["measure"])
     flush_l2 = settings.pop("flush_l2", False)
-    try:
-        prepared = backend.prepare(local, weights, inputs)
-        flush = cache_flusher(backend, local) if flush_l2 else None
-        timing = measure(prepared.step, prepared.sync, flush=flush, **settings)
-        del flush                    # its 256 MB buffer is not part of the step's peak
-
-        def one_step():
-            prepared.step()
-            prepared.sync()
-
-        peak, method = backend.step_peak(local, one_step)
-        nvml = gpu_process_memory(case.device)
-        kernel = getattr(prepared, "kernel", None)
-        got = prepared.outputs()
-        del prepared                 # before a sampled check asks the backend again
+    try:                           # the prepared step is passed inline: freed on return
+        measured = cell.measure_step(backend, local, backend.prepare(local, weights, inputs),
+                                     timing.loop(**settings), flush_l2=flush_l2,
+                                     nvml_device=case.device)
     except Exception as exc:       # one cell's failure never stops the batch
         traceback.print_exc(file=sys.stderr)
         return {**row, "status": "oom" if is_oom(exc) else "error", "reason": one_line(exc)}
-    stats = summarize(timing.samples_ms)
-    tflops = row["flops"] / (stats["median_ms"] * 1e-3) / 1e12
-    peak_tflops = devices.peak_tflops(row["device_name"], case.dtype) \
-        if device_kind(case.device) == "cuda" else None
-    return {
-        **row, "status": "ok", "reason": "", **stats,
-        "first_call_ms": timing.first_call_ms, "warmup_calls": timing.warmup_calls,
-        "calls_per_sample": timing.number, "samples_ms": timing.samples_ms,
-        "peak_mem_bytes": peak, "mem_method": method,
-        "nvml_mem_bytes": nvml[0], "nvml_mem_method": nvml[1],
-        "kernel": kernel, "timer": TIMER_FLUSHED if flush_l2 else TIMER,
-        "tflops": tflops,
-        "pct_peak": 100 * tflops / peak_tflops if peak_tflops else None,
-        **check(case, got, weights, inputs, refs, rerun_on(backend, local, weights)),
-    }
-
-
-def cache_flusher(backend, case: Case):
-    """The backend's way to evict its device's caches; a backend without one
-    cannot honour flush_l2, and its cell fails saying so."""
-    make = getattr(backend, "cache_flusher", None)
-    if make is None:
-        raise NotImplementedError(f"{case.backend} has no cache_flusher: flush_l2 unsupported")
-    return make(case)
-
-
-def gpu_process_memory(device: str) -> tuple[int | None, str | None]:
-    """NVML's figure for this worker on its GPU (context and pools included), the
-    second memory column beside the allocator's peak; None on the CPU. NVML counts
-    GPUs by PCI bus, as the runner's cuda:N does (CUDA_DEVICE_ORDER=PCI_BUS_ID)."""
-    if not device.startswith("cuda:"):
-        return None, None
-    return devices.process_gpu_memory(int(device.split(":")[1]), os.getpid())
+    return {**row, "status": "ok", "reason": "",
+            **cell.finish(case, measured, row["device_name"], weights, inputs, refs,
+                          rerun_on(backend, local, weights))}
 
 
 def check_only(backend, case: Case, local: Case, row: dict, weights: dict, inputs: dict,

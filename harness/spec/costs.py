@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from math import prod
 
-from harness.spec.precision import ITEMSIZE
 from harness.spec import Case
+from harness.spec.precision import ITEMSIZE
 from harness.spec.weights import input_shapes, weight_shapes
 
 

@@ -7,17 +7,21 @@ LayerNorm and GELU run in float32, and tf32 rounds matmul operands to 10
 mantissa bits. That low-precision reference's error against float64 is the
 yardstick for judging a backend's error (FlashAttention's rule, see accuracy.py).
 
-Layouts follow contract 5: q, k, v and the core's output are (B, N, H, D);
-activations are (B, N, d_model); weights are (in, out). Internally the core works
-on (B, H, N, D) so that np.matmul hands contiguous matrices to BLAS.
+Layouts as docs/design.md ("the math") gives them: q, k, v and the core's output
+are (B, N, H, D); activations are (B, N, d_model); weights are (in, out). Internally
+the core works on (B, H, N, D) so that np.matmul hands contiguous matrices to BLAS.
+The layers take their weights by sub-layer, as harness.spec.params nests them:
+{"q": (weight, bias), ...} for mha, {"ln1": (gain, shift), "mha/q": ..., ...} for a
+block; gradients come back the same way.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from harness.spec import params
+from harness.spec.case import LAYERNORM_EPS, Case
 from harness.spec.precision import round_tf32
 from harness.spec.reference_core import Numerics, attention, attention_backward
-from harness.spec import LAYERNORM_EPS, Case
 
 _GELU_C = np.sqrt(2.0 / np.pi)
 _GELU_A = 0.044715
@@ -92,65 +96,60 @@ def mha(nx: Numerics, x, w: dict, heads: int, causal: bool, rows=None):
     """Queries for the wanted rows only; keys and values for every row."""
     b, _, d = x.shape
     split = lambda t: t.reshape(b, t.shape[1], heads, d // heads)   # head h: h*D:(h+1)*D
-    q, cq = linear(nx, _take(x, rows), w["wq"], w["bq"])
-    k, ck = linear(nx, x, w["wk"], w["bk"])
-    v, cv = linear(nx, x, w["wv"], w["bv"])
+    q, cq = linear(nx, _take(x, rows), *w["q"])
+    k, ck = linear(nx, x, *w["k"])
+    v, cv = linear(nx, x, *w["v"])
     o, ca = attention(nx, split(q), split(k), split(v), causal, rows)
-    out, co = linear(nx, o.reshape(b, o.shape[1], d), w["wo"], w["bo"])
+    out, co = linear(nx, o.reshape(b, o.shape[1], d), *w["o"])
     return out, (cq, ck, cv, ca, co, rows)
 
 
 def mha_backward(nx: Numerics, dout, cache):
     cq, ck, cv, ca, co, rows = cache
     b, wanted, d = dout.shape
-    do, grads = _linear_grads(nx, dout, co, "o")
+    grads = {}
+    do, grads["o"] = _linear_grads(nx, dout, co)
     heads = ca[0].shape[1]
     dq, dk, dv = attention_backward(nx, do.reshape(b, wanted, heads, d // heads), ca)
-    dxq, gq = _linear_grads(nx, dq.reshape(b, wanted, d), cq, "q")
-    dxk, gk = _linear_grads(nx, dk.reshape(b, dk.shape[1], d), ck, "k")
-    dxv, gv = _linear_grads(nx, dv.reshape(b, dv.shape[1], d), cv, "v")
-    grads.update({**gq, **gk, **gv})
+    dxq, grads["q"] = _linear_grads(nx, dq.reshape(b, wanted, d), cq)
+    dxk, grads["k"] = _linear_grads(nx, dk.reshape(b, dk.shape[1], d), ck)
+    dxv, grads["v"] = _linear_grads(nx, dv.reshape(b, dv.shape[1], d), cv)
     return nx.r(_add_rows(nx, dxk, dxq, rows).astype(nx.wide, copy=False) + dxv), grads
 
 
-def _linear_grads(nx, dy, cache, suffix):
+def _linear_grads(nx, dy, cache):
     dx, dw, db = linear_backward(nx, dy, cache)
-    return dx, {f"w{suffix}": dw, f"b{suffix}": db}
+    return dx, (dw, db)
 
 
 def block(nx: Numerics, x, w: dict, heads: int, causal: bool, rows=None):
-    a, c1 = layernorm(nx, x, w["ln1_g"], w["ln1_b"])
-    m, cm = mha(nx, a, w, heads, causal, rows)
+    a, c1 = layernorm(nx, x, *w["ln1"])
+    m, cm = mha(nx, a, params.within(w, params.ATTENTION), heads, causal, rows)
     h = nx.r(_take(x, rows).astype(nx.wide, copy=False) + m)
-    c, c2 = layernorm(nx, h, w["ln2_g"], w["ln2_b"])
-    u, cu = linear(nx, c, w["w1"], w["b1"])
+    c, c2 = layernorm(nx, h, *w["ln2"])
+    u, cu = linear(nx, c, *w["w1"])
     gu, cg = gelu(nx, u)
-    z, cz = linear(nx, gu, w["w2"], w["b2"])
+    z, cz = linear(nx, gu, *w["w2"])
     return nx.r(h.astype(nx.wide, copy=False) + z), (c1, cm, c2, cu, cg, cz, rows)
 
 
 def block_backward(nx: Numerics, dout, cache):
     c1, cm, c2, cu, cg, cz, rows = cache
-    dgu, grads = _linear_grads(nx, dout, cz, "2")
+    grads = {}
+    dgu, grads["w2"] = _linear_grads(nx, dout, cz)
     du = gelu_backward(nx, dgu, cg)
-    dc, g1 = _linear_grads(nx, du, cu, "1")
-    grads.update(g1)
-    dh_ln, grads["ln2_g"], grads["ln2_b"] = layernorm_backward(nx, dc, c2)
+    dc, grads["w1"] = _linear_grads(nx, du, cu)
+    dh_ln, *grads["ln2"] = layernorm_backward(nx, dc, c2)
     dh = nx.r(dout.astype(nx.wide, copy=False) + dh_ln)
     da, gm = mha_backward(nx, dh, cm)
-    grads.update(gm)
-    dx_ln, grads["ln1_g"], grads["ln1_b"] = layernorm_backward(nx, da, c1)
+    grads.update(params.under(params.ATTENTION, gm))
+    dx_ln, *grads["ln1"] = layernorm_backward(nx, da, c1)
     return _add_rows(nx, dx_ln, dh, rows), grads
-
-
-def _layer(w: dict, i: int) -> dict:
-    prefix = f"layer{i}."
-    return {k[len(prefix):]: v for k, v in w.items() if k.startswith(prefix)}
 
 
 def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool,
          rows=None) -> dict:
-    w = {k: nx.r(v) for k, v in weights.items()}
+    w = params.by_module(case, {k: nx.r(v) for k, v in weights.items()})
     # Queries and the output's cotangent only for the wanted rows; the rest in full.
     x = {k: nx.r(_take(v, rows) if k in ("q", "g") else v) for k, v in inputs.items()}
     g = x["g"] if train else None
@@ -167,25 +166,29 @@ def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool,
         out, cache = layer(nx, x["x"], w, case.heads, case.causal, rows)
         if not train:
             return {"out": out}
-        return _pack(out, *layer_backward(nx, g, cache))
+        dx, grads = layer_backward(nx, g, cache)
+        return _pack(case, out, dx, grads)
     h, caches = x["x"], []
     for i in range(case.n_layers):     # every row of every layer but the last feeds it
         last = i == case.n_layers - 1
-        h, c = block(nx, h, _layer(w, i), case.heads, case.causal, rows if last else None)
+        layer = params.within(w, params.layer_module(i))
+        h, c = block(nx, h, layer, case.heads, case.causal, rows if last else None)
         caches.append(c)
-    out, cf = layernorm(nx, h, w["lnf_g"], w["lnf_b"])
+    out, cf = layernorm(nx, h, *w[params.FINAL_NORM])
     if not train:
         return {"out": out}
-    dh, dg, db = layernorm_backward(nx, g, cf)
-    grads = {"lnf_g": dg, "lnf_b": db}
+    dh, *final = layernorm_backward(nx, g, cf)
+    grads = {params.FINAL_NORM: final}
     for i in reversed(range(case.n_layers)):
         dh, gi = block_backward(nx, dh, caches[i])
-        grads.update({f"layer{i}.{k}": v for k, v in gi.items()})
-    return _pack(out, dh, grads)
+        grads.update(params.under(params.layer_module(i), gi))
+    return _pack(case, out, dh, grads)
 
 
-def _pack(out, dx, grads: dict) -> dict:
-    return {"out": out, "grad/x": dx, **{f"grad/{k}": v for k, v in grads.items()}}
+def _pack(case: Case, out, dx, grads: dict) -> dict:
+    """Gradients by sub-layer, named as make_weights names the weights."""
+    named = params.by_name(case, grads)
+    return {"out": out, "grad/x": dx, **{f"grad/{k}": v for k, v in named.items()}}
 
 
 def outputs(case: Case, weights: dict, inputs: dict, dtype: str = "float64",

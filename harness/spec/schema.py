@@ -26,10 +26,18 @@ _RESULT = tuple(Column(name, "the contract's result column (docs/design.md, the 
 _MORE = (
     # how the cell was run
     Column("threads", "CPU threads the worker was pinned to"),
+    Column("driver", "the GPU's NVIDIA driver version (GPU rows)"),
+    Column("cuda_driver", "the CUDA version that driver supports (GPU rows)"),
     Column("settings", "framework environment the worker set before importing it"),
     Column("tuned", "false: the variant runs out of the box; true: pinned or compiled"),
     Column("kernel", "what the backend reports it ran (an SDPA kernel, an XLA path)"),
     Column("timer", "how samples were timed (sync inside; caches flushed or not)"),
+    # where a Ray cluster ran it (rows of `--executor ray`)
+    Column("executor", "ray, on rows a Ray cluster ran"),
+    Column("ray_node_id", "the Ray node that ran the cell"),
+    Column("ray_resources", "the resources its task asked for"),
+    Column("ray_assigned", "the resources Ray granted the task"),
+    Column("node_device", "the device on that node (its own cuda:N or cpu)"),
     # timing beyond the contract's figures
     Column("ci_low_ms", "95 % bootstrap interval of the median, low end"),
     Column("ci_high_ms", "95 % bootstrap interval of the median, high end"),

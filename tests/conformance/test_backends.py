@@ -26,10 +26,9 @@ import numpy as np
 import pytest
 
 from backends.base import REGISTRY, load_backend
-from harness.spec import reference
 from harness.correctness.accuracy import MULTIPLE, ZERO_SCALE, judge
 from harness.correctness.grid import CAUSAL, SHAPES
-from harness.spec import DTYPES, MODES, WORKLOADS, Case
+from harness.spec import DTYPES, MODES, WORKLOADS, Case, reference
 from harness.spec.weights import make_inputs, make_weights
 
 # ATTNBENCH_TEST_DEVICE=cuda:0 runs the same tests on a GPU, where the GPU-only

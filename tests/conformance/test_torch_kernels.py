@@ -7,8 +7,9 @@ import warnings
 import pytest
 
 torch = pytest.importorskip("torch")
-from backends.torch.attention import (_declined, kernel_name, pin_sdpa_kernel,  # noqa: E402
-                                      sdpa_choice)
+from backends.torch.attention import (  # noqa: E402
+    _declined, kernel_name, pin_sdpa_kernel, sdpa_choice,
+)
 
 CPU = torch.device("cpu")
 

@@ -18,13 +18,11 @@ import numpy as np
 import pytest
 
 from backends import load_backend
-from harness.measure import devices
-from harness.correctness import judging
-from harness.spec import reference
-from harness.correctness import sampling
+from harness.correctness import judging, sampling
 from harness.correctness.accuracy import judge
-from harness.spec import Case
+from harness.measure import devices
 from harness.measure.timing import TIMER_FLUSHED
+from harness.spec import Case, reference
 from harness.spec.weights import make_inputs, make_weights
 from tests.integration.runs_helpers import harness_run, jsonl_rows, write_suite
 

@@ -56,7 +56,9 @@ def _faulty_core(fault: str):
 def planted(fault: str):
     """The fault in place while torch's backend builds the step."""
     import torch
-    from backends.torch import backend as torch_backend, layers
+
+    from backends.torch import backend as torch_backend
+    from backends.torch import layers
     saved = (torch_backend.core_for, layers.LAYERNORM_EPS, torch.nn.GELU)
     if fault in ("scale", "mask", "late"):
         torch_backend.core_for = lambda variant: _faulty_core(fault)

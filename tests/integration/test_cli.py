@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.measure import devices
-from harness.run import runner
+from harness.run import plan
 from harness.run.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,7 +155,7 @@ def test_report_of_a_folder_that_is_not_a_run(tmp_path):
 def test_dry_run_prints_the_cell_count(name):
     path = ROOT / "suites" / f"{name}.toml"
     suite = load_suite(path)
-    expected = len(runner.plan(suite))
+    expected = len(plan.plan(suite))
     if not devices.gpus():
         assert expected == len(suite.cases)
     proc = harness("run", f"suites/{name}.toml", "--dry-run")

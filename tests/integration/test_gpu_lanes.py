@@ -9,10 +9,10 @@ import pytest
 
 from backends.base import REGISTRY
 from harness.measure import devices
-from harness.run import runner
 from harness.results import store
-from harness.spec import Case
+from harness.run import runner
 from harness.run.suite import Measure, Suite
+from harness.spec import Case
 from tests.integration import fake_gpu_backend
 
 GPUS = [{"index": i, "name": name, "memory_total": 80 * 2**30, "memory_free": 79 * 2**30,

@@ -11,9 +11,8 @@ import textwrap
 
 import pytest
 
-from harness.spec import costs
 from harness.results import store
-from harness.spec import CASE_FIELDS, Case
+from harness.spec import CASE_FIELDS, Case, costs
 from tests.integration.runs_helpers import ROOT, harness_run, write_suite
 
 pytest.importorskip("pytest_benchmark")

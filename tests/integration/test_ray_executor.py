@@ -11,18 +11,18 @@ plants failures on the CPU.
 from __future__ import annotations
 
 import subprocess
-import threading
 import sys
+import threading
 
 import pytest
 
 from backends.base import REGISTRY
 from harness.measure import devices
-from harness.run import runner
 from harness.results import store
+from harness.run import runner
 from harness.run.executors import ray_cluster
-from harness.spec import Case
 from harness.run.suite import Measure, Suite
+from harness.spec import Case
 from tests.integration import fake_gpu_backend, faulty_backend
 from tests.integration.runs_helpers import ROOT
 

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.run import runner
 from harness.results import store
+from harness.run import plan
+from harness.run.suite import Suite, parse_suite
 from harness.spec import CASE_FIELDS, RESULT_COLUMNS, Case
-from harness.run.suite import parse_suite
 
 from . import faulty_backend
-from .runs_helpers import (PLUGIN, ROOT, RUN_LIMIT_S, harness_run,
-                           jsonl_rows, write_suite)
+from .runs_helpers import PLUGIN, ROOT, RUN_LIMIT_S, harness_run, jsonl_rows, write_suite
 
 CONTRACT_COLUMNS = (*CASE_FIELDS, *RESULT_COLUMNS)
 
@@ -329,7 +328,7 @@ def test_missing_framework_gives_unsupported_rows(tmp_path):
 
 # --- plan and batches, in process ----------------------------------------------------
 
-def _suite(**sweep) -> "runner.Suite":
+def _suite(**sweep) -> Suite:
     grid = {"workload": ["attention"], "backend": ["torch"], "batch": [1], "seq_len": [16],
             "heads": [2], "head_dim": [8], **sweep}
     return parse_suite({"name": "plan", "sweep": [grid]})
@@ -340,14 +339,14 @@ FAKE_GPUS = [{"index": 0, "name": "Fake GPU A"}, {"index": 1, "name": "Fake GPU 
 
 def test_plan_auto_without_gpus_is_cpu():
     suite = _suite(device=["auto"], mode=["forward", "train"])
-    planned = runner.plan(suite, gpus=[])
+    planned = plan.plan(suite, gpus=[])
     assert len(planned) == len(suite.cases)
     assert {c.device for c in planned} == {"cpu"}
 
 
 def test_plan_auto_with_two_gpus_is_one_cell_per_gpu():
     suite = _suite(device=["auto"], mode=["forward", "train"])
-    planned = runner.plan(suite, gpus=FAKE_GPUS)
+    planned = plan.plan(suite, gpus=FAKE_GPUS)
     assert len(planned) == 2 * len(suite.cases)
     for case in suite.cases:
         assert [c for c in planned if c.replace(device="auto") == case] == [
@@ -356,10 +355,10 @@ def test_plan_auto_with_two_gpus_is_one_cell_per_gpu():
 
 def test_plan_drops_duplicates_and_filters_backends():
     suite = _suite(device=["auto", "cpu"])
-    planned = runner.plan(suite, gpus=[])
+    planned = plan.plan(suite, gpus=[])
     assert len(planned) == len(suite.cases) // 2       # auto became cpu: the same cells
     assert len(set(planned)) == len(planned)
-    assert runner.plan(suite, backends=["jax"], gpus=[]) == []
+    assert plan.plan(suite, backends=["jax"], gpus=[]) == []
 
 
 def test_batches_group_by_backend_and_device_and_keep_references_adjacent():
@@ -367,8 +366,8 @@ def test_batches_group_by_backend_and_device_and_keep_references_adjacent():
     # sdpa's cells, which share their references, come long after them.
     suite = _suite(device=["auto"], mode=["forward", "train"], dtype=["float32", "bfloat16"],
                    seq_len=[16, 32], variants={"torch": ["eager", "sdpa"]})
-    planned = runner.plan(suite, gpus=FAKE_GPUS)
-    groups = runner.batches(planned)
+    planned = plan.plan(suite, gpus=FAKE_GPUS)
+    groups = plan.batches(planned)
     assert set(groups) == {("torch", "cuda:0"), ("torch", "cuda:1")}
     for (backend, device), group in groups.items():
         mine = [c for c in planned if (c.backend, c.device) == (backend, device)]

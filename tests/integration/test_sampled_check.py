@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.correctness import judging
-from harness.correctness import sampling
+from harness.correctness import judging, sampling
 from harness.spec import Case
 from harness.spec.weights import make_inputs, make_weights
 

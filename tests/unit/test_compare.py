@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.results import store
-from harness.report.compare import compare, is_regression, markdown, unmatched
-from harness.spec import Case
 from harness.measure.stats import summarize
+from harness.report.compare import compare, is_regression, markdown, unmatched
+from harness.results import store
+from harness.spec import Case
 
 THRESHOLD = 5.0
 

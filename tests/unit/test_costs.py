@@ -3,8 +3,8 @@ by hand. B=2, H=8, N=1024, D=64 (d_model 512) makes every term a power of two:
 core = 4*2*8*1024^2*64 = 2^32, mha projections 8*2*1024*512^2 = 2^32, block MLP 2^33."""
 import pytest
 
-from harness.spec.costs import attention_flops, flops, memory, reference_bytes
 from harness.spec import Case
+from harness.spec.costs import attention_flops, flops, memory, reference_bytes
 
 
 def case(workload, mode="forward", causal=False, dtype="float32", batch=2, seq_len=1024,

@@ -2,9 +2,9 @@
 import pytest
 from rich.console import Console
 
+from harness.cli.env import show_env
 from harness.measure import devices
 from harness.measure.devices import describe, environment, expand, gpus, peak_tflops
-from harness.cli.env import show_env
 
 VISIBLE = [{"index": 0, "name": "NVIDIA H100 80GB HBM3"},
            {"index": 1, "name": "NVIDIA A100-SXM4-80GB"},

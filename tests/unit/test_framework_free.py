@@ -20,7 +20,7 @@ from harness.run import runner
 from harness.pytest_plugin import pedantic
 from harness.results import pytest_benchmark_format
 from harness import pytest_plugin
-from harness.run.worker import environment_for
+from harness.run.environment import environment_for
 from backends.base import REGISTRY
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     for suite in ("suites/default.toml", "suites/smoke.toml", "suites/gpu.toml",

@@ -9,13 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.run import check
-from harness.correctness import grid
-from harness.correctness import gate
-from harness.correctness import pairwise
-from harness.spec import reference
+from harness.correctness import gate, grid, pairwise
 from harness.correctness.accuracy import MULTIPLE, allowances
-from harness.spec import DTYPES, MODES, WORKLOADS, Case
+from harness.spec import DTYPES, MODES, WORKLOADS, Case, reference
 from harness.spec.weights import make_inputs, make_weights
 
 

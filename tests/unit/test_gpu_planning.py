@@ -9,13 +9,12 @@ import time
 
 import pytest
 
-from harness.measure import devices
 from harness.correctness import judging
-from harness.run import runner
-from harness.run import worker
-from harness.spec import Case
-from harness.run.suite import parse_suite
+from harness.measure import devices
 from harness.measure.timing import TIMER, TIMER_FLUSHED
+from harness.run import environment, plan, runner, worker
+from harness.run.suite import parse_suite
+from harness.spec import Case
 
 H100, A100, H200 = "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA H200"
 VISIBLE = [{"index": 0, "name": H100, "memory_total": 80 * 2**30, "memory_free": 79 * 2**30,
@@ -34,10 +33,10 @@ def suite(devices_toml: str, backends: str = '["torch", "jax"]'):
 
 
 def test_auto_is_every_gpu_and_gpu_type_picks_by_name():
-    planned = runner.plan(suite('["auto"]'), gpus=VISIBLE)
+    planned = plan.plan(suite('["auto"]'), gpus=VISIBLE)
     assert sorted({c.device for c in planned}) == ["cuda:0", "cuda:1", "cuda:2"]
-    assert {c.device for c in runner.plan(suite('["auto"]'), gpus=[])} == {"cpu"}
-    typed = runner.plan(suite('["gpu:H100", "gpu:A100"]'), gpus=VISIBLE)
+    assert {c.device for c in plan.plan(suite('["auto"]'), gpus=[])} == {"cpu"}
+    typed = plan.plan(suite('["gpu:H100", "gpu:A100"]'), gpus=VISIBLE)
     assert sorted({c.device for c in typed}) == ["cuda:0", "cuda:1", "cuda:2"]
     assert len(typed) == 2 * 3                      # two backends on three GPUs, no repeats
 
@@ -52,7 +51,7 @@ def test_auto_is_every_gpu_and_gpu_type_picks_by_name():
     (["gpu:V100"], set()),
 ])
 def test_device_filter_keeps_the_cells_on_those_devices(only, expected):
-    planned = runner.plan(suite('["auto", "cpu"]'), gpus=VISIBLE, only=only)
+    planned = plan.plan(suite('["auto", "cpu"]'), gpus=VISIBLE, only=only)
     assert {c.device for c in planned} == expected
 
 
@@ -70,31 +69,46 @@ def test_a_device_that_is_not_there_is_unsupported_with_its_reason():
 
 
 def test_refused_cells_never_reach_a_worker():
-    planned = runner.plan(suite('["cuda", "gpu:V100"]'), gpus=VISIBLE[:1])
-    verdicts = {c.device: runner.refused(c, VISIBLE[:1], None) for c in planned}
+    planned = plan.plan(suite('["cuda", "gpu:V100"]'), gpus=VISIBLE[:1])
+    verdicts = {c.device: plan.refusal(c, VISIBLE[:1], None) for c in planned}
     assert verdicts["cuda:0"] is None
     assert verdicts["gpu:V100"][0] == "unsupported"
     big = planned[0].replace(batch=64, seq_len=65536, heads=32, head_dim=128)
-    status, reason = runner.refused(big.replace(device="cuda:2"), VISIBLE, None)
+    status, reason = plan.refusal(big.replace(device="cuda:2"), VISIBLE, None)
     assert status == "oom" and "GiB" in reason       # data alone above the free memory
 
 
+def test_the_refusal_chain_asks_where_then_what_then_size():
+    """A cell refused for several reasons gets the first: its device, then the
+    catalogue, then its size."""
+    flash32 = Case("g", "attention", "torch", "sdpa-flash", "forward", "float32", "cuda:7",
+                   64, 65536, 32, 128, False)
+    assert "no GPU cuda:7" in plan.refusal(flash32, VISIBLE, None)[1]
+    on_small_gpu = flash32.replace(device="cuda:2")
+    assert plan.refusal(on_small_gpu, VISIBLE, None) == (
+        "unsupported", "torch sdpa-flash does not run float32")
+    status, reason = plan.refusal(on_small_gpu.replace(dtype="bfloat16"), VISIBLE, None)
+    assert status == "oom" and "refused before running" in reason
+    small = on_small_gpu.replace(dtype="bfloat16", batch=1, seq_len=64, heads=2, head_dim=16)
+    assert plan.refusal(small, VISIBLE, None) is None
+
+
 def test_plan_summary_says_what_this_machine_can_run():
-    planned = runner.plan(suite('["cuda"]'), gpus=[])
-    rows = runner.plan_summary(planned, [], None)
+    planned = plan.plan(suite('["cuda"]'), gpus=[])
+    rows = plan.plan_summary(planned, [], None)
     assert [r["backend"] for r in rows] == ["jax", "torch"]
     assert all(r["cells"] == 1 and r["to_run"] == 0 and "no NVIDIA GPU" in r["why_not"]
                for r in rows)
-    rows = runner.plan_summary(runner.plan(suite('["cuda"]'), gpus=VISIBLE), VISIBLE, None)
+    rows = plan.plan_summary(plan.plan(suite('["cuda"]'), gpus=VISIBLE), VISIBLE, None)
     assert {r["device_name"] for r in rows} == {H100, A100}
     assert all(r["to_run"] == r["cells"] for r in rows)
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
 def test_each_gpu_worker_sees_its_own_gpu_alone(backend, tmp_path):
-    env = worker.environment_for(backend, "cuda:2", threads=4, scratch=str(tmp_path))
+    env = environment.environment_for(backend, "cuda:2", threads=4, scratch=str(tmp_path))
     assert env["CUDA_VISIBLE_DEVICES"] == "2" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
-    assert worker.local_device("cuda:2") == "cuda:0"          # inside it, its only GPU
+    assert environment.local_device("cuda:2") == "cuda:0"          # inside it, its only GPU
     if backend == "jax":        # no 75% preallocation, no silent fall-back to the CPU
         assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
         assert env["JAX_PLATFORMS"] == "cuda"
@@ -103,8 +117,8 @@ def test_each_gpu_worker_sees_its_own_gpu_alone(backend, tmp_path):
 
 
 def test_lanes_one_per_gpu_then_the_cpu():
-    cases = runner.plan(suite('["cpu", "cuda:1", "cuda:0"]'), gpus=VISIBLE)
-    lanes = runner.lanes(cases)
+    cases = plan.plan(suite('["cpu", "cuda:1", "cuda:0"]'), gpus=VISIBLE)
+    lanes = plan.lanes(cases)
     assert lanes == [[("torch", "cuda:1"), ("jax", "cuda:1")],
                      [("torch", "cuda:0"), ("jax", "cuda:0")],
                      [("torch", "cpu"), ("jax", "cpu")]]          # the CPU lane last

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from import_rules import cycles, import_graph, part_of, violations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +34,8 @@ def copy(tmp_path):
 
 def _plant(root: Path, module: str, line: str, inside_function: bool = False) -> None:
     path = root / (module.replace(".", "/") + ".py")
+    if not path.exists():                                 # a package
+        path = root / module.replace(".", "/") / "__init__.py"
     if inside_function:
         line = f"\n\ndef _planted():\n    {line}\n"
     path.write_text(path.read_text() + "\n" + line + "\n")

@@ -4,8 +4,7 @@ train mode), and the references shared between a run's workers on disk."""
 import numpy as np
 
 from harness.correctness import judging
-from harness.spec import reference
-from harness.spec import Case
+from harness.spec import Case, reference
 from harness.spec.weights import make_inputs, make_weights
 
 

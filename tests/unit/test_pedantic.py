@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from harness.results import store
 from harness.pytest_plugin.pedantic import MAX_ITERATIONS, plan_rounds
+from harness.results import store
 from harness.run.suite import Measure
 
 

@@ -2,10 +2,10 @@
 the planning half of harness/run/executors/ray_cluster.py on a described cluster."""
 import pytest
 
-from harness.run import runner
+from harness.run import plan
 from harness.run.executors.ray_cluster import RayExecutor
-from harness.spec import Case
 from harness.run.suite import parse_suite
+from harness.spec import Case
 
 
 def cluster(types=("H100", "A100"), gpus=2, threads=4, node_cpus=16) -> RayExecutor:
@@ -30,15 +30,31 @@ def test_devices_expand_to_the_clusters_gpu_types(device, expected):
 def test_a_cluster_without_gpus():
     ex = cluster(types=(), gpus=0)
     assert ex.expand("auto") == ["cpu"] and ex.expand("cuda") == ["cuda"]
-    assert ex.refuse(case("cuda")) == ("unsupported", "the Ray cluster has no GPU")
-    assert ex.refuse(case("cpu")) is None
+    assert ex.unavailable("cuda") == "the Ray cluster has no GPU"
+    assert ex.unavailable("cpu") is None
+    assert plan.refusal(case("cuda"), [], None, ex) == ("unsupported",
+                                                        "the Ray cluster has no GPU")
 
 
 def test_missing_types_are_refused_before_submitting():
     ex = cluster()
-    assert ex.refuse(case("gpu:H100")) is None
-    status, reason = ex.refuse(case("gpu:V100"))
-    assert status == "unsupported" and "V100" in reason and "A100, H100" in reason
+    assert ex.unavailable("gpu:H100") is None
+    reason = ex.unavailable("gpu:V100")
+    assert "V100" in reason and "A100, H100" in reason
+    assert plan.refusal(case("gpu:V100"), [], None, ex) == ("unsupported", reason)
+
+
+def test_the_refusal_chain_on_a_cluster():
+    """A gpu:TYPE cell is a CUDA cell to the catalogue, and this machine's memory
+    says nothing of a node's: only the cluster and the catalogue refuse."""
+    ex = cluster()
+    assert plan.refusal(case("gpu:H100"), [], None, ex) is None
+    flash = case("gpu:H100").replace(variant="sdpa-flash", dtype="float32")
+    assert plan.refusal(flash, [], None, ex) == ("unsupported",
+                                                 "torch sdpa-flash does not run float32")
+    huge = case("cpu").replace(batch=4096, seq_len=65536, heads=64, head_dim=256)
+    assert plan.refusal(huge, [], None, ex) is None
+    assert plan.refusal(huge, [], None)[0] == "oom"            # on this machine
 
 
 def test_each_task_asks_for_its_cells_resources():
@@ -56,10 +72,23 @@ def test_plan_and_device_filter_on_a_cluster():
         "batch": 1, "seq_len": 64, "heads": 2, "head_dim": 16,
         "variants": {"torch": ["sdpa"]}}]}, "r.toml")
     ex = cluster()
-    planned = runner.plan(suite, gpus=[], expand=ex.expand)
+    planned = plan.plan(suite, gpus=[], expand=ex.expand)
     assert [c.device for c in planned] == ["gpu:A100", "gpu:H100", "cpu"]
-    only = runner.plan(suite, gpus=[], only=["gpu:H100"], expand=ex.expand)
+    only = plan.plan(suite, gpus=[], only=["gpu:H100"], expand=ex.expand)
     assert [c.device for c in only] == ["gpu:H100"]
     for wanted in (["cuda"], ["auto"], ["gpu:h100", "gpu:a100"]):   # as the cluster expands
-        gpu = runner.plan(suite, gpus=[], only=wanted, expand=ex.expand)
+        gpu = plan.plan(suite, gpus=[], only=wanted, expand=ex.expand)
         assert [c.device for c in gpu] == ["gpu:A100", "gpu:H100"], wanted
+
+
+def test_a_dry_run_on_a_cluster_counts_its_gpu_cells_as_runnable():
+    suite = parse_suite({"name": "r", "sweep": [{
+        "workload": "attention", "backend": "torch", "device": ["auto", "gpu:V100"],
+        "dtype": "bfloat16", "batch": 1, "seq_len": 64, "heads": 2, "head_dim": 16,
+        "variants": {"torch": ["sdpa"]}}]}, "r.toml")
+    ex = cluster()
+    rows = plan.plan_summary(plan.plan(suite, gpus=[], expand=ex.expand), [], None, ex)
+    by_device = {r["device"]: r for r in rows}
+    assert by_device["gpu:H100"]["to_run"] == by_device["gpu:A100"]["to_run"] == 1
+    assert by_device["gpu:V100"]["to_run"] == 0
+    assert "no V100 GPU" in by_device["gpu:V100"]["why_not"]

@@ -6,9 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from harness.spec import reference
-from harness.spec.precision import round_to, round_tf32
-from harness.spec import Case
+from harness.spec import Case, reference
+from harness.spec.precision import round_tf32, round_to
 from harness.spec.weights import make_inputs, make_weights
 
 

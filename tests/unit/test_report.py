@@ -9,14 +9,11 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from harness.spec import costs
 from harness.measure import devices
-from harness.report import plots
-from harness.report import publish
-from harness.report import run_report
+from harness.report import plots, publish, run_report, tables
 from harness.results import store
-from harness.report import tables
-from harness.spec import Case
+from harness.spec import Case, costs
+from harness.spec.errors import UserError
 
 H100 = "NVIDIA H100 80GB HBM3"
 XEON = "Intel(R) Xeon(R) Processor"
@@ -191,7 +188,7 @@ def test_report_page_holds_tables_plots_and_every_runs_environment(runs, tmp_pat
 
 
 def test_unknown_baseline_is_a_one_line_error(runs, tmp_path):
-    with pytest.raises(store.StoreError, match="baseline 'tf eager' is in none"):
+    with pytest.raises(UserError, match="baseline 'tf eager' is in none"):
         run_report.write_report([runs[0]], tmp_path / "r", baseline="tf eager")
 
 
@@ -204,5 +201,5 @@ def test_publish_writes_a_run_folder_and_lists_it(runs, tmp_path):
     index = (root / "README.md").read_text()
     assert "[cpu-one](cpu-one/report.md)" in index and "[gpu-one](gpu-one/report.md)" in index
     assert H100 in index and "8 of 9" in index
-    with pytest.raises(store.StoreError, match="--name"):
+    with pytest.raises(UserError, match="--name"):
         publish.publish(runs[0], "../escape", root=root)

@@ -5,10 +5,8 @@ and in each dtype's emulation, unblocked and in blocks of query rows."""
 import numpy as np
 import pytest
 
-from harness.spec import reference
-from harness.spec import reference_core
 from harness.correctness import sampling
-from harness.spec import Case
+from harness.spec import Case, reference, reference_core
 from harness.spec.weights import make_inputs, make_weights
 
 ROWS = np.array([0, 3, 4, 10])

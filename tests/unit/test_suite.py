@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backends.base import REGISTRY
-from harness.spec import DTYPES, MODES, WORKLOADS
 from harness.run.suite import (
     DEVICE_RE, SWEEP_KEYS, Measure, Suite, SuiteError, load_suite, parse_suite,
 )
+from harness.spec import DTYPES, MODES, WORKLOADS
 
 TORCH_VARIANTS = REGISTRY["torch"].variant_names
 

@@ -3,8 +3,8 @@ canonical names and (in, out) layouts."""
 import numpy as np
 import pytest
 
-from harness.spec.precision import round_to
 from harness.spec import Case
+from harness.spec.precision import round_to
 from harness.spec.weights import input_shapes, make_inputs, make_weights, weight_shapes
 
 MHA = ["wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo"]

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.run import worker
+from harness.run import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
 def test_environment_pins_one_gpu_and_the_thread_count(tmp_path):
-    env = worker.environment_for("torch", "cuda:3", threads=2, scratch=str(tmp_path))
+    env = environment.environment_for("torch", "cuda:3", threads=2, scratch=str(tmp_path))
     assert env["CUDA_VISIBLE_DEVICES"] == "3"
     assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     assert env["OMP_NUM_THREADS"] == "2" and env["ATTNBENCH_THREADS"] == "2"
-    cpu = worker.environment_for("torch", "cpu", threads=1, scratch=str(tmp_path))
+    cpu = environment.environment_for("torch", "cpu", threads=1, scratch=str(tmp_path))
     assert cpu["CUDA_VISIBLE_DEVICES"] == ""
 
 

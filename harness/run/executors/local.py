@@ -13,16 +13,17 @@ import queue
 import shutil
 import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from harness.run.environment import environment_for
+from harness.run.rows import base_row
 from harness.spec import Case
-from harness.run.worker import base_row, environment_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]   # harness/run/executors/ -> the root
 # Importing a framework can take a while on a cold disk; the cell clock starts
@@ -96,20 +97,10 @@ class LocalExecutor:
     def _run_worker(self, batch: Batch, cases: list[Case], on_start, on_row) -> list[Case]:
         """Run cases in one worker; return those left when it stopped early."""
         scratch = tempfile.mkdtemp(prefix=f"attnbench-{batch.backend}-")
-        env = {**os.environ,
-               **environment_for(batch.backend, batch.device, batch.threads, scratch)}
-        env["ATTNBENCH_RUNNER_PID"] = str(os.getpid())
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                          env.get("PYTHONPATH")]))
         batch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(batch.log_path, "ab")
-        offset = log.tell()
-        proc = subprocess.Popen([sys.executable, "-m", "harness.run.worker"], env=env,
-                                cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=log,
-                                # Its own session: Ctrl-C at the terminal reaches the
-                                # runner alone, which then stops the worker itself.
-                                start_new_session=True)
+        offset = log.tell()              # before the worker shares (and moves) it
+        proc = _start_worker(batch, scratch, log)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
         try:
@@ -117,56 +108,95 @@ class LocalExecutor:
             proc.stdin.close()
         except BrokenPipeError:
             pass                         # it died at once; reported below with its stderr
-        current, done, version = None, -1, ""
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
         try:
-            while True:
-                if self.stop.is_set():
-                    return []                 # the finally below kills the worker
-                try:
-                    wait = min(POLL_S, max(0.0, deadline - time.monotonic()))
-                    message = lines.get(timeout=wait)
-                except queue.Empty:
-                    if time.monotonic() < deadline:
-                        continue
-                    proc.kill()
-                    proc.wait()
-                    if current is None:   # hung outside any cell: blame the next one
-                        failed, status = done + 1, "error"
-                        reason = f"worker started no cell in {STARTUP_TIMEOUT_S} s"
-                    else:
-                        failed, status = current, "timeout"
-                        reason = f"ran past timeout_s = {batch.measure['timeout_s']:g} s"
-                    on_row(failure_row(cases[failed], batch, status, reason, version))
-                    return cases[failed + 1:]
-                if message is None:       # the worker's stdout closed: it ended
-                    code = proc.wait()
-                    if current is None and done == len(cases) - 1:
-                        return []
-                    # It died inside a cell, or between cells, or before any cell.
-                    failed = current if current is not None else done + 1
-                    reason = f"worker {_exit_text(code)}"
-                    tail = _tail(batch.log_path, offset)
-                    on_row(failure_row(cases[failed], batch, "error",
-                                       f"{reason}: {tail}" if tail else reason, version))
-                    return cases[failed + 1:]
-                if message["event"] == "start":
-                    current = message["index"]
-                    log.flush()
-                    offset = os.path.getsize(batch.log_path)   # this cell's stderr starts here
-                    deadline = time.monotonic() + batch.measure["timeout_s"]
-                    on_start(cases[current])
-                elif message["event"] == "row":
-                    on_row(message["row"])
-                    version = message["row"].get("backend_version") or version
-                    done, current = message["index"], None
-                    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            return self._follow(proc, lines, log, offset, batch, cases, on_start, on_row)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             log.close()
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _follow(self, proc: subprocess.Popen, lines: queue.Queue, log, offset: int,
+                batch: Batch, cases: list[Case], on_start, on_row) -> list[Case]:
+        """The worker's messages, each cell under its deadline, until the worker
+        ends; a row for the cell it failed in, and the cases after that one."""
+        state = _WorkerState(deadline=time.monotonic() + STARTUP_TIMEOUT_S, offset=offset)
+        while not self.stop.is_set():    # when set, the caller's finally kills the worker
+            try:
+                wait = min(POLL_S, max(0.0, state.deadline - time.monotonic()))
+                message = lines.get(timeout=wait)
+            except queue.Empty:
+                if time.monotonic() < state.deadline:
+                    continue
+                proc.kill()
+                proc.wait()
+                status, reason = state.stalled(batch)
+            else:
+                if message is not None:
+                    state.take(message, log, batch, cases, on_start, on_row)
+                    continue
+                code = proc.wait()           # the worker's stdout closed: it ended
+                if state.current is None and state.done == len(cases) - 1:
+                    return []
+                # It died inside a cell, or between cells, or before any cell.
+                status, reason = "error", f"worker {_exit_text(code)}"
+                tail = _tail(batch.log_path, state.offset)
+                reason = f"{reason}: {tail}" if tail else reason
+            failed = state.failed_index()
+            on_row(failure_row(cases[failed], batch, status, reason, state.version))
+            return cases[failed + 1:]
+        return []
+
+
+@dataclass
+class _WorkerState:
+    """Where a worker is in its cases, as its messages say."""
+    deadline: float              # time.monotonic() by which it must say more
+    offset: int                  # where the running cell's stderr starts in the log
+    current: int | None = None   # the cell it runs, None between cells
+    done: int = -1               # the last cell it gave a row for
+    version: str = ""            # its backend's version, once a row said it
+
+    def take(self, message: dict, log, batch: Batch, cases: list[Case], on_start,
+             on_row) -> None:
+        if message["event"] == "start":
+            self.current = message["index"]
+            log.flush()
+            self.offset = os.path.getsize(batch.log_path)
+            self.deadline = time.monotonic() + batch.measure["timeout_s"]
+            on_start(cases[self.current])
+        elif message["event"] == "row":
+            on_row(message["row"])
+            self.version = message["row"].get("backend_version") or self.version
+            self.done, self.current = message["index"], None
+            self.deadline = time.monotonic() + STARTUP_TIMEOUT_S
+
+    def stalled(self, batch: Batch) -> tuple[str, str]:
+        """(status, reason) for a worker past its deadline."""
+        if self.current is None:         # hung outside any cell: blame the next one
+            return "error", f"worker started no cell in {STARTUP_TIMEOUT_S} s"
+        return "timeout", f"ran past timeout_s = {batch.measure['timeout_s']:g} s"
+
+    def failed_index(self) -> int:
+        """The cell a failure belongs to: the running one, else the next."""
+        return self.current if self.current is not None else self.done + 1
+
+
+def _start_worker(batch: Batch, scratch: str, log) -> subprocess.Popen:
+    """`python -m harness.run.worker` under the batch's framework environment, its
+    stderr into the log."""
+    env = {**os.environ,
+           **environment_for(batch.backend, batch.device, batch.threads, scratch)}
+    env["ATTNBENCH_RUNNER_PID"] = str(os.getpid())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                      env.get("PYTHONPATH")]))
+    return subprocess.Popen([sys.executable, "-m", "harness.run.worker"], env=env,
+                            cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=log,
+                            # Its own session: Ctrl-C at the terminal reaches the
+                            # runner alone, which then stops the worker itself.
+                            start_new_session=True)
 
 
 def _pump(stream, lines: queue.Queue) -> None:

@@ -14,7 +14,8 @@ word from a started cell it cancels the task and records the cell as `timeout`;
 a task whose process dies (WorkerCrashedError, a lost node) has its cell recorded
 `error`, as a local crash is; either way a new task takes the remaining cells.
 Before anything is submitted, cells for a GPU type the cluster lacks become
-`unsupported` with the reason, rather than waiting forever for resources.
+`unsupported` with the reason (`unavailable`, the refusal chain's first step),
+rather than waiting forever for resources.
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ from typing import Callable
 from harness.measure import devices
 from harness.run.executors.lanes import run_lanes
 from harness.run.executors.local import STARTUP_TIMEOUT_S, Batch, LocalExecutor, failure_row
-from harness.spec.errors import UserError
 from harness.spec import Case
+from harness.spec.errors import UserError
 
 TYPE_PREFIX = "accelerator_type:"
 GRACE_S = 60               # beyond timeout_s before the driver gives up on a task
@@ -98,16 +99,16 @@ class RayExecutor:
         return next((t for t in self.gpu_types if t.lower() == wanted.lower()
                      or devices.is_model(t, wanted)), None)
 
-    def refuse(self, case: Case) -> tuple[str, str] | None:
-        """(status, reason) for a cell the cluster cannot run, before submitting."""
-        device = case.device
+    def unavailable(self, device: str) -> str | None:
+        """Why the cluster has no such device, or None: the first step of the
+        refusal chain (harness.run.plan.refusal) for cells planned onto it."""
         if device == "cpu":
             return None
         if not self.gpus:
-            return "unsupported", "the Ray cluster has no GPU"
+            return "the Ray cluster has no GPU"
         if device.startswith("gpu:") and not self._type(device[4:]):
             have = ", ".join(self.gpu_types) or "none named (no accelerator_type resources)"
-            return "unsupported", f"the Ray cluster has no {device[4:]} GPU (types: {have})"
+            return f"the Ray cluster has no {device[4:]} GPU (types: {have})"
         return None
 
     def options(self, device: str) -> dict:

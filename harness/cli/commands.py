@@ -1,0 +1,130 @@
+"""What each attnbench command does with its parsed arguments; each returns the
+exit status (docs/design.md, contract 4)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.correctness import grid
+from harness.measure import devices
+from harness.report import check_report, run_report
+from harness.results import store
+from harness.results.store import StoreError
+from harness.run import check, plan, runner
+from harness.run.suite import Suite, SuiteError, load_suite
+
+
+def run(args, console: Console) -> int:
+    suite = load_suite(args.suite)
+    if args.address and args.executor != "ray":
+        raise StoreError("--address names a Ray cluster: give it with --executor ray")
+    if args.dry_run:
+        return dry_run(args, suite)
+    if args.resume and args.out:
+        raise StoreError("--resume DIR continues a run in DIR; --out cannot be given with it")
+    try:
+        runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
+                   quiet=args.quiet, console=console, resume=args.resume,
+                   gate_check=not args.no_gate, only=args.device, serial=args.serial,
+                   executor=args.executor, address=args.address)
+    except KeyboardInterrupt:
+        return 130                     # the runner has said how to resume
+    return 0
+
+
+def dry_run(args, suite: Suite) -> int:
+    """The planned cells per backend and device, how many can run where they are
+    headed (this machine, or the Ray cluster) and why not the rest; nothing runs."""
+    target = plan.target_for(args.executor, args.address, args.threads or devices.cpu_threads())
+    if target.cluster:                    # planned against the cluster's GPUs
+        where = (f"the Ray cluster has {target.cluster.gpus} GPUs "
+                 f"({', '.join(target.cluster.gpu_types) or 'no types named'})")
+    else:
+        where = "" if target.gpus else f"GPUs: {target.nvml_error or 'none visible (NVML)'}"
+    cases = target.plan(suite, args.backend, args.device)
+    rows = plan.plan_summary(cases, target.gpus, target.nvml_error, target.cluster)
+    table = Table(title=f"{suite.name}: {len(cases)} cells planned")
+    for name in ("backend", "device", "name", "cells", "to run", "not here: why"):
+        table.add_column(name, overflow="fold")
+    for r in rows:
+        table.add_row(r["backend"], r["device"], r["device_name"], str(r["cells"]),
+                      str(r["to_run"]), r["why_not"])
+    Console().print(table)
+    runnable = [c for c in cases if not target.refusal(c)]
+    print(f"{len(runnable)} of {len(cases)} cells can run here" + (f"; {where}" if where
+                                                                     else ""))
+    if not args.no_gate:      # on a cluster the gate checks the CPU cells' alone
+        gated = grid.gate_cases([c for c in runnable
+                                 if not target.cluster or c.device == "cpu"])
+        print(f"gate: {len(gated) // len(grid.SHAPES)} configurations checked against "
+              f"float64 first ({len(gated)} cases on small shapes; --no-gate skips it)")
+    if args.verbose:
+        for case in cases:
+            print(case.name)
+    return 0
+
+
+def check_command(args, console: Console) -> int:
+    folder = Path(args.out or f"results/check-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
+    cases = grid.grid(args.backend, args.dtype, args.workload, args.device, args.all_shapes,
+                      args.variant)
+    if not cases:
+        raise SuiteError("no backend has the variants asked for (see attnbench env)")
+    threads = args.threads or devices.cpu_threads()
+    jobs = args.jobs or check.default_jobs()
+    result = check.run_check(cases, folder, threads, console, args.timeout_s, jobs,
+                             args.keep_outputs, args.quiet)
+    table, pairs = check_report.write(result, folder)
+    check_report.print_tables(table, pairs, Console())
+    failed, differ = len(result.failures), len(result.disagreements)
+    console.print(f"{len(result.cases)} cases: {failed} failed; {len(result.pairs)} backend "
+                  f"pairs: {differ} disagree\nwrote {folder}/check.md, check.csv, pairs.csv")
+    return 1 if failed or differ else 0
+
+
+def report(args, console: Console) -> int:
+    for folder in args.runs:
+        store.read_rows(folder)                        # one-line error if not a run
+    folder = len(args.runs) == 1 and Path(args.runs[0]).is_dir()   # not a JSON file
+    out = args.out or (args.runs[0] if folder else
+                       f"results/report-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
+    if folder:
+        store.write_csv(store.load(args.runs[0]), f"{args.runs[0]}/results.csv")
+    html = run_report.write_report(args.runs, out, args.baseline)
+    run_report.print_summary(store.load(*args.runs), console)
+    console.print(f"wrote {out}/: report.md, report.csv, tables/, plots/\nreport: {html}")
+    return 0
+
+
+def compare(args) -> int:
+    from harness.report import compare as comparing
+    base, new = store.load(args.base), store.load(args.new)
+    result = comparing.compare(base, new, args.threshold)
+    text = comparing.markdown(result, args.threshold, args.base, args.new)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 1 if result["verdict"].map(comparing.is_regression).any() else 0
+
+
+def export(args, console: Console) -> int:
+    from harness.results import pytest_benchmark_format as pbf
+    rows = store.latest_rows(store.read_rows(args.run))
+    out = Path(args.out or Path(args.run) / "pytest-benchmark.json")
+    try:
+        count = pbf.export(rows, store.read_env(args.run), out)
+    except pbf.FormatError as exc:
+        raise StoreError(f"{args.run}: {exc}") from None
+    console.print(f"wrote {out}: {count} benchmarks ({args.format} JSON; "
+                  f"`pytest-benchmark compare {out}` reads it)")
+    return 0
+
+
+def publish(args, console: Console) -> int:
+    from harness.report import publish as publishing
+    folder = publishing.publish(args.run, args.name)
+    console.print(f"published {args.run} as {folder}/ (listed in {folder.parent}/README.md)")
+    return 0

@@ -1,0 +1,88 @@
+"""One measured cell, in the steps the worker and the pytest plugin share.
+
+  measured = measure_step(backend, case, backend.prepare(case, weights, inputs), loop)
+  columns = finish(case, measured, device_name, weights, inputs, refs, rerun)
+
+measure_step times the prepared step with the timing loop it is given, probes the
+step's peak memory and takes its outputs; finish adds TFLOP/s and % of peak at the
+median and the correctness verdict. The worker (harness/run/worker.py) passes
+harness.measure.timing.loop, the pytest plugin pytest-benchmark's pedantic
+(harness/pytest_plugin/pedantic.py): everything else is measured the same way
+(docs/measurement.md, "Timing" and "Memory"). The caller hands in the backend;
+nothing here imports a framework.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from harness.correctness.judging import References, check
+from harness.measure import devices
+from harness.measure.timing import TimingLoop
+from harness.spec import Case, costs
+from harness.spec.catalog import device_kind
+
+
+@dataclass
+class Measured:
+    columns: dict       # timing (from the loop), peak memory, kernel
+    got: dict           # the step's outputs (and gradients), for the verdict
+
+
+def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
+                 flush_l2: bool = False, nvml_device: str | None = None) -> Measured:
+    """Time `prepared` (step, sync, outputs, optional kernel: backends/base.py) with
+    `loop`, then probe one step's peak memory and take its outputs. Pass the
+    prepared step inline (`backend.prepare(...)`) so that it is freed on return,
+    before a sampled check asks the backend again. nvml_device: also record NVML's
+    figure for this process on that GPU (the runner's numbering)."""
+    flush = cache_flusher(backend, case) if flush_l2 else None
+    columns = loop(prepared.step, prepared.sync, flush)
+    del flush                    # its 256 MB buffer is not part of the step's peak
+
+    def one_step():
+        prepared.step()
+        prepared.sync()
+
+    peak, method = backend.step_peak(case, one_step)
+    columns.update(peak_mem_bytes=peak, mem_method=method)
+    if nvml_device is not None:
+        columns["nvml_mem_bytes"], columns["nvml_mem_method"] = gpu_process_memory(nvml_device)
+    columns["kernel"] = getattr(prepared, "kernel", None)
+    return Measured(columns, prepared.outputs())
+
+
+def finish(case: Case, measured: Measured, device_name: str, weights: dict, inputs: dict,
+           refs: References, rerun=None) -> dict:
+    """A measured cell's columns: the loop's, memory and kernel, throughput at the
+    median, and the verdict against the references (harness.correctness.judging)."""
+    return {**measured.columns,
+            **throughput(case, device_name, measured.columns.get("median_ms")),
+            **check(case, measured.got, weights, inputs, refs, rerun)}
+
+
+def throughput(case: Case, device_name: str, median_ms: float | None) -> dict:
+    """TFLOP/s at the median (docs/measurement.md, "FLOPs convention") and its share
+    of the GPU's dense peak for the dtype; None where either is unknown."""
+    tflops = costs.flops(case) / (median_ms * 1e-3) / 1e12 if median_ms else None
+    peak = devices.peak_tflops(device_name, case.dtype) \
+        if device_kind(case.device) == "cuda" else None
+    return {"tflops": tflops, "pct_peak": 100 * tflops / peak if peak and tflops else None}
+
+
+def cache_flusher(backend, case: Case):
+    """The backend's way to evict its device's caches; a backend without one
+    cannot honour flush_l2, and its cell fails saying so."""
+    make = getattr(backend, "cache_flusher", None)
+    if make is None:
+        raise NotImplementedError(f"{case.backend} has no cache_flusher: flush_l2 unsupported")
+    return make(case)
+
+
+def gpu_process_memory(device: str) -> tuple[int | None, str | None]:
+    """NVML's figure for this process on its GPU (context and pools included), the
+    second memory column beside the allocator's peak; None on the CPU. NVML counts
+    GPUs by PCI bus, as the runner's cuda:N does (CUDA_DEVICE_ORDER=PCI_BUS_ID)."""
+    if not device.startswith("cuda:"):
+        return None, None
+    return devices.process_gpu_memory(int(device.split(":")[1]), os.getpid())

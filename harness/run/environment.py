@@ -1,0 +1,45 @@
+"""A worker's environment, set before its framework is imported: the variables
+for one backend on one device, the CPUs it may use, and the record of both."""
+from __future__ import annotations
+
+import os
+
+from harness.spec.catalog import REGISTRY
+
+
+def environment_for(backend: str, device: str, threads: int, scratch: str) -> dict[str, str]:
+    """The variables a worker for (backend, device) needs before its import;
+    `scratch` is a folder of the worker's own (compile caches), removed after it."""
+    settings = __import__(REGISTRY[backend].settings, fromlist=["environment"])
+    env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "ATTNBENCH_THREADS": str(threads)}
+    if device.startswith("cuda:"):
+        # One GPU per worker; inside it that GPU is cuda:0.
+        env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+    elif device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""          # a CPU cell never touches a GPU
+    env.update(settings.environment(device, threads, scratch))
+    return env
+
+
+def limit_cpus(threads: int | None) -> None:
+    """Run on `threads` CPUs, before any framework is imported: XLA sizes its CPU
+    pool from the affinity mask, torch and TF are told the count as well, so every
+    framework gets the same cores."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if threads and threads < len(cpus):
+            os.sched_setaffinity(0, cpus[:threads])
+    except (AttributeError, OSError):     # not Linux: the thread counts still hold
+        pass
+
+
+def local_device(device: str) -> str:
+    return "cuda:0" if device.startswith("cuda") else device
+
+
+def recorded_settings(job: dict) -> str:
+    """The framework settings this worker runs under, as `KEY=value ...`: what the
+    runner set before the import (threads, preallocation, memory growth...)."""
+    keys = environment_for(job["backend"], job["device"], job.get("threads") or 1, "")
+    return " ".join(f"{k}={os.environ.get(k, '')}" for k in sorted(keys)
+                    if not k.endswith("_DIR"))

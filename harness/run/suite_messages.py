@@ -1,0 +1,53 @@
+"""One-line messages about a suite file's values (harness/run/suite.py): each names
+the file, the key and what is allowed, and shows the user's value escaped and cut
+short."""
+from __future__ import annotations
+
+import difflib
+import reprlib
+
+from harness.spec.errors import UserError
+
+
+class SuiteError(UserError):
+    """One-line, user-facing: names the file, the key and what is allowed."""
+
+
+# Values in messages are user data: reprlib escapes newlines (one line) and
+# truncates, so a huge or nested value cannot flood the message.
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+_repr.maxlevel = 2
+
+
+def show(value: object) -> str:
+    return _repr.repr(value)
+
+
+def kind(value: object) -> str:
+    """The TOML name of a value's type, for 'expected a table, got an array'."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return f"the boolean {show(value)}"
+    return show(value)
+
+
+def error(path: str, where: str, message: str) -> SuiteError:
+    text = f"{path}: {where}: {message}" if where else f"{path}: {message}"
+    # The path or a TOML parser message may itself hold a line break.
+    return SuiteError(" ".join(text.splitlines()))
+
+
+def hint(value: object, choices) -> str:
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown(path: str, where: str, key: object, allowed) -> SuiteError:
+    return error(path, where, f"unknown key {show(key)} (allowed: {', '.join(allowed)})"
+                 + hint(key, allowed))
