@@ -1,11 +1,8 @@
 """The attention core in JAX: the spec's math as einsums, and jax.nn.dot_product_attention.
 
 Layout, chosen per variant on purpose:
-- `jit` works on (B, H, N, D). On the 2-core Xeon this project is built on, XLA ran
-  the jitted einsum core 1.25-1.4x slower on (B, N, H, D) operands than on
-  (B, H, N, D) ones (B=2, H=8, N=1024, D=64, float32: 91 ms against 73 ms,
-  interleaved in one process): its CPU dot wants the batch dimensions leading.
-  The attention workload's inputs are converted to it before timing; mha
+- `jit` works on (B, H, N, D): XLA's CPU dot wants the batch dimensions leading
+  (docs/measurement.md, "Layouts of the core"). The attention workload's inputs are converted to it before timing; mha
   transposes after its projections (timed, as any real model would, and as the
   torch backend does).
 - `dpa` and `dpa-cudnn` work on (B, N, H, D), the only layout

@@ -48,8 +48,7 @@ class Linear(nnx.Linear):
     """nnx.Linear with its bias added in float32, the sum stored in the input's
     dtype. The matmul is nnx.Linear's (storage dtype, the cell's precision); the
     float32 add makes the bias gradient, a sum over every row, accumulate in
-    float32 as the reference does: XLA sums a bfloat16 broadcast's transpose in
-    bfloat16, which put grad/b1 of a 38-row block at 2x the reference's error."""
+    float32 as the reference does (docs/measurement.md, "JAX bias gradients")."""
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = self.dot_general(x, self.kernel[...], (((x.ndim - 1,), (0,)), ((), ())),

@@ -2,10 +2,9 @@
 
 Layout: (B, H, N, D). tf.linalg.matmul batches over the leading axes, so in this
 layout each (batch, head) pair is one contiguous (N, D) matrix and the core runs
-as two batched GEMMs with no transpose inside it. The same math on (B, N, H, D)
-needs tf.einsum("bnhd,bmhd->bhnm", ...), which transposes inside every call: on
-the 2-core CPU here (B=2, H=8, N=1024, D=64, float32) BHND was 1.1-1.2x faster
-under eager and XLA, and equal within noise under tf.function. The attention
+as two batched GEMMs with no transpose inside it; on (B, N, H, D) an einsum
+transposes inside every call, measurably slower (docs/measurement.md, "Layouts
+of the core"). The attention
 workload's inputs are converted to (B, H, N, D) before timing; mha transposes
 after its projections (timed, as any real model would), as the torch backend does.
 

@@ -6,15 +6,11 @@ Imported only inside a worker process, after settings.environment() is applied.
 Layout: the attention core runs on (B, H, N, D); attention.py says why.
 
 What the timed step relies on to be complete when it returns: TF's synchronous
-execution (its default, pinned in make_backend). Under it an eager op, and a call
-of a tf.function (graph or XLA), returns only once its outputs are computed on
-the CPU: a 2000^3 float32 matmul returned after its 110-230 ms of work in all
-three variants (a sync_devices() right after it took 0.2-0.4 ms, against 20-80 us
-when idle: no part of the work was left to wait for). So on the CPU sync() does
-nothing, as torch's does there, rather than add 15-80 us to every timed block (a
-few % of the 1 ms blocks of the smallest cells). On a GPU, kernels are queued on
-streams and sync() is tf.test.experimental.sync_devices() (eager only: it raises
-inside a tf.function; it is only ever called between steps).
+execution (its default, pinned in make_backend), under which an op or a
+tf.function call returns only once its outputs exist on the CPU; so sync() does
+nothing there (docs/measurement.md, "TensorFlow's sync on the CPU"). On a GPU,
+kernels are queued on streams and sync() is tf.test.experimental.sync_devices()
+(eager only: it raises inside a tf.function; it is only called between steps).
 """
 from __future__ import annotations
 
@@ -191,11 +187,9 @@ class TensorFlowBackend(BackendCommon):
 
     def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
         """Bytes one step adds at its peak: TF's allocator's own figure wherever it
-        keeps one. On the CPU with oneDNN (TF's default) that allocator caches large
-        blocks (a BFC pool), so the resident high-water mark would miss every byte
-        an earlier step left in the pool (mha at seq_len 1024: 0.5 MB by RSS, 71 MB
-        by the allocator); without oneDNN it keeps no figure and RSS is right, as
-        freed memory goes back to the OS."""
+        keeps one: with oneDNN the CPU allocator keeps a pool that the resident
+        high-water mark cannot see (docs/measurement.md, "TensorFlow's CPU memory");
+        without oneDNN it keeps no figure and RSS is right."""
         name = tf_device(case.device).lstrip("/")
         if case.device.startswith("cuda"):
             tf.test.experimental.sync_devices()

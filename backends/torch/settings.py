@@ -14,7 +14,6 @@ def environment(device: str, threads: int, scratch: str) -> dict[str, str]:
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
         # A cold compile cache per worker, so `compile`'s first_call_ms is a real
-        # compile, not a lookup of what an earlier run left on disk (~25 s against
-        # <1 s here). Set TORCHINDUCTOR_CACHE_DIR yourself to measure a warm one.
+        # compile (docs/measurement.md, "A cold inductor cache per worker").
         env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, "inductor")
     return env

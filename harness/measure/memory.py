@@ -14,10 +14,8 @@ resident peak is then the live peak, as a GPU allocator's max_memory_allocated
 is. Timed steps run under a fixed policy (`pin_allocator`), the same in every cell:
 the thresholds glibc's own dynamic rule settles on once a process has freed a
 32 MiB buffer, i.e. the state of any worker after its first large cell. Without
-it a cell's time would depend on which cells ran before it in the same worker.
-A fresh process that only ever held small tensors trims and faults pages more:
-benchmarks/fidelity.py shows both (mha below 4 MiB tensors: 41 ms pinned, 46-65
-ms with glibc's defaults in a fresh process).
+it a cell's time would depend on which cells ran before it in the same worker
+(docs/measurement.md, "glibc's malloc policy in timed steps").
 GPU probes come from each backend (its allocator's own peak).
 """
 from __future__ import annotations
