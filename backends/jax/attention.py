@@ -2,9 +2,9 @@
 
 Layout, chosen per variant on purpose:
 - `jit` works on (B, H, N, D): XLA's CPU dot wants the batch dimensions leading
-  (docs/measurement.md, "Layouts of the core"). The attention workload's inputs are converted to it before timing; mha
-  transposes after its projections (timed, as any real model would, and as the
-  torch backend does).
+  (docs/measurement.md, "Layouts of the core"). The attention workload's inputs
+  are converted to it before timing; mha transposes after its projections
+  (timed, as any real model would, and as the torch backend does).
 - `dpa` and `dpa-cudnn` work on (B, N, H, D), the only layout
   jax.nn.dot_product_attention takes: any transpose would be inside the call.
 

@@ -6,8 +6,8 @@ path in the module's state is its table path and Flax's attribute for its role
 kernels: loading copies, nothing is transposed. The modules are built
 abstractly (nnx.eval_shape), so no initializer ever draws a number; `Built`
 holds the module split into its graphdef and a flat tuple of parameters, and
-its `apply` is the pure function the backend jits. LayerNorm epsilon (Flax's default is 1e-6), its float32 math and
-the tanh GELU are set from the spec.
+its `apply` is the pure function the backend jits. LayerNorm epsilon (Flax's
+default is 1e-6), its float32 math and the tanh GELU are set from the spec.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What each attnbench command does with its parsed arguments; each returns the
-exit status (docs/design.md, contract 4)."""
+exit status (docs/design.md, "The command line and the Python surface")."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -12,19 +12,19 @@ from harness.correctness import grid
 from harness.measure import devices
 from harness.report import check_report, run_report
 from harness.results import store
-from harness.results.store import StoreError
 from harness.run import check, plan, runner
-from harness.run.suite import Suite, SuiteError, load_suite
+from harness.run.suite import Suite, load_suite
+from harness.spec.errors import UserError
 
 
 def run(args, console: Console) -> int:
     suite = load_suite(args.suite)
     if args.address and args.executor != "ray":
-        raise StoreError("--address names a Ray cluster: give it with --executor ray")
+        raise UserError("--address names a Ray cluster: give it with --executor ray")
     if args.dry_run:
         return dry_run(args, suite)
     if args.resume and args.out:
-        raise StoreError("--resume DIR continues a run in DIR; --out cannot be given with it")
+        raise UserError("--resume DIR continues a run in DIR; --out cannot be given with it")
     try:
         runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
                    quiet=args.quiet, console=console, resume=args.resume,
@@ -72,7 +72,7 @@ def check_command(args, console: Console) -> int:
     cases = grid.grid(args.backend, args.dtype, args.workload, args.device, args.all_shapes,
                       args.variant)
     if not cases:
-        raise SuiteError("no backend has the variants asked for (see attnbench env)")
+        raise UserError("no backend has the variants asked for (see attnbench env)")
     threads = args.threads or devices.cpu_threads()
     jobs = args.jobs or check.default_jobs()
     result = check.run_check(cases, folder, threads, console, args.timeout_s, jobs,
@@ -117,7 +117,7 @@ def export(args, console: Console) -> int:
     try:
         count = pbf.export(rows, store.read_env(args.run), out)
     except pbf.FormatError as exc:
-        raise StoreError(f"{args.run}: {exc}") from None
+        raise UserError(f"{args.run}: {exc}") from None
     console.print(f"wrote {out}: {count} benchmarks ({args.format} JSON; "
                   f"`pytest-benchmark compare {out}` reads it)")
     return 0

@@ -1,5 +1,5 @@
 """The attnbench command line: one parser, a sub-parser per command, each with its
-flags, help and examples (docs/design.md, contract 4)."""
+flags, help and examples (docs/design.md, "The command line and the Python surface")."""
 from __future__ import annotations
 
 import argparse

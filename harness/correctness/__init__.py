@@ -1,1 +1,2 @@
-"""Is it right: the tolerance policy, the sampled rows, judging a row, the gate, pairwise agreement and the check grid."""
+"""Is it right: the tolerance policy, the sampled rows, judging a row, the gate,
+pairwise agreement and the check grid."""

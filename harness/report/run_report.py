@@ -50,6 +50,10 @@ def _verdict(correct, status: str, judged_by) -> str:
     return "yes (config)" if judged_by == "config" else "yes"
 
 
+def _judged_by(rows: pd.DataFrame):
+    return rows["judged_by"] if "judged_by" in rows else [None] * len(rows)
+
+
 def wrong(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows that ran but compute the wrong thing (their own check or the gate)."""
     return frame[(frame["status"] == "ok") & (frame["correct"] == False)]  # noqa: E712
@@ -74,8 +78,8 @@ def table(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
         "peak MB": [_mb(v) for v in rows["peak_mem_bytes"]],
         "max abs err": [_num(v, ".1e") for v in rows["max_abs_err"]],
         "err ratio": [_num(v, ".2f") for v in rows["err_ratio"]],
-        "correct": [_verdict(v, s, n) for v, s, n in
-                    zip(rows["correct"], rows["status"], rows.get("judged_by", [None] * len(rows)))],
+        "correct": [_verdict(v, s, j) for v, s, j in
+                    zip(rows["correct"], rows["status"], _judged_by(rows))],
         "status": [s if s == "ok" else f"{s}: {r}" for s, r in zip(rows["status"], rows["reason"])],
     })
     return out.reset_index(drop=True)

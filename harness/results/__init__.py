@@ -1,1 +1,2 @@
-"""Run folders to a DataFrame: the store, and the readers plugged into it (pytest-benchmark JSON)."""
+"""Run folders to a DataFrame: the store, and the readers plugged into it
+(pytest-benchmark JSON)."""

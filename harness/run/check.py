@@ -3,10 +3,10 @@
 Every backend, variant, workload, dtype, mode and causal setting, on small and odd
 shapes, against the float64 reference (forward output, and in train mode the
 gradient of every input and weight), judged by the same verdict as a benchmark
-row (harness.correctness.accuracy), and backends against each other (harness.correctness.pairwise). The
-cases run in the same worker processes as a benchmark (crash and timeout
-isolated), with timing off, several workers at once: nothing is timed, so they
-may share the CPUs.
+row (harness.correctness.accuracy), and backends against each other
+(harness.correctness.pairwise). The cases run in the same worker processes as a
+benchmark (crash and timeout isolated), with timing off, several workers at once:
+nothing is timed, so they may share the CPUs.
 
 The result is a matrix: one row per backend and variant, one column per dtype and
 mode; a cell passes when every (workload, causal, shape) under it does, and shows

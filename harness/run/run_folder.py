@@ -1,5 +1,6 @@
-"""A run's folder (docs/design.md, contract 4): a new one with its env.json, or one
-that --resume continues, skipping the cells already `ok` there."""
+"""A run's folder (docs/design.md, "The command line and the Python surface"): a
+new one with its env.json, or one that --resume continues, skipping the cells
+already `ok` there."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""Suite files (docs/design.md, contract 3): TOML grids of cases, parsed, never executed.
+"""Suite files (docs/design.md, "Suite files"): TOML grids of cases, parsed, never executed.
 
 A suite is user input, so every mistake in it becomes one SuiteError whose
 one-line message names the file, the key and what is allowed. Nothing else

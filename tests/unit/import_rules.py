@@ -59,8 +59,9 @@ def _imported(node: ast.AST, module: str, package: bool) -> list[str]:
         arg = node.args[0]
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             return [arg.value]
-        if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
-            return [str(arg.values[0].value).rstrip(".")]
+        first = arg.values[0] if isinstance(arg, ast.JoinedStr) and arg.values else None
+        if isinstance(first, ast.Constant):                # f"backends.{name}.interop"
+            return [str(first.value).rstrip(".")]
     return []
 
 

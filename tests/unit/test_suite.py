@@ -1,4 +1,4 @@
-"""Suite files (DESIGN.md, contract 3): every bad input is one clear line."""
+"""Suite files (docs/design.md, "Suite files"): every bad input is one clear line."""
 from __future__ import annotations
 
 import math
