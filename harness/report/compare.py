@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from harness.measure.stats import quartiles, summarize
 from harness.spec import CASE_FIELDS
 
 # The suite is a label, not part of what was measured: renamed suites still compare.
@@ -123,8 +124,7 @@ def _quartiles(row: dict) -> tuple[float, float]:
     else the median ∓ IQR/2 (results.csv does not keep samples)."""
     samples = _samples(row)
     if samples is not None:
-        q1, q3 = np.percentile(samples, [25, 75])
-        return float(q1), float(q3)
+        return quartiles(samples)
     half = _number(row.get("iqr_ms")) / 2
     half = 0.0 if math.isnan(half) else half
     median = _median(row)
@@ -141,7 +141,7 @@ def _samples(row: dict | None) -> np.ndarray | None:
 def _median(row: dict | None) -> float:
     median = _number(_get(row, "median_ms"))
     if math.isnan(median) and (samples := _samples(row)) is not None:
-        median = float(np.median(samples))
+        median = summarize(samples)["median_ms"]
     return median
 
 
