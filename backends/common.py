@@ -4,8 +4,9 @@ arrays arrive in and go back to (docs/design.md, the math), and the outputs name
 as the reference names them.
 
 A backend's modules nest as the table's sub-layer paths do ("blocks/0/mha/q"), so
-a backend states only its framework's attribute name for each role (nn.Linear's
-`weight`, nnx.Linear's `kernel`) and which roles it stores transposed.
+a backend states only its framework's attribute name for each role (its own
+ATTRIBUTES: nn.Linear's `weight`, nnx.Linear's `kernel`) and which roles it stores
+transposed.
 """
 from __future__ import annotations
 
@@ -20,9 +21,6 @@ from harness.spec.weights import input_shapes
 
 if TYPE_CHECKING:
     from harness.spec.catalog import BackendInfo
-
-# A backend's own modules name each parameter after its role.
-OWN_ATTRIBUTES = {role: role for role in (params.WEIGHT, params.BIAS, params.GAIN, params.SHIFT)}
 
 
 class BackendCommon:
@@ -77,11 +75,21 @@ def module_params(case: Case, module, attributes: Mapping[str, str]) -> dict:
     return {name: find(module, path) for name, path in attribute_paths(case, attributes).items()}
 
 
+def _transpose_roles(case: Case, arrays: dict, transposed: frozenset[str]) -> dict:
+    roles = {p.name: p.role for p in params.layer_params(case)}
+    return {name: (a.T if roles.get(name) in transposed else a) for name, a in arrays.items()}
+
+
 def in_layout(case: Case, weights: dict, transposed: frozenset[str] = frozenset()) -> dict:
     """The canonical (in, out) weights in the framework's layout, where the roles
-    in `transposed` are stored (out, in). Its own inverse: a transpose undoes itself."""
-    roles = {p.name: p.role for p in params.layer_params(case)}
-    return {name: (a.T if roles.get(name) in transposed else a) for name, a in weights.items()}
+    in `transposed` are stored (out, in)."""
+    return _transpose_roles(case, weights, transposed)
+
+
+def canonical_layout(case: Case, arrays: dict, transposed: frozenset[str] = frozenset()) -> dict:
+    """The way back from in_layout: weights (or their gradients) in the framework's
+    layout as canonical (in, out) arrays. The same transpose, which undoes itself."""
+    return _transpose_roles(case, arrays, transposed)
 
 
 def canonical_outputs(case: Case, out: np.ndarray, grads: Iterable[tuple[str, np.ndarray]],
@@ -89,9 +97,9 @@ def canonical_outputs(case: Case, out: np.ndarray, grads: Iterable[tuple[str, np
                       transposed: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """{"out", "grad/<name>"} back in the canonical layouts: the attention core's
     tensors from (B, H, N, D) when the backend kept them so (`bhnd`), weights'
-    gradients from the framework's layout (`transposed`, as in_layout)."""
+    gradients from the framework's layout (`transposed`, as canonical_layout)."""
     grads = dict(grads)
     if bhnd:                          # the core has no weights: every tensor swaps
         return {"out": swap_heads(out), **{f"grad/{k}": swap_heads(a) for k, a in grads.items()}}
-    grads = in_layout(case, grads, transposed)
+    grads = canonical_layout(case, grads, transposed)
     return {"out": out, **{f"grad/{k}": a for k, a in grads.items()}}

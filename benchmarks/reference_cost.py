@@ -51,7 +51,7 @@ def stand_in(case: Case) -> dict:
 
 def check_seconds(case: Case, full: bool = False) -> tuple[float, float]:
     """(the two references, the verdict) of one cell's check on the host, in
-    seconds: what judging.check adds to a cell, less the backend's second step."""
+    seconds: what judging.judge_outputs adds to a cell, less the backend's second step."""
     rows = None if full else sampling.check_rows(case)
     w, x = make_weights(case), make_inputs(case)
     got = stand_in(case)
@@ -106,7 +106,7 @@ def suite(path: str, cores: int, backends: list[str] | None) -> None:
     first worker to need a shape's data and references makes them, each other
     worker (one per backend) loads them once for its adjacent cells, and every
     cell is judged."""
-    planned = plan.plan(load_suite(path), backends, gpus=H200)
+    planned = plan.planned_cases(load_suite(path), backends, gpus=H200)
     draws = Counter()                  # per key: the workers (runs of cells) needing it
     for group in plan.batches(planned).values():
         last = None

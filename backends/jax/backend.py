@@ -18,13 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from backends.base import BackendInfo, Outputs, device_kind, static_unsupported
+from backends.base import Outputs
 from backends.common import BackendCommon, canonical_outputs, input_names, swap_heads
 from backends.jax.attention import BHND, KERNELS, core_for
 from backends.jax.layers import Built
 from harness.measure.memory import cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
+from harness.spec.catalog import BackendInfo, device_kind, static_unsupported
 
 DTYPES = {"float32": jnp.float32, "tf32": jnp.float32,
           "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -39,7 +40,7 @@ PRECISION = {"float32": jax.lax.Precision.HIGHEST,
 MATMUL_PRECISION = {"float32": "float32", "tf32": "TF32_TF32_F32"}   # for the context
 
 
-def _to_numpy(a: jax.Array) -> np.ndarray:
+def to_numpy(a: jax.Array) -> np.ndarray:
     return np.asarray(a).astype(np.float32)
 
 
@@ -112,8 +113,8 @@ class Prepared:
         out, grads = (result, ((), ())) if self.case.mode == "forward" else result
         dinputs, dparams = grads
         # Weights are (in, out) in Flax already: only the core's tensors change layout.
-        return canonical_outputs(self.case, _to_numpy(out),
-                                 zip(self.names, map(_to_numpy, (*dinputs, *dparams))),
+        return canonical_outputs(self.case, to_numpy(out),
+                                 zip(self.names, map(to_numpy, (*dinputs, *dparams))),
                                  bhnd=self.bhnd)
 
     def memory_analysis(self) -> int | None:

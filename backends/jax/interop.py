@@ -6,11 +6,16 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from backends.jax.backend import DTYPES, MATMUL_PRECISION, jax_device
+# Read-back is the backend's own, so a user's call's output is compared as its cells' are.
+from backends.jax.backend import (  # noqa: F401
+    DTYPES, MATMUL_PRECISION, jax_device, to_numpy,
+)
 
 
 def pin_precision(dtype: str) -> None:
-    """float32 is full float32, tf32 is TF32 (JAX's GPU default is TF32 for both)."""
+    """float32 is full float32, tf32 is TF32 (JAX's GPU default is TF32 for both).
+    Global, where the backend traces its own step under jax.default_matmul_precision:
+    a user's callable is jitted (or not) by the user, outside any context of ours."""
     jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION.get(dtype))
 
 
@@ -21,7 +26,3 @@ def to_device(array: np.ndarray, device: str, dtype: str) -> jax.Array:
 def sync(result) -> None:
     """Dispatch is asynchronous on every device, the CPU included."""
     jax.block_until_ready(result)
-
-
-def to_numpy(result) -> np.ndarray:
-    return np.asarray(result).astype(np.float32)

@@ -20,7 +20,7 @@ def environment(device: str, threads: int, scratch: str) -> dict[str, str]:
     }
     # No XLA_FLAGS for threads: XLA's CPU client sizes its pool from the process's
     # CPU affinity, which the worker restricts to `threads` CPUs before the import
-    # (harness.run.worker.limit_cpus); XLA has no flag for the pool size itself.
+    # (harness.run.environment.limit_cpus); XLA has no flag for the pool size itself.
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         # No persistent compilation cache, so first_call_ms is a real trace and
         # compile, never a lookup of what an earlier run left on disk. Set

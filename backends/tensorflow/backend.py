@@ -21,7 +21,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from backends.base import BackendInfo, Outputs, static_unsupported
+from backends.base import Outputs
 from backends.common import BackendCommon, canonical_outputs, input_names, swap_heads
 from backends.tensorflow import layers
 from backends.tensorflow.attention import attention
@@ -29,6 +29,7 @@ from backends.tensorflow.settings import INTEROP_THREADS
 from harness.measure.memory import cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
+from harness.spec.catalog import BackendInfo, static_unsupported
 from harness.spec.weights import make_inputs, make_weights
 
 DTYPES = {"float32": tf.float32, "tf32": tf.float32,
@@ -52,7 +53,13 @@ def tf_device(device: str) -> str:
     return "/CPU:0"
 
 
-def _to_numpy(t: tf.Tensor) -> np.ndarray:
+def pin_precision(dtype: str) -> None:
+    """float32 means full float32 and tf32 means TF32, in every framework; TF
+    enables TF32 by default on GPUs that have it. Set before tracing, per cell."""
+    tf.config.experimental.enable_tensor_float_32_execution(dtype == "tf32")
+
+
+def to_numpy(t: tf.Tensor) -> np.ndarray:
     return tf.cast(t, tf.float32).numpy()
 
 
@@ -80,8 +87,8 @@ class Prepared:
         self.sync()
         out, grads = result if self.train else (result, ())
         # Weights are (in, out) in TF already: only the core's tensors change layout.
-        return canonical_outputs(self.case, _to_numpy(out),
-                                 zip(self.names, map(_to_numpy, grads)), bhnd=self.bhnd)
+        return canonical_outputs(self.case, to_numpy(out),
+                                 zip(self.names, map(to_numpy, grads)), bhnd=self.bhnd)
 
 
 def _build_step(case: Case, weights: dict, inputs: dict):
@@ -171,9 +178,7 @@ class TensorFlowBackend(BackendCommon):
         return None
 
     def prepare(self, case: Case, weights: dict, inputs: dict) -> Prepared:
-        # float32 means full float32 and tf32 means TF32, in every framework; TF
-        # enables TF32 by default on GPUs that have it. Set before tracing, per cell.
-        tf.config.experimental.enable_tensor_float_32_execution(case.dtype == "tf32")
+        pin_precision(case.dtype)
         return Prepared(case, *_build_step(case, weights, inputs))
 
     def cache_flusher(self, case: Case):

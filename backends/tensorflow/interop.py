@@ -6,12 +6,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from backends.tensorflow.backend import DTYPES, tf_device
-
-
-def pin_precision(dtype: str) -> None:
-    """float32 is full float32, tf32 is TF32 (TF's own default is TF32)."""
-    tf.config.experimental.enable_tensor_float_32_execution(dtype == "tf32")
+# Precision and read-back are the backend's own, so a user's call runs as its cells do.
+from backends.tensorflow.backend import (  # noqa: F401
+    DTYPES, pin_precision, tf_device, to_numpy,
+)
 
 
 def to_device(array: np.ndarray, device: str, dtype: str) -> tf.Tensor:
@@ -27,7 +25,3 @@ def sync(result) -> None:
     """GPU kernels are queued on streams; the CPU is synchronous (backend.py)."""
     if _GPUS:
         tf.test.experimental.sync_devices()
-
-
-def to_numpy(result) -> np.ndarray:
-    return tf.cast(result, tf.float32).numpy()

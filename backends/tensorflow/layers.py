@@ -16,6 +16,10 @@ import tensorflow as tf
 import backends.common as common
 from backends.tensorflow.attention import attention
 from harness.spec import LAYERNORM_EPS, MLP_RATIO, Case
+from harness.spec.params import BIAS, GAIN, SHIFT, WEIGHT
+
+# The attribute for each role: these modules name each variable after its role.
+ATTRIBUTES = {WEIGHT: "weight", BIAS: "bias", GAIN: "gain", SHIFT: "shift"}
 
 
 def _zeros(shape: tuple[int, ...], dtype: tf.DType) -> tf.Variable:
@@ -132,7 +136,7 @@ def build(case: Case, weights: dict, dtype: tf.DType) -> tuple[tf.Module, dict]:
     canonical name, in the table's order, holding `weights` (already of the storage
     dtype, so the cast is exact). Call it inside the device's scope."""
     module = common.workload_module(case, (MultiHeadAttention, Block, Transformer), dtype)
-    variables = common.module_params(case, module, common.OWN_ATTRIBUTES)
+    variables = common.module_params(case, module, ATTRIBUTES)
     for name, variable in variables.items():
         variable.assign(tf.cast(tf.constant(weights[name]), dtype))
     return module, variables

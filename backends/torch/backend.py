@@ -9,7 +9,7 @@ import os
 import numpy as np
 import torch
 
-from backends.base import BackendInfo, Outputs, static_unsupported
+from backends.base import Outputs
 from backends.common import BackendCommon, canonical_outputs, input_names, swap_heads
 from backends.torch import layers
 from backends.torch.attention import (
@@ -18,12 +18,20 @@ from backends.torch.attention import (
 from harness.measure.memory import cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
+from harness.spec.catalog import BackendInfo, static_unsupported
 
 DTYPES = {"float32": torch.float32, "tf32": torch.float32,
           "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def _to_numpy(t: torch.Tensor) -> np.ndarray:
+def pin_precision(dtype: str) -> None:
+    """float32 means full float32 and tf32 means TF32, in every framework; torch's
+    settings are global, so they are set again for every cell."""
+    torch.set_float32_matmul_precision("high" if dtype == "tf32" else "highest")
+    torch.backends.cudnn.allow_tf32 = dtype == "tf32"
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy()
 
 
@@ -55,8 +63,8 @@ class Prepared:
         result = self.step()
         self.sync()
         out, grads = (result, ()) if self.g is None else result
-        return canonical_outputs(self.case, _to_numpy(out),
-                                 zip(self.names, map(_to_numpy, grads)),
+        return canonical_outputs(self.case, to_numpy(out),
+                                 zip(self.names, map(to_numpy, grads)),
                                  bhnd=self.bhnd, transposed=layers.TRANSPOSED)
 
 
@@ -80,9 +88,7 @@ class TorchBackend(BackendCommon):
 
     def prepare(self, case: Case, weights: dict, inputs: dict) -> Prepared:
         device, dtype = torch.device(case.device), DTYPES[case.dtype]
-        # float32 means full float32 and tf32 means TF32, in every framework.
-        torch.set_float32_matmul_precision("high" if case.dtype == "tf32" else "highest")
-        torch.backends.cudnn.allow_tf32 = case.dtype == "tf32"
+        pin_precision(case.dtype)
         if device.type == "cuda":
             pin_sdpa_kernel(case.variant)
         core = core_for(case.variant)

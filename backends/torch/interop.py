@@ -6,13 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from backends.torch.backend import DTYPES
-
-
-def pin_precision(dtype: str) -> None:
-    """float32 is full float32, tf32 is TF32: as the backend pins it per cell."""
-    torch.set_float32_matmul_precision("high" if dtype == "tf32" else "highest")
-    torch.backends.cudnn.allow_tf32 = dtype == "tf32"
+# Precision and read-back are the backend's own, so a user's call runs as its cells do.
+from backends.torch.backend import DTYPES, pin_precision, to_numpy  # noqa: F401
 
 
 def to_device(array: np.ndarray, device: str, dtype: str) -> torch.Tensor:
@@ -26,7 +21,3 @@ def sync(result) -> None:
         torch.cuda.synchronize(result.device)
     elif torch.cuda.is_initialized():
         torch.cuda.synchronize()
-
-
-def to_numpy(result) -> np.ndarray:
-    return result.detach().to("cpu", torch.float32).numpy()

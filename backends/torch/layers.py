@@ -85,5 +85,11 @@ def build(case: Case, core) -> tuple[nn.Module, dict[str, nn.Parameter]]:
 
 @torch.no_grad()
 def load(case: Case, params: dict[str, nn.Parameter], weights: dict) -> None:
-    for name, value in common.in_layout(case, weights, TRANSPOSED).items():
-        params[name].copy_(torch.from_numpy(value))
+    """Every parameter of the module from `weights`, walked from the module's side:
+    a missing weight raises KeyError instead of leaving torch's random init."""
+    ours = common.in_layout(case, {name: weights[name] for name in params}, TRANSPOSED)
+    for name, param in params.items():
+        if tuple(param.shape) != ours[name].shape:      # copy_ would broadcast
+            raise ValueError(f"{name}: shape {ours[name].shape}, module wants "
+                             f"{tuple(param.shape)} (in torch's layout)")
+        param.copy_(torch.from_numpy(ours[name]))

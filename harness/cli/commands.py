@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness.correctness import grid
+from harness.correctness import gate, grid
 from harness.measure import devices
 from harness.report import check_report, run_report
 from harness.results import store
@@ -29,7 +29,8 @@ def run(args, console: Console) -> int:
         runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
                    quiet=args.quiet, console=console, resume=args.resume,
                    gate_check=not args.no_gate, only=args.device, serial=args.serial,
-                   executor=args.executor, address=args.address)
+                   executor=args.executor, address=args.address,
+                   quiet_machine_s=args.quiet_machine)
     except KeyboardInterrupt:
         return 130                     # the runner has said how to resume
     return 0
@@ -44,8 +45,8 @@ def dry_run(args, suite: Suite) -> int:
                  f"({', '.join(target.cluster.gpu_types) or 'no types named'})")
     else:
         where = "" if target.gpus else f"GPUs: {target.nvml_error or 'none visible (NVML)'}"
-    cases = target.plan(suite, args.backend, args.device)
-    rows = plan.plan_summary(cases, target.gpus, target.nvml_error, target.cluster)
+    cases = target.planned_cases(suite, args.backend, args.device)
+    rows = plan.plan_summary(cases, target)
     table = Table(title=f"{suite.name}: {len(cases)} cells planned")
     for name in ("backend", "device", "name", "cells", "to run", "not here: why"):
         table.add_column(name, overflow="fold")
@@ -56,11 +57,11 @@ def dry_run(args, suite: Suite) -> int:
     runnable = [c for c in cases if not target.refusal(c)]
     print(f"{len(runnable)} of {len(cases)} cells can run here" + (f"; {where}" if where
                                                                      else ""))
-    if not args.no_gate:      # on a cluster the gate checks the CPU cells' alone
-        gated = grid.gate_cases([c for c in runnable
-                                 if not target.cluster or c.device == "cpu"])
-        print(f"gate: {len(gated) // len(grid.SHAPES)} configurations checked against "
-              f"float64 first ({len(gated)} cases on small shapes; --no-gate skips it)")
+    if not args.no_gate:
+        gated = target.gated_cells(cases)
+        configs = len({gate.config_key(c) for c in gated})
+        print(f"gate: {configs} configurations checked against float64 first "
+              f"({len(grid.gate_cases(gated))} cases on small shapes; --no-gate skips it)")
     if args.verbose:
         for case in cases:
             print(case.name)

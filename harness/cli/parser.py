@@ -101,6 +101,10 @@ def _add_run(sub) -> None:
                      help="with --executor ray: the cluster (e.g. 10.0.0.5:6379, or auto for "
                           "the one this machine has joined; default: RAY_ADDRESS if set, "
                           "else a new local Ray instance)")
+    run.add_argument("--quiet-machine", type=_seconds, metavar="WAIT_S", dest="quiet_machine",
+                     help="before each CPU batch, wait up to WAIT_S seconds for other "
+                          "processes to leave its CPUs (cells timed beside them are marked "
+                          "contended either way)")
     run.add_argument("--serial", action="store_true",
                      help="one worker at a time (default: one worker per GPU side by side, "
                           "then the CPU cells alone)")
@@ -206,6 +210,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text}")
     return value
 
 

@@ -21,19 +21,30 @@ def config_key(case_or_row) -> tuple:
     return tuple(str(get(k)) for k in CONFIG_FIELDS)
 
 
+def is_failure(row: dict) -> bool:
+    """A case fails when it did not finish (error, oom, timeout) or finished wrong."""
+    # `==`, not `is`: a value read back through pandas may be NumPy's False.
+    return row["status"] in FAILED or row.get("correct") == False  # noqa: E712
+
+
 def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
     """Per check case: pass, FAIL or unsupported."""
-    failed = frame["status"].isin(FAILED) | (frame["correct"] == False)  # noqa: E712
+    failed = pd.Series([is_failure(row) for row in frame.to_dict("records")],
+                       index=frame.index, dtype=bool)
     verdict = pd.Series("pass", index=frame.index)
     verdict[frame["status"] == "unsupported"] = "unsupported"
     verdict[failed] = "FAIL"
     return frame.assign(verdict=verdict)
 
 
+def what_failed(row: dict) -> str:
+    """Why a failed row failed: its reason, or for a wrong result its worst tensor."""
+    return row.get("reason") or f"{row.get('err_tensor')} err_ratio {row.get('err_ratio'):.3g}"
+
+
 def failure_text(row: dict) -> str:
     from harness.spec import Case
-    what = row.get("reason") or f"{row.get('err_tensor')} err_ratio {row.get('err_ratio'):.3g}"
-    return f"{Case.from_dict(row).name}: {what}"
+    return f"{Case.from_dict(row).name}: {what_failed(row)}"
 
 
 def config_verdicts(checks: pd.DataFrame) -> dict[tuple, str | None]:

@@ -113,8 +113,8 @@ def rerun_on(backend, case: Case, weights: dict):
     return lambda inputs: backend.prepare(case, weights, inputs).outputs()
 
 
-def check(case: Case, got: dict, weights: dict, inputs: dict, refs: References,
-          rerun=None) -> dict:
+def judge_outputs(case: Case, got: dict, weights: dict, inputs: dict, refs: References,
+                  rerun=None) -> dict:
     """The correctness columns. A cell past sampling.FULL_REFERENCE_LIMIT_BYTES is
     judged on sampled query rows; in train mode `rerun(inputs)` gives the backend's
     results for the loss on those rows (without it, a train cell is not checked)."""

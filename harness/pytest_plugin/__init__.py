@@ -1,8 +1,8 @@
 """pytest plugin: attnbench cells as pytest-benchmark benchmarks.
 
-Loaded by the `pytest11` entry point `attnbench` once attnbench is installed, or
-with `-p harness.pytest_plugin` from the repository root. It does nothing unless
-asked:
+Loaded by the `pytest11` entry point `harness.pytest_plugin` once attnbench is
+installed, or with `-p harness.pytest_plugin` from the repository root. It does
+nothing unless asked:
 
   pytest --attnbench-suite suites/smoke.toml --benchmark-json out.json
 
@@ -81,7 +81,7 @@ class SuiteFile(pytest.File):
 
     def collect(self):
         from harness.measure import devices
-        from harness.run.plan import plan
+        from harness.run.plan import planned_cases
         from harness.run.suite import SuiteError, load_suite
         try:
             suite = load_suite(self.path)
@@ -89,8 +89,8 @@ class SuiteFile(pytest.File):
             raise self.CollectError(str(exc)) from None
         gpus, _ = devices.discover()
         config = self.config
-        cases = plan(suite, config.getoption("attnbench_backend"), gpus,
-                            config.getoption("attnbench_device"))
+        cases = planned_cases(suite, config.getoption("attnbench_backend"), gpus,
+                              config.getoption("attnbench_device"))
         for case in cases:
             item = pytest.Function.from_parent(self, name=case.name,
                                                callobj=_cell_test(case, suite.measure))
@@ -153,8 +153,8 @@ class _Session:
         """The backend, its framework imported after its settings; skip if missing."""
         if name not in self.backends:
             from backends import load_backend
-            from harness.pytest_plugin.pedantic import settings_env
-            os.environ.update(settings_env(name, device, self.scratch))
+            from harness.run.environment import in_process_environment
+            os.environ.update(in_process_environment(name, device, self.scratch))
             try:
                 self.backends[name] = load_backend(name)
             except ImportError as exc:
@@ -222,9 +222,9 @@ class _Session:
                 **more) -> dict:
         """The cell's extra_info: where it ran, the measured columns and the
         verdict (harness.run.cell.finish); fails a wrong result after recording it."""
-        from harness.pytest_plugin.pedantic import extra_columns
         from harness.run import cell
-        extra = extra_columns(case, self.gpus)
+        from harness.run.rows import case_columns
+        extra = case_columns(case, self.gpus)
         extra = {**extra, **more, **cell.finish(case, measured, extra["device_name"], weights,
                                                 inputs, self.refs, rerun)}
         benchmark.extra_info.update({k: _plain(v) for k, v in extra.items()})

@@ -11,15 +11,12 @@ process is the safe way to run it (see the README).
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Callable
 
-from harness.measure import devices
 from harness.measure.stats import summarize
 from harness.measure.timing import TimingLoop
 from harness.run.suite import Measure
-from harness.spec import Case, costs
 
 TIMER = "pytest-benchmark pedantic, device sync inside each timed call"
 MAX_ITERATIONS = 1_000_000
@@ -72,22 +69,3 @@ def loop(benchmark, measure: Measure) -> TimingLoop:
         return {"first_call_ms": first_call_ms, **plan, "median_ms": median_ms,
                 "timer": TIMER}
     return run
-
-
-def extra_columns(case: Case, gpus: list[dict]) -> dict:
-    """The row's own columns for a benchmark's extra_info, besides the measured
-    ones (harness.run.cell): the Case, where it ran, its FLOPs."""
-    return {**case.to_dict(), **devices.describe(case.device, gpus), "host": devices.host(),
-            "flops": costs.flops(case)}
-
-
-def settings_env(backend: str, device: str, scratch: str) -> dict[str, str]:
-    """The backend's environment (threads, compile caches, memory growth), set
-    before its framework is imported here, as the runner sets it for a worker;
-    without the device pinning (CUDA_VISIBLE_DEVICES, JAX_PLATFORMS), since one
-    pytest process may run cells on several devices."""
-    from harness.run.environment import environment_for
-    env = environment_for(backend, device, devices.cpu_threads(), scratch)
-    for key in ("CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS"):
-        env.pop(key, None)
-    return {k: v for k, v in env.items() if k not in os.environ}

@@ -24,8 +24,8 @@ MATCH_FIELDS = tuple(field for field in CASE_FIELDS if field != "suite")
 
 REGRESSION_VERDICTS = ("regression", "now wrong", "now fails")
 # Every verdict, in the order of the count line.
-VERDICTS = ("regression", "now fails", "now wrong", "noise", "faster", "same", "fixed",
-            "still wrong", "not run", "only in base", "only in new")
+VERDICTS = ("regression", "now fails", "now wrong", "contended", "noise", "faster", "same",
+            "fixed", "still wrong", "not run", "only in base", "only in new")
 UNMATCHED_VERDICTS = ("only in base", "only in new")
 
 COLUMNS = (*CASE_FIELDS, "base_status", "new_status", "base_ms", "base_iqr_ms",
@@ -39,7 +39,9 @@ per-call samples, else median ± IQR/2). **faster** is the mirror image (ratio <
 {faster:.3f}x and new q3 < base q1). A change past the threshold whose IQRs overlap is
 **noise**; one within the threshold is **same**. A cell that ran before and now fails
 (error, oom, timeout) or now computes the wrong thing counts as a regression whatever
-its time; **fixed** ran wrong or not at all before and runs right now."""
+its time; **fixed** ran wrong or not at all before and runs right now. A cell timed
+while other processes used the machine in either run is **contended**: never called a
+regression or an improvement, whatever its ratio."""
 
 
 def is_regression(verdict: str) -> bool:
@@ -108,6 +110,8 @@ def _verdict(base: dict, new: dict, ratio: float, threshold_pct: float) -> str:
         return "now wrong" if base_ok and not _is_false(base.get("correct")) else "still wrong"
     if not base_ok or _is_false(base.get("correct")):
         return "fixed"
+    if _is_true(base.get("contended")) or _is_true(new.get("contended")):
+        return "contended"
     if not math.isfinite(ratio):
         return "not run"              # "ok" without a time: nothing to compare
     bound = 1 + threshold_pct / 100
@@ -154,6 +158,10 @@ def _number(value) -> float:
         return math.nan if value is None else float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _is_true(flag) -> bool:
+    return isinstance(flag, (bool, np.bool_)) and bool(flag)
 
 
 def _is_false(correct) -> bool:

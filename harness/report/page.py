@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from harness.report.tables import TABLES, WRONG, caption, split_constant, versions_text
+from harness.report.tables import (
+    CONTENDED, TABLES, WRONG, caption, split_constant, versions_text,
+)
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px;
@@ -59,7 +61,8 @@ def _environment(envs: list[dict]) -> str:
 
 
 def render(title: str, tables: dict, figures: dict[str, str], envs: list[dict],
-           wrong: list[tuple[str, str]], conventions: str, baseline: str | None) -> str:
+           wrong: list[tuple[str, str]], conventions: str, baseline: str | None,
+           contended: int = 0) -> str:
     """tables: workload -> name -> DataFrame; figures: name -> inline SVG text;
     wrong: (cell, why) of every row that computes the wrong thing."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -73,6 +76,10 @@ def render(title: str, tables: dict, figures: dict[str, str], envs: list[dict],
                      f"(marked {WRONG}): their figures are not comparable.</p><ul>"
                      + "".join(f"<li>{html.escape(c)}: {html.escape(w)}</li>"
                                for c, w in wrong) + "</ul>")
+    if contended:
+        parts.append(f"<p class='warn'>{contended} cells were timed while other processes "
+                     f"used the machine (contended, marked {CONTENDED}): their times are "
+                     f"not comparable with the others'.</p>")
     parts.append(f"<p class='note'>{html.escape(conventions)}</p>")
     for workload, named in tables.items():
         parts.append(f"<section id='{workload}'><h2>{html.escape(workload)}</h2>")

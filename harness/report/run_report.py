@@ -8,6 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from harness.report import tables
 from harness.report.tables import TABLES, caption, split_constant, versions_text
 from harness.results import store
 from harness.spec import WORKLOADS, Case
@@ -52,6 +53,15 @@ def _verdict(correct, status: str, judged_by) -> str:
 
 def _judged_by(rows: pd.DataFrame):
     return rows["judged_by"] if "judged_by" in rows else [None] * len(rows)
+
+
+BUSY_NOTE = ("**{n} cells were timed while other processes used the machine** (contended, "
+             "marked ‡ in the tables): their times are not comparable with the others'.")
+
+
+def busy_count(frame: pd.DataFrame) -> int:
+    """Cells timed while others used the machine (docs/measurement.md, "Contention")."""
+    return int(tables.is_contended(frame).sum())
 
 
 def wrong(frame: pd.DataFrame) -> pd.DataFrame:
@@ -104,6 +114,8 @@ def write_markdown(frame: pd.DataFrame, path: str | Path, envs: list[dict] | dic
         lines += [f"**{len(bad)} rows compute the wrong thing** (correct = NO below): their "
                   f"times are not comparable with the others'.", ""]
         lines += [f"- {name}: {why}" for name, why in wrong_reasons(bad)] + [""]
+    if busy := busy_count(frame):
+        lines += [BUSY_NOTE.format(n=busy), ""]
     for workload in WORKLOADS:
         if not (frame["workload"] == workload).any():
             continue
@@ -124,7 +136,7 @@ def write_report(folders: list[str | Path], out: str | Path,
     report.md, report.csv (every cell, derived columns included), tables/*.csv,
     plots/*.svg and the self-contained report.html. Returns the page's path."""
     from harness.report import page  # matplotlib only when a report is made
-    from harness.report import plots, tables
+    from harness.report import plots
     out = Path(out)
     frame = store.load(*folders)
     envs = [store.read_env(f) for f in folders]
@@ -147,7 +159,7 @@ def write_report(folders: list[str | Path], out: str | Path,
         (out / "plots" / f"{name}.svg").write_text(figures[name])
     title = f"attnbench: {', '.join(e.get('run_id', '') for e in envs)}"
     html = page.render(title, pivots, figures, envs, list(wrong_reasons(wrong(frame))),
-                       CONVENTIONS, baseline)
+                       CONVENTIONS, baseline, busy_count(frame))
     (out / "report.html").write_text(html, encoding="utf-8")
     return out / "report.html"
 

@@ -4,7 +4,8 @@ Rows of one or more runs (any machines) become one long frame with a few derived
 columns (`label`, `device`, the verdict); each table pivots it: one row per
 configuration and shape (mode, dtype, device, B, N, H, D, mask), one column per
 backend and variant. A cell that computes the wrong thing keeps its number but
-carries a ✗, so it is never read as a fair comparison.
+carries a ✗, and one timed while others used the machine a ‡ (contended), so
+neither is read as a fair comparison.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pandas as pd
 from harness.spec import CASE_FIELDS
 
 WRONG = "✗"               # after any figure of a row whose correct is false
+CONTENDED = "‡"           # after any timing of a row timed on a busy machine
 INDEX = ["mode", "dtype", "device", "batch", "seq_len", "heads", "head_dim", "causal"]
 TABLES = {                # name -> what its cells hold
     "latency": "median ms ± IQR",
@@ -30,6 +32,13 @@ def is_wrong(frame: pd.DataFrame) -> pd.Series:
     return (frame["status"] == "ok") & (frame["correct"] == False)  # noqa: E712
 
 
+def is_contended(frame: pd.DataFrame) -> pd.Series:
+    """Rows timed while others used the machine (docs/measurement.md, "Contention")."""
+    if "contended" not in frame:
+        return pd.Series(False, index=frame.index)
+    return (frame["status"] == "ok") & (frame["contended"] == True)  # noqa: E712
+
+
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows to report, with `label` ("torch sdpa"), `device` (the device's
     model, so runs of the same GPU type on different hosts merge), `wrong`; of a
@@ -39,6 +48,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     name = frame["device_name"] if "device_name" in frame else frame["device"]
     frame["device"] = name.fillna(frame["device"]).astype(str)
     frame["wrong"] = is_wrong(frame)
+    frame["busy"] = is_contended(frame)
     if "started_at" in frame:
         frame = frame.sort_values("started_at", kind="stable")
     keys = [c for c in CASE_FIELDS if c not in ("suite", "device")] + ["device"]
@@ -92,8 +102,11 @@ def label_order(frame: pd.DataFrame) -> list[str]:
     return sorted(labels, key=lambda label: rank.get(label, (len(rank), labels.index(label))))
 
 
-def _mark(text: str, wrong: bool) -> str:
-    return f"{text} {WRONG}" if wrong and text else text
+def _mark(text: str, row) -> str:
+    """The figure with ✗ when the row computes the wrong thing, ‡ when it was timed
+    on a busy machine."""
+    marks = (WRONG if row["wrong"] else "") + (CONTENDED if row.get("busy") else "")
+    return f"{text} {marks}" if marks and text else text
 
 
 def _failed(row) -> str | None:
@@ -103,8 +116,8 @@ def _failed(row) -> str | None:
 
 def latency(frame: pd.DataFrame) -> pd.DataFrame:
     def text(row) -> str:
-        return _failed(row) or _mark(f"{figure(row['median_ms'])} ± {spread(row['iqr_ms'])}",
-                                     row["wrong"])
+        timing = f"{figure(row['median_ms'])} ± {spread(row['iqr_ms'])}"
+        return _failed(row) or _mark(timing, row)
     return _pivot(frame, frame.apply(text, axis=1))
 
 
@@ -121,7 +134,7 @@ def speedup(frame: pd.DataFrame, baseline: str) -> pd.DataFrame:
     values = speedups(frame, baseline)
 
     def text(row, value) -> str:
-        return "" if pd.isna(value) else _mark(f"{value:.2f}x", row["wrong"])
+        return "" if pd.isna(value) else _mark(f"{value:.2f}x", row)
     return _pivot(frame, pd.Series([text(r, v) for (_, r), v in
                                     zip(frame.iterrows(), values)], index=frame.index))
 
@@ -133,7 +146,7 @@ def memory(frame: pd.DataFrame) -> pd.DataFrame:
             return _failed(row) or ""
         nvml = row.get("nvml_mem_bytes")
         whole = "" if nvml is None or pd.isna(nvml) else f" (nvml {nvml / 2**20:,.0f})"
-        return _mark(f"{peak / 2**20:,.1f}{whole}", row["wrong"])
+        return _mark(f"{peak / 2**20:,.1f}{whole}", row)
     table = _pivot(frame, frame.apply(text, axis=1))
     scores = frame.groupby(_index(frame), sort=False)["mem_scores_bytes"].first()
     table.insert(len(_index(frame)), "scores MB",
@@ -153,7 +166,7 @@ def throughput(frame: pd.DataFrame) -> pd.DataFrame:
             return _failed(row) or ""
         pct = row.get("pct_peak")
         extra = "" if pct is None or pd.isna(pct) else f" ({pct:.0f}%)"
-        return _mark(f"{row['tflops']:.3g}{extra}", row["wrong"])
+        return _mark(f"{row['tflops']:.3g}{extra}", row)
     return _pivot(frame, frame.apply(text, axis=1))
 
 
@@ -176,7 +189,7 @@ def first_call(frame: pd.DataFrame) -> pd.DataFrame:
         value = row.get("first_call_ms")
         if _failed(row) or value is None or pd.isna(value):
             return _failed(row) or ""
-        return _mark(f"{value:,.0f}", row["wrong"])
+        return _mark(f"{value:,.0f}", row)
     return _pivot(frame, frame.apply(text, axis=1))
 
 

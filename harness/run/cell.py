@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from harness.correctness.judging import References, check
-from harness.measure import devices
+from harness.correctness.judging import References, judge_outputs
+from harness.measure import contention, devices
 from harness.measure.timing import TimingLoop
 from harness.spec import Case, costs
 from harness.spec.catalog import device_kind
@@ -31,13 +31,18 @@ class Measured:
 
 def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
                  flush_l2: bool = False, nvml_device: str | None = None) -> Measured:
-    """Time `prepared` (step, sync, outputs, optional kernel: backends/base.py) with
+    """Time `prepared` (step, sync and outputs, as backends/base.py's Prepared
+    declares them, and its `kernel` attribute where the backend sets one) with
     `loop`, then probe one step's peak memory and take its outputs. Pass the
     prepared step inline (`backend.prepare(...)`) so that it is freed on return,
     before a sampled check asks the backend again. nvml_device: also record NVML's
-    figure for this process on that GPU (the runner's numbering)."""
+    figure for this process on that GPU (the runner's numbering). Who else used the
+    machine while it was timed goes in the contention columns."""
     flush = cache_flusher(backend, case) if flush_l2 else None
+    watch = contention.Watch(_gpu_index(nvml_device))
+    watch.start()
     columns = loop(prepared.step, prepared.sync, flush)
+    columns.update(watch.columns())
     del flush                    # its 256 MB buffer is not part of the step's peak
 
     def one_step():
@@ -52,13 +57,17 @@ def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
     return Measured(columns, prepared.outputs())
 
 
+def _gpu_index(device: str | None) -> int | None:
+    return int(device.split(":")[1]) if device and device.startswith("cuda:") else None
+
+
 def finish(case: Case, measured: Measured, device_name: str, weights: dict, inputs: dict,
            refs: References, rerun=None) -> dict:
     """A measured cell's columns: the loop's, memory and kernel, throughput at the
     median, and the verdict against the references (harness.correctness.judging)."""
     return {**measured.columns,
             **throughput(case, device_name, measured.columns.get("median_ms")),
-            **check(case, measured.got, weights, inputs, refs, rerun)}
+            **judge_outputs(case, measured.got, weights, inputs, refs, rerun)}
 
 
 def throughput(case: Case, device_name: str, median_ms: float | None) -> dict:

@@ -84,7 +84,7 @@ class _CheckRows:
         with self.lock:
             self.writer.append(row)
             self.bar.advance(self.task)
-            if _failed(row):
+            if gate.is_failure(row):
                 self.bar.console.print(f"[red]FAIL[/] {gate.failure_text(row)}")
 
     def batch_done(self, batch: Batch, failed: int, seconds: float) -> None:
@@ -123,7 +123,7 @@ def _run_batches(todo: list[Batch], executor: LocalExecutor, rows: _CheckRows, j
 
         def count(row: dict) -> None:
             rows.on_row(row)
-            failed.extend([row] if _failed(row) else [])
+            failed.extend([row] if gate.is_failure(row) else [])
 
         executor.run_batch(batch, rows.on_start, count)
         rows.batch_done(batch, len(failed), time.monotonic() - start)
@@ -137,10 +137,6 @@ def _run_batches(todo: list[Batch], executor: LocalExecutor, rows: _CheckRows, j
         raise
     finally:
         pool.shutdown(wait=True)
-
-
-def _failed(row: dict) -> bool:
-    return row["status"] in gate.FAILED or row.get("correct") is False
 
 
 def _batches(cases: list[Case]) -> dict[tuple, list[Case]]:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 
+from harness.measure import devices
 from harness.spec.catalog import REGISTRY
+
+# What ties a worker to its one device; a process running cells on several devices
+# (the pytest plugin) must leave these unset.
+DEVICE_PINNING = ("CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS")
 
 
 def environment_for(backend: str, device: str, threads: int, scratch: str) -> dict[str, str]:
@@ -19,6 +24,16 @@ def environment_for(backend: str, device: str, threads: int, scratch: str) -> di
         env["CUDA_VISIBLE_DEVICES"] = ""          # a CPU cell never touches a GPU
     env.update(settings.environment(device, threads, scratch))
     return env
+
+
+def in_process_environment(backend: str, device: str, scratch: str) -> dict[str, str]:
+    """The backend's environment (threads, compile caches, memory growth) for its
+    framework imported in this process, as the pytest plugin does: environment_for
+    without the device pinning, since one pytest process may run cells on several
+    devices, and without what this process's environment already sets."""
+    env = environment_for(backend, device, devices.cpu_threads(), scratch)
+    return {k: v for k, v in env.items()
+            if k not in DEVICE_PINNING and k not in os.environ}
 
 
 def limit_cpus(threads: int | None) -> None:

@@ -12,21 +12,24 @@ from harness.spec.schema import empty_row
 
 
 def base_row(case: Case, job: dict, version: str) -> dict:
-    flops = costs.flops(case)
     return {
         **empty_row(),              # every declared column (harness/spec/schema.py)
-        **case.to_dict(),
+        **case_columns(case, job.get("gpus", [])),
         "run_id": job.get("run_id", ""),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": devices.host(),
-        **devices.describe(case.device, job.get("gpus", [])),
         "backend_version": version,
         "threads": job.get("threads"),
         "settings": job.get("settings", ""),
         "tuned": _tuned(case),
-        "flops": flops,
         **{f"mem_{k}": v for k, v in costs.memory(case).items()},
     }
+
+
+def case_columns(case: Case, gpus: list[dict]) -> dict:
+    """What a cell is, where it runs and its FLOPs: the columns a worker's row and
+    a pytest-benchmark benchmark's extra_info (harness/pytest_plugin) share."""
+    return {**case.to_dict(), "host": devices.host(),
+            **devices.describe(case.device, gpus), "flops": costs.flops(case)}
 
 
 def _tuned(case: Case) -> bool | None:

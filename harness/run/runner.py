@@ -20,11 +20,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from harness.correctness import gate, grid
-from harness.measure import devices
+from harness.measure import contention, devices
 from harness.report import check_report, run_report
 from harness.results import store
 from harness.run import check
 from harness.run.executors import Batch, LocalExecutor
+from harness.run.executors.lanes import run_lanes
 from harness.run.executors.local import failure_row
 from harness.run.plan import Target, batches, lanes, target_for
 from harness.run.progress import progress_bar
@@ -37,17 +38,18 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
         threads: int | None = None, quiet: bool = False,
         console: Console | None = None, resume: str | Path | None = None,
         gate_check: bool = True, only: list[str] | None = None,
-        serial: bool = False, executor: str = "local", address: str | None = None) -> Path:
+        serial: bool = False, executor: str = "local", address: str | None = None,
+        quiet_machine_s: float | None = None) -> Path:
     """Run the suite into a new folder (`out`, or results/<run_id>), or, with
     `resume`, rerun in that folder every planned cell not already `ok` there.
     Ctrl-C writes what finished and re-raises KeyboardInterrupt."""
     console = console or Console(stderr=True)
     threads = threads or devices.cpu_threads()
     target = target_for(executor, address, threads)
-    planned = target.plan(suite, backends, only)
+    planned = target.planned_cases(suite, backends, only)
     run_folder = (resumed_run(suite, planned, resume) if resume is not None
                   else new_run(suite, planned, out, threads, target, executor, address))
-    sweep = Sweep(suite, run_folder, target, threads, serial)
+    sweep = Sweep(suite, run_folder, target, threads, serial, quiet_machine_s)
     interrupted = sweep.run(console, quiet, gate_check)
     made = _write_outputs(run_folder, console, quiet or interrupted)
     _print_closing_lines(console, suite, run_folder, sweep.counts, made, interrupted)
@@ -62,9 +64,10 @@ class Sweep:
     per Ray task), and env.json saying how the pass ended."""
 
     def __init__(self, suite: Suite, run_folder: RunFolder, target: Target, threads: int,
-                 serial: bool):
+                 serial: bool, quiet_machine_s: float | None = None):
         self.suite, self.run_folder, self.target = suite, run_folder, target
         self.threads, self.serial = threads, serial
+        self.quiet_machine_s = quiet_machine_s  # wait up to this for a quiet machine
         self.measure = dataclasses.asdict(suite.measure)
         self.local = LocalExecutor()
         self.lock = threading.Lock()
@@ -85,8 +88,8 @@ class Sweep:
             try:
                 if gate_check:
                     self.configs = check_configurations(
-                        self._gated(), run_folder.path, self.threads, console, quiet,
-                        self.suite.measure.timeout_s)
+                        self.target.gated_cells(run_folder.cases), run_folder.path,
+                        self.threads, console, quiet, self.suite.measure.timeout_s)
                 with progress_bar(console, quiet) as self.progress:
                     self.task = self.progress.add_task("starting",
                                                        total=len(run_folder.cases))
@@ -101,12 +104,6 @@ class Sweep:
             shutil.rmtree(run_folder.path / "references", ignore_errors=True)
         return interrupted
 
-    def _gated(self) -> list[Case]:
-        """The cells whose configurations the gate checks on this machine: those
-        that can run; on a cluster, the CPU cells'."""
-        return [c for c in self.run_folder.cases if not self.target.refusal(c)
-                and (not self.target.cluster or c.device == "cpu")]
-
     def _execute(self) -> None:
         """Locally, a lane per GPU side by side, then the CPU lane; on a cluster,
         every batch at once (Ray queues them by resources)."""
@@ -120,10 +117,25 @@ class Sweep:
             for key in keys:
                 if self.local.stop.is_set():
                     return
+                if key[1] == "cpu" and self.quiet_machine_s is not None:
+                    self._wait_for_quiet(key)
                 self.local.run_batch(self._batch(key, grouped[key]), self.on_start,
                                      self.on_row)
 
-        run_lanes(lanes(self.run_folder.cases), run_lane, self.local.stop, self.serial)
+        gpu_lanes, cpu_lanes = lanes(self.run_folder.cases)
+        run_lanes(gpu_lanes, cpu_lanes, run_lane, self.local.stop, self.serial)
+
+    def _wait_for_quiet(self, key: tuple[str, str]) -> None:
+        """Before a CPU batch (the GPU lanes are done by then), wait until others
+        leave its CPUs, and say what happened."""
+        quiet, waited = contention.wait_for_quiet(self.quiet_machine_s)
+        name = f"{key[0]} on {key[1]}"
+        if not quiet:
+            self.progress.console.print(f"[yellow]machine still busy[/] after {waited:.0f} s "
+                                        f"of waiting; running {name} anyway")
+        elif waited > 1.5:                       # more than the one window it always takes
+            self.progress.console.print(f"waited {waited:.0f} s for a quiet machine "
+                                        f"before {name}")
 
     def _batch(self, key: tuple[str, str], cases: list[Case]) -> Batch:
         """The batch's cells that can run; for the rest, the refusal chain's row."""
@@ -162,9 +174,20 @@ class Sweep:
         if row["status"] not in ("ok", "unsupported"):
             self.progress.console.print(f"[yellow]{row['status']}[/] {name}: "
                                         f"{row.get('reason', '')}")
-        elif row.get("correct") is False:
+        if row.get("contended"):
+            self.progress.console.print(f"[yellow]contended[/] {name}: others used "
+                                        f"{_share(row)} while it was timed; its time is "
+                                        f"not comparable")
+        if row["status"] == "ok" and row.get("correct") is False:
             self.progress.console.print(f"[red]wrong[/] {name}: "
-                                        f"{row.get('check_note') or _ratio(row)}")
+                                        f"{row.get('check_note') or gate.what_failed(row)}")
+
+
+def _share(row: dict) -> str:
+    share, others = row.get("others_cpu_share"), row.get("gpu_others")
+    parts = [f"{share:.0%} of its CPUs" if share is not None else "",
+             f"its GPU ({others} other processes)" if others else ""]
+    return " and ".join(p for p in parts if p) or "the machine"
 
 
 def _write_outputs(run_folder: RunFolder, console: Console, no_summary: bool) -> str:
@@ -197,19 +220,6 @@ def _print_closing_lines(console: Console, suite: Suite, run_folder: RunFolder, 
         console.print(f"interrupted after {sum(counts.values())} of {len(cases)} cells: the "
                       f"running cell was dropped, finished rows are kept. Resume with:\n"
                       f"  attnbench run {suite.path} --resume {folder}")
-
-
-def run_lanes(all_lanes: list[list], run_lane, stop: threading.Event, serial: bool) -> None:
-    """plan.lanes() as harness.run.executors.lanes runs them: GPU lanes side by
-    side, then the CPU lane alone."""
-    from harness.run.executors.lanes import run_lanes as side_by_side
-    gpu = [lane for lane in all_lanes if lane[0][1] != "cpu"]
-    side_by_side(gpu, [lane for lane in all_lanes if lane[0][1] == "cpu"], run_lane, stop,
-                 serial)
-
-
-def _ratio(row: dict) -> str:
-    return f"{row.get('err_tensor')} err_ratio {row.get('err_ratio'):.3g}"
 
 
 def check_configurations(cases: list[Case], folder: Path, threads: int, console: Console,

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.correctness.judging import References, check, one_line, rerun_on
+from harness.correctness.judging import References, judge_outputs, one_line, rerun_on
 from harness.measure import timing
 from harness.measure.memory import pin_allocator
 from harness.run import cell
 from harness.run.environment import limit_cpus, local_device, recorded_settings
 from harness.run.rows import base_row
 from harness.spec import Case
-from harness.spec.catalog import REGISTRY, static_unsupported
+from harness.spec.catalog import REGISTRY
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -48,9 +48,8 @@ def is_oom(exc: BaseException) -> bool:
 def run_case(backend, case: Case, job: dict, refs: References) -> dict:
     row = base_row(case, job, backend.version() if backend else "")
     local = case.replace(device=local_device(case.device))
-    try:
-        reason = static_unsupported(case) or (
-            job["missing"] if backend is None else backend.unsupported(local))
+    try:      # the refusal chain (harness.run.plan) has run; the backend has the last word
+        reason = job["missing"] if backend is None else backend.unsupported(local)
     except Exception as exc:       # asking must not end the batch either
         traceback.print_exc(file=sys.stderr)
         return {**row, "status": "error", "reason": f"backend.unsupported: {one_line(exc)}"}
@@ -84,7 +83,8 @@ def check_only(backend, case: Case, local: Case, row: dict, weights: dict, input
     if job.get("outputs_dir"):
         save_outputs(Path(job["outputs_dir"]) / f"{case.file_stem}.npz", got)
     return {**row, "status": "ok", "reason": "",
-            **check(case, got, weights, inputs, refs, rerun_on(backend, local, weights))}
+            **judge_outputs(case, got, weights, inputs, refs,
+                            rerun_on(backend, local, weights))}
 
 
 def save_outputs(path: Path, got: dict) -> None:

@@ -42,7 +42,6 @@ class BackendInfo:
 
 
 _GPU_ONLY = ("cuda",)
-_NO_TF32 = ("float32", "bfloat16", "float16")
 
 REGISTRY: dict[str, BackendInfo] = {
     "torch": BackendInfo(

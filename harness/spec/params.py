@@ -95,33 +95,32 @@ def initial(role: str, z: np.ndarray) -> np.ndarray:
     return z
 
 
-# -- the same parameters by sub-layer, for code that walks the module tree ---------
+# -- the same parameters by sub-layer and role, for code that walks the module tree --
 
-def by_module(case: Case, arrays: dict) -> dict[str, tuple]:
-    """Canonical arrays grouped by sub-layer path: (weight, bias) of a projection,
-    (gain, shift) of a LayerNorm, in the table's order."""
-    tree: dict[str, tuple] = {}
+Tree = dict[str, dict[str, np.ndarray]]     # sub-layer path -> role -> array
+
+
+def by_module(case: Case, arrays: dict) -> Tree:
+    """Canonical arrays grouped by sub-layer path, then role: tree["mha/q"][WEIGHT],
+    tree["ln1"][GAIN]. Read by role, never by position, so that the order of the
+    table's rows can never swap a gain for a shift."""
+    tree: Tree = {}
     for p in layer_params(case):
-        tree[p.module] = (*tree.get(p.module, ()), arrays[p.name])
+        tree.setdefault(p.module, {})[p.role] = arrays[p.name]
     return tree
 
 
-def by_name(case: Case, tree: dict[str, tuple]) -> dict:
+def by_name(case: Case, tree: Tree) -> dict:
     """The inverse of by_module: canonical name -> array."""
-    taken: dict[str, int] = {}
-    named = {}
-    for p in layer_params(case):
-        i = taken[p.module] = taken.get(p.module, -1) + 1
-        named[p.name] = tree[p.module][i]
-    return named
+    return {p.name: tree[p.module][p.role] for p in layer_params(case)}
 
 
-def within(tree: dict[str, tuple], module: str) -> dict[str, tuple]:
+def within(tree: Tree, module: str) -> Tree:
     """The sub-layers under `module`, their paths relative to it."""
     prefix = module + "/"
     return {k.removeprefix(prefix): v for k, v in tree.items() if k.startswith(prefix)}
 
 
-def under(module: str, tree: dict[str, tuple]) -> dict[str, tuple]:
+def under(module: str, tree: Tree) -> Tree:
     """The inverse of within: paths relative to `module` made whole again."""
     return {f"{module}/{k}": v for k, v in tree.items()}

@@ -10,9 +10,9 @@ yardstick for judging a backend's error (FlashAttention's rule, see accuracy.py)
 Layouts as docs/design.md ("the math") gives them: q, k, v and the core's output
 are (B, N, H, D); activations are (B, N, d_model); weights are (in, out). Internally
 the core works on (B, H, N, D) so that np.matmul hands contiguous matrices to BLAS.
-The layers take their weights by sub-layer, as harness.spec.params nests them:
-{"q": (weight, bias), ...} for mha, {"ln1": (gain, shift), "mha/q": ..., ...} for a
-block; gradients come back the same way.
+The layers take their weights by sub-layer and role, as harness.spec.params nests
+them: {"q": {WEIGHT: w, BIAS: b}, ...} for mha, {"ln1": {GAIN: g, SHIFT: b},
+"mha/q": ..., ...} for a block; gradients come back the same way.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from harness.spec import params
 from harness.spec.case import LAYERNORM_EPS, Case
+from harness.spec.params import BIAS, GAIN, SHIFT, WEIGHT
 from harness.spec.precision import round_tf32
 from harness.spec.reference_core import Numerics, attention, attention_backward
 
@@ -27,9 +28,12 @@ _GELU_C = np.sqrt(2.0 / np.pi)
 _GELU_A = 0.044715
 
 
-# -- layers: each forward returns (output, cache); each backward takes the cache --
+# -- layers: each forward returns (output, cache); each backward takes the cache and
+#    returns the input's gradient and the parameters' by role --------------------
 
-def linear(nx: Numerics, x, w, b):
+def linear(nx: Numerics, x, layer: dict):
+    """x W + b, W (in, out)."""
+    w, b = layer[WEIGHT], layer[BIAS]
     if nx.dtype == "tf32":
         y = np.matmul(round_tf32(x), round_tf32(w))
     else:
@@ -42,10 +46,11 @@ def linear_backward(nx: Numerics, dy, cache):
     dx = nx.mm(dy, w.T)
     dw = nx.mm(x.reshape(-1, x.shape[-1]).T, dy.reshape(-1, dy.shape[-1]))
     db = nx.r(dy.astype(nx.wide, copy=False).sum(axis=tuple(range(dy.ndim - 1))))
-    return dx, dw, db
+    return dx, {WEIGHT: dw, BIAS: db}
 
 
-def layernorm(nx: Numerics, x, g, b):
+def layernorm(nx: Numerics, x, layer: dict):
+    g, b = layer[GAIN], layer[SHIFT]
     xw = x.astype(nx.wide, copy=False)
     mu = xw.mean(axis=-1, keepdims=True)
     var = ((xw - mu) ** 2).mean(axis=-1, keepdims=True)     # biased, as the spec says
@@ -61,7 +66,7 @@ def layernorm_backward(nx: Numerics, dy, cache):
     dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
                  - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
     axes = tuple(range(dy.ndim - 1))
-    return nx.r(dx), nx.r((dyw * xhat).sum(axis=axes)), nx.r(dyw.sum(axis=axes))
+    return nx.r(dx), {GAIN: nx.r((dyw * xhat).sum(axis=axes)), SHIFT: nx.r(dyw.sum(axis=axes))}
 
 
 def gelu(nx: Numerics, x):
@@ -96,11 +101,11 @@ def mha(nx: Numerics, x, w: dict, heads: int, causal: bool, rows=None):
     """Queries for the wanted rows only; keys and values for every row."""
     b, _, d = x.shape
     split = lambda t: t.reshape(b, t.shape[1], heads, d // heads)   # head h: h*D:(h+1)*D
-    q, cq = linear(nx, _take(x, rows), *w["q"])
-    k, ck = linear(nx, x, *w["k"])
-    v, cv = linear(nx, x, *w["v"])
+    q, cq = linear(nx, _take(x, rows), w["q"])
+    k, ck = linear(nx, x, w["k"])
+    v, cv = linear(nx, x, w["v"])
     o, ca = attention(nx, split(q), split(k), split(v), causal, rows)
-    out, co = linear(nx, o.reshape(b, o.shape[1], d), *w["o"])
+    out, co = linear(nx, o.reshape(b, o.shape[1], d), w["o"])
     return out, (cq, ck, cv, ca, co, rows)
 
 
@@ -108,42 +113,37 @@ def mha_backward(nx: Numerics, dout, cache):
     cq, ck, cv, ca, co, rows = cache
     b, wanted, d = dout.shape
     grads = {}
-    do, grads["o"] = _linear_grads(nx, dout, co)
+    do, grads["o"] = linear_backward(nx, dout, co)
     heads = ca[0].shape[1]
     dq, dk, dv = attention_backward(nx, do.reshape(b, wanted, heads, d // heads), ca)
-    dxq, grads["q"] = _linear_grads(nx, dq.reshape(b, wanted, d), cq)
-    dxk, grads["k"] = _linear_grads(nx, dk.reshape(b, dk.shape[1], d), ck)
-    dxv, grads["v"] = _linear_grads(nx, dv.reshape(b, dv.shape[1], d), cv)
+    dxq, grads["q"] = linear_backward(nx, dq.reshape(b, wanted, d), cq)
+    dxk, grads["k"] = linear_backward(nx, dk.reshape(b, dk.shape[1], d), ck)
+    dxv, grads["v"] = linear_backward(nx, dv.reshape(b, dv.shape[1], d), cv)
     return nx.r(_add_rows(nx, dxk, dxq, rows).astype(nx.wide, copy=False) + dxv), grads
 
 
-def _linear_grads(nx, dy, cache):
-    dx, dw, db = linear_backward(nx, dy, cache)
-    return dx, (dw, db)
-
-
 def block(nx: Numerics, x, w: dict, heads: int, causal: bool, rows=None):
-    a, c1 = layernorm(nx, x, *w["ln1"])
+    a, c1 = layernorm(nx, x, w["ln1"])
     m, cm = mha(nx, a, params.within(w, params.ATTENTION), heads, causal, rows)
     h = nx.r(_take(x, rows).astype(nx.wide, copy=False) + m)
-    c, c2 = layernorm(nx, h, *w["ln2"])
-    u, cu = linear(nx, c, *w["w1"])
+    c, c2 = layernorm(nx, h, w["ln2"])
+    u, cu = linear(nx, c, w["w1"])
     gu, cg = gelu(nx, u)
-    z, cz = linear(nx, gu, *w["w2"])
+    z, cz = linear(nx, gu, w["w2"])
     return nx.r(h.astype(nx.wide, copy=False) + z), (c1, cm, c2, cu, cg, cz, rows)
 
 
 def block_backward(nx: Numerics, dout, cache):
     c1, cm, c2, cu, cg, cz, rows = cache
     grads = {}
-    dgu, grads["w2"] = _linear_grads(nx, dout, cz)
+    dgu, grads["w2"] = linear_backward(nx, dout, cz)
     du = gelu_backward(nx, dgu, cg)
-    dc, grads["w1"] = _linear_grads(nx, du, cu)
-    dh_ln, *grads["ln2"] = layernorm_backward(nx, dc, c2)
+    dc, grads["w1"] = linear_backward(nx, du, cu)
+    dh_ln, grads["ln2"] = layernorm_backward(nx, dc, c2)
     dh = nx.r(dout.astype(nx.wide, copy=False) + dh_ln)
     da, gm = mha_backward(nx, dh, cm)
     grads.update(params.under(params.ATTENTION, gm))
-    dx_ln, *grads["ln1"] = layernorm_backward(nx, da, c1)
+    dx_ln, grads["ln1"] = layernorm_backward(nx, da, c1)
     return _add_rows(nx, dx_ln, dh, rows), grads
 
 
@@ -174,10 +174,10 @@ def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool,
         layer = params.within(w, params.layer_module(i))
         h, c = block(nx, h, layer, case.heads, case.causal, rows if last else None)
         caches.append(c)
-    out, cf = layernorm(nx, h, *w[params.FINAL_NORM])
+    out, cf = layernorm(nx, h, w[params.FINAL_NORM])
     if not train:
         return {"out": out}
-    dh, *final = layernorm_backward(nx, g, cf)
+    dh, final = layernorm_backward(nx, g, cf)
     grads = {params.FINAL_NORM: final}
     for i in reversed(range(case.n_layers)):
         dh, gi = block_backward(nx, dh, caches[i])

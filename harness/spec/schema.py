@@ -2,7 +2,8 @@
 
 Every row a run writes carries every column (None where it does not apply), so a
 reader can index any row by any name; a column a row should not have is a bug and
-`complete` says so. docs/design.md ("The result row") explains each group.
+`complete` says so. docs/design.md ("The Case and the result row") explains each
+group.
 """
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ _MORE = (
     Column("warmup_calls", "untimed calls before sampling"),
     Column("calls_per_sample", "calls per timed sample (grown past the clock's resolution)"),
     Column("samples_ms", "every per-call sample, in order"),
+    # who else used the machine while the cell was timed (harness/measure/contention.py)
+    Column("contended", "others used its CPUs past the stated share, or its GPU"),
+    Column("others_cpu_share", "others' CPU time over the timed part, share of its CPUs"),
+    Column("load_avg", "the 1-minute load average at the end of the timed part"),
+    Column("gpu_others", "other processes computing on its GPU (NVML)"),
+    Column("gpu_util_before_pct", "its GPU's utilization just before the cell (NVML)"),
+    Column("throttle", "clock-throttle reasons active at the end (NVML); empty: none"),
     # memory beyond the contract's figures
     Column("nvml_mem_bytes", "NVML's figure for the worker's process on its GPU"),
     Column("nvml_mem_method", "how NVML's figure was read (process or device used)"),
@@ -57,6 +65,7 @@ _MORE = (
     Column("check_note", "why the cell was not checked, or what judged it, in words"),
     Column("gate", "its configuration's check on small shapes: pass, fail, or empty"),
     Column("judged_by", "what `correct` rests on: cell (its own check) or config"),
+    Column("source", "the other tool's format a row was read from (pytest-benchmark)"),
     Column("schema", "the row's schema version"),
 )
 COLUMNS: tuple[Column, ...] = _CASE + _RESULT + _MORE

@@ -12,8 +12,6 @@ from harness.spec import params
 from harness.spec.case import Case
 from harness.spec.precision import round_to
 
-MHA_WEIGHTS = tuple(p.name for p in params.MHA)
-BLOCK_WEIGHTS = tuple(p.name for p in params.BLOCK)
 _WEIGHTS_STREAM, _INPUTS_STREAM = 0, 1
 
 

@@ -227,6 +227,6 @@ def test_a_long_sequence_is_judged_at_its_own_size(backend, variant, mode):
     w, x = make_weights(c), make_inputs(c)
     got = b.prepare(c, w, x).outputs()
     assert all(np.isfinite(t).all() for t in got.values())
-    result = judging.check(c, got, w, x, judging.References(), judging.rerun_on(b, c, w))
+    result = judging.judge_outputs(c, got, w, x, judging.References(), judging.rerun_on(b, c, w))
     assert result["check_rows"] == sampling.SAMPLED_ROWS < c.seq_len, result
     assert result["correct"] is True, result

@@ -9,7 +9,8 @@ after another, nobody would come and the cell fails saying so. Variant `flaky`
 fails until the file ATTNBENCH_TEST_FIXED names exists (for --resume); variant
 `orphans` SIGKILLs its worker's parent, which under Ray is the task's process
 (never run it with the local executor, whose parent is the runner).
-Registered through ATTNBENCH_BACKENDS=tests.integration.fake_gpu_backend.
+Registered through ATTNBENCH_BACKENDS=tests.integration.fake_gpu_backend, imported
+while harness.spec.catalog registers its plugins (see faulty_backend.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import signal
 import time
 from pathlib import Path
 
-from backends.base import BackendInfo, Variant
+from harness.spec.catalog import BackendInfo, Variant, static_unsupported
 
 INFO = BackendInfo(
     name="fakegpu", framework="numpy", module=__name__, settings=__name__,
@@ -80,7 +81,6 @@ class FakeGpuBackend:
         return "fakegpu-1"
 
     def unsupported(self, case):
-        from backends.base import static_unsupported
         return static_unsupported(case)
 
     def prepare(self, case, weights, inputs) -> Prepared:

@@ -1,7 +1,7 @@
 """A test-only backend, framework-free, whose variants fail on purpose.
 
 Selected by ATTNBENCH_BACKENDS=tests.integration.faulty_backend (see
-backends.base._register_plugins). Each variant plants one way a cell can end:
+harness.spec.catalog._register_plugins). Each variant plants one way a cell can end:
 
   exact    computes harness.spec.reference.outputs in float64: ok and correct
   raises   step raises RuntimeError("planted failure"): error
@@ -12,9 +12,10 @@ backends.base._register_plugins). Each variant plants one way a cell can end:
   crashes  step SIGKILLs its own worker: error, and a fresh worker goes on
   wrong    the exact results with the output scaled by 1.01: ok but not correct
 
-This module is imported while backends.base is itself being imported (by its
-plugin hook), so it takes only what base.py has defined by then (BackendInfo,
-Variant) at module level and imports the rest where it is used.
+This module is imported while harness.spec.catalog registers its plugins, the last
+thing that module does: the catalogue's names (BackendInfo, Variant,
+static_unsupported) are all defined by then and imported at module level. The
+rest (the reference, memory probes) is imported where it is used.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import time
 
 import numpy as np
 
-from backends.base import BackendInfo, Variant
+from harness.spec.catalog import BackendInfo, Variant, static_unsupported
 
 PLANTED = "planted failure"
 PLANTED_OOM = "planted allocation failure"
@@ -92,7 +93,6 @@ class FaultyBackend:
         return f"faulty-{np.__version__}"
 
     def unsupported(self, case) -> str | None:
-        from backends.base import static_unsupported
         return static_unsupported(case)
 
     def prepare(self, case, weights: dict, inputs: dict) -> Prepared:

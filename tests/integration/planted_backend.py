@@ -17,14 +17,15 @@ right after, or applied to the outputs.
           tensor is left out of autograd
 
 Selected by ATTNBENCH_BACKENDS=tests.integration.planted_backend; like the faulty
-backend, it imports only backends.base at module level (see faulty_backend.py).
+backend, it imports only the catalogue's names at module level (harness.spec.catalog
+registers it; see faulty_backend.py), and torch where it builds a step.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 
-from backends.base import BackendInfo, Variant
+from harness.spec.catalog import BackendInfo, Variant, static_unsupported
 
 FAULTS = ("scale", "mask", "late", "eps", "gelu", "grad")
 LATE = 1024
@@ -100,7 +101,6 @@ class PlantedBackend:
         return self.torch.version()
 
     def unsupported(self, case) -> str | None:
-        from backends.base import static_unsupported
         return static_unsupported(case) or self.torch.unsupported(self._eager(case))
 
     def _eager(self, case):

@@ -155,7 +155,7 @@ def test_report_of_a_folder_that_is_not_a_run(tmp_path):
 def test_dry_run_prints_the_cell_count(name):
     path = ROOT / "suites" / f"{name}.toml"
     suite = load_suite(path)
-    expected = len(plan.plan(suite))
+    expected = len(plan.planned_cases(suite))
     if not devices.gpus():
         assert expected == len(suite.cases)
     proc = harness("run", f"suites/{name}.toml", "--dry-run")

@@ -4,8 +4,6 @@ cold caches with flush_l2), and that a GPU-only request on a machine without one
 is `unsupported` with its reason, never a crash or a silent CPU run."""
 from __future__ import annotations
 
-import pytest
-
 from harness.measure.timing import TIMER_FLUSHED
 from tests.integration.runs_helpers import harness_run, jsonl_rows, write_suite
 

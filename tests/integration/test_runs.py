@@ -339,14 +339,14 @@ FAKE_GPUS = [{"index": 0, "name": "Fake GPU A"}, {"index": 1, "name": "Fake GPU 
 
 def test_plan_auto_without_gpus_is_cpu():
     suite = _suite(device=["auto"], mode=["forward", "train"])
-    planned = plan.plan(suite, gpus=[])
+    planned = plan.planned_cases(suite, gpus=[])
     assert len(planned) == len(suite.cases)
     assert {c.device for c in planned} == {"cpu"}
 
 
 def test_plan_auto_with_two_gpus_is_one_cell_per_gpu():
     suite = _suite(device=["auto"], mode=["forward", "train"])
-    planned = plan.plan(suite, gpus=FAKE_GPUS)
+    planned = plan.planned_cases(suite, gpus=FAKE_GPUS)
     assert len(planned) == 2 * len(suite.cases)
     for case in suite.cases:
         assert [c for c in planned if c.replace(device="auto") == case] == [
@@ -355,10 +355,10 @@ def test_plan_auto_with_two_gpus_is_one_cell_per_gpu():
 
 def test_plan_drops_duplicates_and_filters_backends():
     suite = _suite(device=["auto", "cpu"])
-    planned = plan.plan(suite, gpus=[])
+    planned = plan.planned_cases(suite, gpus=[])
     assert len(planned) == len(suite.cases) // 2       # auto became cpu: the same cells
     assert len(set(planned)) == len(planned)
-    assert plan.plan(suite, backends=["jax"], gpus=[]) == []
+    assert plan.planned_cases(suite, backends=["jax"], gpus=[]) == []
 
 
 def test_batches_group_by_backend_and_device_and_keep_references_adjacent():
@@ -366,7 +366,7 @@ def test_batches_group_by_backend_and_device_and_keep_references_adjacent():
     # sdpa's cells, which share their references, come long after them.
     suite = _suite(device=["auto"], mode=["forward", "train"], dtype=["float32", "bfloat16"],
                    seq_len=[16, 32], variants={"torch": ["eager", "sdpa"]})
-    planned = plan.plan(suite, gpus=FAKE_GPUS)
+    planned = plan.planned_cases(suite, gpus=FAKE_GPUS)
     groups = plan.batches(planned)
     assert set(groups) == {("torch", "cuda:0"), ("torch", "cuda:1")}
     for (backend, device), group in groups.items():

@@ -36,7 +36,7 @@ def test_the_sampled_check_catches_each_planted_fault(monkeypatch):
                          1, 40, 2, 8, True, 2)
                 w, x = make_weights(c), make_inputs(c)
                 got = backend.prepare(c, w, x).outputs()
-                result = judging.check(c, got, w, x, judging.References(),
+                result = judging.judge_outputs(c, got, w, x, judging.References(),
                                       judging.rerun_on(backend, c, w))
                 judged.add(result["check_rows"])
                 if not result["correct"]:

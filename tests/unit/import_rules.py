@@ -54,8 +54,9 @@ def _imported(node: ast.AST, module: str, package: bool) -> list[str]:
             base = ".".join(here + ([base] if base else []))
         # `from harness.report import tables` imports harness.report.tables
         return [base] + [f"{base}.{alias.name}" for alias in node.names]
-    if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module"
-            and node.args):
+    called = getattr(node.func, "attr", None) or getattr(node.func, "id", None) \
+        if isinstance(node, ast.Call) else None
+    if called in ("import_module", "__import__") and node.args:
         arg = node.args[0]
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             return [arg.value]

@@ -173,3 +173,15 @@ def test_compare_runs_written_to_disk_and_loaded(tmp_path):
     assert result.loc[128, "ratio"] == pytest.approx(expected)
     text = markdown(result.reset_index(), THRESHOLD, "base", "new")
     assert "1 regression, 1 now fails, 1 noise" in text and "| timeout" in text
+
+
+@pytest.mark.parametrize("busy_side", ["base", "new"])
+def test_a_contended_cell_is_never_a_regression_or_an_improvement(busy_side):
+    slow, fast = samples(13.0, 0.01, seed=11), samples(10.0, 0.01, seed=12)
+    for before, after in ((fast, slow), (slow, fast)):        # +30 % and -23 %
+        base, new = row(case(), before), row(case(), after)
+        (base if busy_side == "base" else new)["contended"] = True
+        assert one([base], [new])["verdict"] == "contended"
+    # A contended cell that now fails or turns wrong is still called so.
+    broken = {**row(case(), fast), "contended": True}
+    assert one([broken], [row(case(), status="error")])["verdict"] == "now fails"

@@ -96,6 +96,22 @@ def test_a_crashed_check_case_fails_its_configuration():
     assert "SIGKILL" in gate.config_verdicts(checks)[gate.config_key(case)]
 
 
+def test_one_failure_test_for_a_row_and_for_a_frame():
+    """gate.is_failure decides both a row as it arrives (attnbench check's FAIL
+    lines) and a frame read back from disk (gate.verdicts)."""
+    case = Case("check", "mha", "torch", "eager", "forward", "float32", "cpu", 2, 19, 2, 24,
+                False)
+    rows = [_check_row(case), _check_row(case, correct=False, ratio=7.5),
+            _check_row(case, status="timeout", correct=None, ratio=None, reason="600 s"),
+            _check_row(case, status="unsupported", correct=None, ratio=None, reason="no")]
+    assert [gate.is_failure(r) for r in rows] == [False, True, True, False]
+    assert list(gate.verdicts(pd.DataFrame(rows))["verdict"]) == [
+        "pass", "FAIL", "FAIL", "unsupported"]
+    assert gate.what_failed(rows[1]) == "out err_ratio 7.5"
+    assert gate.what_failed(rows[2]) == "600 s"
+    assert gate.verdicts(pd.DataFrame(columns=["status", "correct"])).empty
+
+
 def _saved(case: Case, tmp_path, perturb: dict[str, float]) -> dict:
     """The float64 reference's tensors rounded to float32, saved as a worker would,
     with `perturb` added to the named tensors' first element."""

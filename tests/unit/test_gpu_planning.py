@@ -12,7 +12,8 @@ import pytest
 from harness.correctness import judging
 from harness.measure import devices
 from harness.measure.timing import TIMER, TIMER_FLUSHED
-from harness.run import environment, plan, runner, worker
+from harness.run import environment, plan, worker
+from harness.run.executors.lanes import run_lanes
 from harness.run.suite import parse_suite
 from harness.spec import Case
 
@@ -33,10 +34,10 @@ def suite(devices_toml: str, backends: str = '["torch", "jax"]'):
 
 
 def test_auto_is_every_gpu_and_gpu_type_picks_by_name():
-    planned = plan.plan(suite('["auto"]'), gpus=VISIBLE)
+    planned = plan.planned_cases(suite('["auto"]'), gpus=VISIBLE)
     assert sorted({c.device for c in planned}) == ["cuda:0", "cuda:1", "cuda:2"]
-    assert {c.device for c in plan.plan(suite('["auto"]'), gpus=[])} == {"cpu"}
-    typed = plan.plan(suite('["gpu:H100", "gpu:A100"]'), gpus=VISIBLE)
+    assert {c.device for c in plan.planned_cases(suite('["auto"]'), gpus=[])} == {"cpu"}
+    typed = plan.planned_cases(suite('["gpu:H100", "gpu:A100"]'), gpus=VISIBLE)
     assert sorted({c.device for c in typed}) == ["cuda:0", "cuda:1", "cuda:2"]
     assert len(typed) == 2 * 3                      # two backends on three GPUs, no repeats
 
@@ -51,7 +52,7 @@ def test_auto_is_every_gpu_and_gpu_type_picks_by_name():
     (["gpu:V100"], set()),
 ])
 def test_device_filter_keeps_the_cells_on_those_devices(only, expected):
-    planned = plan.plan(suite('["auto", "cpu"]'), gpus=VISIBLE, only=only)
+    planned = plan.planned_cases(suite('["auto", "cpu"]'), gpus=VISIBLE, only=only)
     assert {c.device for c in planned} == expected
 
 
@@ -69,7 +70,7 @@ def test_a_device_that_is_not_there_is_unsupported_with_its_reason():
 
 
 def test_refused_cells_never_reach_a_worker():
-    planned = plan.plan(suite('["cuda", "gpu:V100"]'), gpus=VISIBLE[:1])
+    planned = plan.planned_cases(suite('["cuda", "gpu:V100"]'), gpus=VISIBLE[:1])
     verdicts = {c.device: plan.refusal(c, VISIBLE[:1], None) for c in planned}
     assert verdicts["cuda:0"] is None
     assert verdicts["gpu:V100"][0] == "unsupported"
@@ -94,12 +95,13 @@ def test_the_refusal_chain_asks_where_then_what_then_size():
 
 
 def test_plan_summary_says_what_this_machine_can_run():
-    planned = plan.plan(suite('["cuda"]'), gpus=[])
-    rows = plan.plan_summary(planned, [], None)
+    planned = plan.planned_cases(suite('["cuda"]'), gpus=[])
+    rows = plan.plan_summary(planned, plan.Target([]))
     assert [r["backend"] for r in rows] == ["jax", "torch"]
     assert all(r["cells"] == 1 and r["to_run"] == 0 and "no NVIDIA GPU" in r["why_not"]
                for r in rows)
-    rows = plan.plan_summary(plan.plan(suite('["cuda"]'), gpus=VISIBLE), VISIBLE, None)
+    rows = plan.plan_summary(plan.planned_cases(suite('["cuda"]'), gpus=VISIBLE),
+                             plan.Target(VISIBLE))
     assert {r["device_name"] for r in rows} == {H100, A100}
     assert all(r["to_run"] == r["cells"] for r in rows)
 
@@ -117,15 +119,15 @@ def test_each_gpu_worker_sees_its_own_gpu_alone(backend, tmp_path):
 
 
 def test_lanes_one_per_gpu_then_the_cpu():
-    cases = plan.plan(suite('["cpu", "cuda:1", "cuda:0"]'), gpus=VISIBLE)
-    lanes = plan.lanes(cases)
-    assert lanes == [[("torch", "cuda:1"), ("jax", "cuda:1")],
-                     [("torch", "cuda:0"), ("jax", "cuda:0")],
-                     [("torch", "cpu"), ("jax", "cpu")]]          # the CPU lane last
+    cases = plan.planned_cases(suite('["cpu", "cuda:1", "cuda:0"]'), gpus=VISIBLE)
+    gpu_lanes, cpu_lanes = plan.lanes(cases)
+    assert gpu_lanes == [[("torch", "cuda:1"), ("jax", "cuda:1")],
+                         [("torch", "cuda:0"), ("jax", "cuda:0")]]
+    assert cpu_lanes == [[("torch", "cpu"), ("jax", "cpu")]]
 
 
 def test_gpu_lanes_run_side_by_side_and_the_cpu_lane_alone_after_them():
-    lanes = [[("torch", "cuda:0")], [("torch", "cuda:1")], [("torch", "cpu")]]
+    gpu_lanes, cpu_lanes = [[("torch", "cuda:0")], [("torch", "cuda:1")]], [[("torch", "cpu")]]
     both_gpus_at_once = threading.Barrier(2, timeout=10)
     log, lock = [], threading.Lock()
 
@@ -139,13 +141,13 @@ def test_gpu_lanes_run_side_by_side_and_the_cpu_lane_alone_after_them():
         with lock:
             log.append(("end", device))
 
-    runner.run_lanes(lanes, run_lane, threading.Event(), serial=False)
+    run_lanes(gpu_lanes, cpu_lanes, run_lane, threading.Event(), serial=False)
     cpu_start = log.index(("start", "cpu"))
     assert {e for e in log[:cpu_start]} == {("start", "cuda:0"), ("start", "cuda:1"),
                                             ("end", "cuda:0"), ("end", "cuda:1")}
     order = []
-    runner.run_lanes(lanes, lambda lane: order.append(lane[0][1]), threading.Event(),
-                     serial=True)
+    run_lanes(gpu_lanes, cpu_lanes, lambda lane: order.append(lane[0][1]), threading.Event(),
+              serial=True)
     assert order == ["cuda:0", "cuda:1", "cpu"]
 
 

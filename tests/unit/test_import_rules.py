@@ -71,9 +71,11 @@ def test_a_planted_cycle_is_named(copy):
                and "harness.measure.timing" in f for f in found), found
 
 
-def test_a_dynamic_backend_import_counts(copy):
-    _plant(copy, "harness.report.plots",
-           'import importlib\nimportlib.import_module(f"backends.{name}.interop")')
+@pytest.mark.parametrize("call", ['importlib.import_module(f"backends.{name}.interop")',
+                                  'import_module("backends.torch.backend")',
+                                  '__import__("backends.jax.backend", fromlist=["x"])'])
+def test_a_dynamic_backend_import_counts(copy, call):
+    _plant(copy, "harness.report.plots", call, inside_function=True)
     assert any("harness.report.plots imports backends" in f
                for f in violations(import_graph(copy)))
 

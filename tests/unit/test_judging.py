@@ -19,8 +19,8 @@ def test_check_judges_a_result_against_the_reference():
     w, x = make_weights(c), make_inputs(c)
     good = {"out": reference.forward(c, w, x).astype(np.float32)}
     bad = {"out": good["out"] * 1.01}
-    assert judging.check(c, good, w, x, judging.References())["correct"] is True
-    assert judging.check(c, bad, w, x, judging.References())["correct"] is False
+    assert judging.judge_outputs(c, good, w, x, judging.References())["correct"] is True
+    assert judging.judge_outputs(c, bad, w, x, judging.References())["correct"] is False
 
 
 def sampled(monkeypatch, **changes):
@@ -38,14 +38,14 @@ def test_a_large_forward_cell_is_judged_on_its_sampled_rows(monkeypatch):
     c, rows = sampled(monkeypatch)
     w, x = make_weights(c), make_inputs(c)
     good = reference.forward(c, w, x).astype(np.float32)
-    result = judging.check(c, {"out": good}, w, x, judging.References())
+    result = judging.judge_outputs(c, {"out": good}, w, x, judging.References())
     assert result["correct"] is True and result["check_rows"] == 8
     bad = good.copy()
     bad[:, rows[3]] *= 1.01                      # one sampled row wrong
-    assert judging.check(c, {"out": bad}, w, x, judging.References())["correct"] is False
+    assert judging.judge_outputs(c, {"out": bad}, w, x, judging.References())["correct"] is False
     unseen = good.copy()
     unseen[:, np.setdiff1d(np.arange(40), rows)[0]] *= 1.01
-    assert judging.check(c, {"out": unseen}, w, x, judging.References())["correct"] is True
+    assert judging.judge_outputs(c, {"out": unseen}, w, x, judging.References())["correct"] is True
 
 
 def test_a_large_train_cell_asks_the_backend_again_for_its_rows_loss(monkeypatch):
@@ -57,7 +57,7 @@ def test_a_large_train_cell_asks_the_backend_again_for_its_rows_loss(monkeypatch
         asked.append(inputs["g"])
         return reference.outputs(c, w, inputs)
 
-    result = judging.check(c, reference.outputs(c, w, x), w, x, judging.References(), rerun)
+    result = judging.judge_outputs(c, reference.outputs(c, w, x), w, x, judging.References(), rerun)
     assert result["correct"] is True and result["check_rows"] == 8
     assert np.delete(asked[0], rows, axis=1).any() == False  # noqa: E712
     np.testing.assert_array_equal(asked[0][:, rows], x["g"][:, rows])
@@ -65,15 +65,15 @@ def test_a_large_train_cell_asks_the_backend_again_for_its_rows_loss(monkeypatch
     def wrong_dk(inputs):
         got = reference.outputs(c, w, inputs)
         return {**got, "grad/k": got["grad/k"] * 1.01}
-    bad = judging.check(c, {}, w, x, judging.References(), wrong_dk)
+    bad = judging.judge_outputs(c, {}, w, x, judging.References(), wrong_dk)
     assert bad["correct"] is False and bad["err_tensor"] == "grad/k"
-    assert judging.check(c, {}, w, x, judging.References())["check_note"].startswith(
+    assert judging.judge_outputs(c, {}, w, x, judging.References())["check_note"].startswith(
         "not checked")
 
 
 def test_a_reference_that_fails_does_not_lose_the_measurement():
     c = case()
-    result = judging.check(c, {}, {}, {}, judging.References())   # no inputs: KeyError inside
+    result = judging.judge_outputs(c, {}, {}, {}, judging.References())   # no inputs: KeyError inside
     assert result["check_note"].startswith("not checked: KeyError")
 
 

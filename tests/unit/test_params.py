@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.spec import Case, params
+from harness.spec import Case, params, reference
 from harness.spec.weights import make_inputs, make_weights, weight_shapes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,15 +76,34 @@ def test_module_tree_round_trips():
     c = case("transformer", layers=2)
     w = make_weights(c)
     tree = params.by_module(c, w)
-    wq, bq = tree["blocks/1/mha/q"]
-    assert wq is w["layer1.wq"] and bq is w["layer1.bq"]
-    gain, shift = tree["lnf"]
-    assert gain is w["lnf_g"] and shift is w["lnf_b"]
+    q = tree["blocks/1/mha/q"]
+    assert q[params.WEIGHT] is w["layer1.wq"] and q[params.BIAS] is w["layer1.bq"]
+    assert tree["lnf"] == {params.GAIN: w["lnf_g"], params.SHIFT: w["lnf_b"]}
     block = params.within(tree, params.layer_module(0))
-    assert block["mha/o"][0] is w["layer0.wo"]
-    assert params.within(block, params.ATTENTION)["o"][1] is w["layer0.bo"]
+    assert block["mha/o"][params.WEIGHT] is w["layer0.wo"]
+    assert params.within(block, params.ATTENTION)["o"][params.BIAS] is w["layer0.bo"]
     rebuilt = {**params.under(params.layer_module(0), block),
                **params.under(params.layer_module(1), params.within(tree, "blocks/1")),
                "lnf": tree["lnf"]}
     named = params.by_name(c, rebuilt)
     assert list(named) == list(w) and all(named[k] is w[k] for k in w)
+
+
+@pytest.mark.parametrize("workload", ["mha", "block", "transformer"])
+def test_the_order_of_a_sub_layers_rows_does_not_matter(monkeypatch, workload):
+    """Parameters are read by role: with the rows of ln1 and of mha/q swapped in the
+    table, the same weights give the reference the very same results."""
+    c = case(workload, layers=2)
+    w, x = make_weights(c), make_inputs(c)
+    before = reference.outputs(c, w, x)
+    rows = list(params.BLOCK)
+    for a, b in (("wq", "bq"), ("ln1_g", "ln1_b")):
+        i, j = (next(k for k, p in enumerate(rows) if p.name == n) for n in (a, b))
+        rows[i], rows[j] = rows[j], rows[i]
+    monkeypatch.setattr(params, "BLOCK", tuple(rows))
+    monkeypatch.setattr(params, "MHA", tuple(p for p in rows if p.module.startswith("mha/")))
+    assert params.layer_params(c)[0].name.endswith("bq")     # the swap took
+    after = reference.outputs(c, w, x)
+    assert sorted(after) == sorted(before)
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)

@@ -72,13 +72,22 @@ def test_plan_and_device_filter_on_a_cluster():
         "batch": 1, "seq_len": 64, "heads": 2, "head_dim": 16,
         "variants": {"torch": ["sdpa"]}}]}, "r.toml")
     ex = cluster()
-    planned = plan.plan(suite, gpus=[], expand=ex.expand)
+    planned = plan.planned_cases(suite, gpus=[], expand=ex.expand)
     assert [c.device for c in planned] == ["gpu:A100", "gpu:H100", "cpu"]
-    only = plan.plan(suite, gpus=[], only=["gpu:H100"], expand=ex.expand)
+    only = plan.planned_cases(suite, gpus=[], only=["gpu:H100"], expand=ex.expand)
     assert [c.device for c in only] == ["gpu:H100"]
     for wanted in (["cuda"], ["auto"], ["gpu:h100", "gpu:a100"]):   # as the cluster expands
-        gpu = plan.plan(suite, gpus=[], only=wanted, expand=ex.expand)
+        gpu = plan.planned_cases(suite, gpus=[], only=wanted, expand=ex.expand)
         assert [c.device for c in gpu] == ["gpu:A100", "gpu:H100"], wanted
+
+
+def test_on_a_cluster_the_gate_checks_the_cpu_cells_alone():
+    """The gate runs on this machine, which cannot see a node's GPUs."""
+    target = plan.Target([], None, cluster())
+    cells = [case("gpu:H100"), case("cpu"), case("gpu:V100")]
+    assert target.gated_cells(cells) == [case("cpu")]
+    here = plan.Target([])                  # this machine, no GPU: the CPU cell alone runs
+    assert here.gated_cells([case("cuda:0"), case("cpu")]) == [case("cpu")]
 
 
 def test_a_dry_run_on_a_cluster_counts_its_gpu_cells_as_runnable():
@@ -87,7 +96,8 @@ def test_a_dry_run_on_a_cluster_counts_its_gpu_cells_as_runnable():
         "dtype": "bfloat16", "batch": 1, "seq_len": 64, "heads": 2, "head_dim": 16,
         "variants": {"torch": ["sdpa"]}}]}, "r.toml")
     ex = cluster()
-    rows = plan.plan_summary(plan.plan(suite, gpus=[], expand=ex.expand), [], None, ex)
+    rows = plan.plan_summary(plan.planned_cases(suite, gpus=[], expand=ex.expand),
+                             plan.Target([], None, ex))
     by_device = {r["device"]: r for r in rows}
     assert by_device["gpu:H100"]["to_run"] == by_device["gpu:A100"]["to_run"] == 1
     assert by_device["gpu:V100"]["to_run"] == 0

@@ -46,9 +46,8 @@ def _batch(tmp_path) -> Batch:
 
 
 def test_unsupported_and_failed_rows_carry_every_column(tmp_path):
-    tf32 = CASE.replace(dtype="tf32")                 # refused from the catalogue alone
-    job = {**_batch(tmp_path).job([tf32]), "missing": ""}
-    refused = worker.run_case(None, tf32, job, References())
+    job = {**_batch(tmp_path).job([CASE]), "missing": "torch is not installed (test)"}
+    refused = worker.run_case(None, CASE, job, References())
     assert refused["status"] == "unsupported"
     timed_out = failure_row(CASE, _batch(tmp_path), "timeout", "past 2 s", "")
     for row in (refused, timed_out):

@@ -21,6 +21,18 @@ def test_environment_pins_one_gpu_and_the_thread_count(tmp_path):
     assert cpu["CUDA_VISIBLE_DEVICES"] == ""
 
 
+def test_the_in_process_environment_pins_no_device_and_overrides_nothing(tmp_path,
+                                                                         monkeypatch):
+    """The pytest plugin's: one process runs cells on several devices, under a
+    user's own settings."""
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    env = environment.in_process_environment("jax", "cuda:1", scratch=str(tmp_path))
+    assert not set(environment.DEVICE_PINNING) & set(env)
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in env
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+
+
 # Each framework's own out-of-memory error, provoked for real on the CPU: an
 # allocation of 64 TiB, which no machine here has (and overcommit does not hide).
 PROVOKE_OOM = {
