@@ -58,8 +58,12 @@ def fake_loop(seen):
 def test_measure_step_records_the_loops_columns_memory_and_kernel():
     backend, seen = Backend(), []
     measured = cell.measure_step(backend, CASE, Prepared(backend.log), fake_loop(seen))
-    assert measured.columns == {"median_ms": 2.0, "timer": "fake", "peak_mem_bytes": 4096,
-                                "mem_method": "stand-in peak", "kernel": "stand-in kernel"}
+    contention = {"contended", "others_cpu_share", "load_avg", "gpu_others",
+                  "gpu_util_before_pct", "throttle"}    # who else used the machine
+    assert {k: v for k, v in measured.columns.items() if k not in contention} == {
+        "median_ms": 2.0, "timer": "fake", "peak_mem_bytes": 4096,
+        "mem_method": "stand-in peak", "kernel": "stand-in kernel"}
+    assert contention <= set(measured.columns) and measured.columns["gpu_others"] is None
     assert seen == [None] and backend.log == ["step", "sync", "step", "sync"]  # loop, probe
     assert set(measured.got) == {"out"}
     on_cpu = cell.measure_step(backend, CASE, Prepared([]), fake_loop([]), nvml_device="cpu")
