@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from backends.base import Outputs
-from backends.common import BackendCommon, canonical_outputs, input_names, swap_heads
+from backends.common import BackendCommon, canonical_outputs, input_names
 from backends.torch import layers
 from backends.torch.attention import (
     SDPA_KERNELS, core_for, kernel_name, pin_sdpa_kernel, sdpa_choice,
@@ -95,7 +95,10 @@ class TorchBackend(BackendCommon):
         train = case.mode == "train"
 
         def tensor(a: np.ndarray, bhnd: bool = False) -> torch.Tensor:
-            t = torch.from_numpy(swap_heads(a) if bhnd else a)
+            # Transposed in torch, so .contiguous() copies into torch's own (aligned)
+            # memory, as the timed cells have always had it.
+            t = torch.from_numpy(a)
+            t = t.transpose(1, 2) if bhnd else t       # (B, N, H, D) -> (B, H, N, D)
             return t.to(device=device, dtype=dtype).contiguous().requires_grad_(train)
 
         if case.workload == "attention":

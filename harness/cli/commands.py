@@ -2,6 +2,7 @@
 exit status (docs/design.md, "The command line and the Python surface")."""
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from harness.correctness import gate, grid
 from harness.measure import devices
 from harness.report import check_report, run_report
 from harness.results import store
-from harness.run import check, plan, runner
+from harness.run import check, plan, run_folder, runner
 from harness.run.suite import Suite, load_suite
+from harness.run.suite_messages import show
 from harness.spec.errors import UserError
 
 
@@ -25,6 +27,10 @@ def run(args, console: Console) -> int:
         return dry_run(args, suite)
     if args.resume and args.out:
         raise UserError("--resume DIR continues a run in DIR; --out cannot be given with it")
+    if args.resume_any_suite:
+        if not args.resume:
+            raise UserError("--resume-any-suite goes with --resume DIR")
+        suite = run_folder.adopt(suite, args.resume)
     try:
         runner.run(suite, out=args.out, backends=args.backend, threads=args.threads,
                    quiet=args.quiet, console=console, resume=args.resume,
@@ -69,7 +75,8 @@ def dry_run(args, suite: Suite) -> int:
 
 
 def check_command(args, console: Console) -> int:
-    folder = Path(args.out or f"results/check-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
+    folder = run_folder.writable_folder(
+        args.out or f"results/check-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}", "--out")
     cases = grid.grid(args.backend, args.dtype, args.workload, args.device, args.all_shapes,
                       args.variant)
     if not cases:
@@ -92,7 +99,8 @@ def report(args, console: Console) -> int:
     folder = len(args.runs) == 1 and Path(args.runs[0]).is_dir()   # not a JSON file
     out = args.out or (args.runs[0] if folder else
                        f"results/report-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
-    if folder:
+    run_folder.writable_folder(out, "--out" if args.out else "the default --out")
+    if folder and Path(out).resolve() == Path(args.runs[0]).resolve():   # only there
         store.write_csv(store.load(args.runs[0]), f"{args.runs[0]}/results.csv")
     html = run_report.write_report(args.runs, out, args.baseline)
     run_report.print_summary(store.load(*args.runs), console)
@@ -102,12 +110,18 @@ def report(args, console: Console) -> int:
 
 def compare(args) -> int:
     from harness.report import compare as comparing
+    if args.out:
+        _writable_file(Path(args.out), "--out")
     base, new = store.load(args.base), store.load(args.new)
     result = comparing.compare(base, new, args.threshold)
     text = comparing.markdown(result, args.threshold, args.base, args.new)
     print(text)
     if args.out:
-        Path(args.out).write_text(text)
+        try:
+            Path(args.out).write_text(text)
+        except OSError as exc:
+            raise UserError(f"--out {show(args.out)}: cannot write "
+                            f"({exc.strerror or exc})") from None
     return 1 if result["verdict"].map(comparing.is_regression).any() else 0
 
 
@@ -115,6 +129,7 @@ def export(args, console: Console) -> int:
     from harness.results import pytest_benchmark_format as pbf
     rows = store.latest_rows(store.read_rows(args.run))
     out = Path(args.out or Path(args.run) / "pytest-benchmark.json")
+    _writable_file(out, "--out" if args.out else "the default --out")
     try:
         count = pbf.export(rows, store.read_env(args.run), out)
     except pbf.FormatError as exc:
@@ -126,6 +141,22 @@ def export(args, console: Console) -> int:
 
 def publish(args, console: Console) -> int:
     from harness.report import publish as publishing
+    publishing.check_name(args.name)
+    run_folder.writable_folder(publishing.ROOT, "the publish folder")
     folder = publishing.publish(args.run, args.name)
     console.print(f"published {args.run} as {folder}/ (listed in {folder.parent}/README.md)")
     return 0
+
+
+def _writable_file(path: Path, what: str) -> None:
+    """A file may be written at `path`: its folder exists and takes files, and it
+    is not a folder itself; nothing is made."""
+    shown = show(str(path))
+    if path.is_dir():
+        raise UserError(f"{what} {shown}: is a folder, not a file")
+    if not path.parent.is_dir():
+        raise UserError(f"{what} {shown}: no folder {show(str(path.parent))} to write it in")
+    try:
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as exc:
+        raise UserError(f"{what} {shown}: cannot write there ({exc.strerror or exc})") from None

@@ -83,10 +83,15 @@ def _add_run(sub) -> None:
     run = _command(sub, "run", "Run a suite (a TOML grid of cells) and write a run folder: "
                                "results.jsonl, results.csv, env.json, report.md.")
     run.add_argument("suite", metavar="SUITE", help="suite file, e.g. suites/default.toml")
-    run.add_argument("--out", metavar="DIR", help="run folder (default: results/<run_id>/)")
+    run.add_argument("--out", metavar="DIR", help="run folder, made if missing (default: "
+                                                   "results/<run_id>/)")
     run.add_argument("--resume", metavar="DIR",
                      help="continue the run in DIR: rerun every planned cell that is not "
-                          "already ok there, appending to the same results")
+                          "already ok there, appending to the same results; DIR must hold "
+                          "a run of this suite (same name, grid and [measure])")
+    run.add_argument("--resume-any-suite", action="store_true",
+                     help="with --resume: continue DIR even if another suite, or an edited "
+                          "one, wrote it; the cells are recorded under DIR's suite name")
     run.add_argument("--backend", action="extend", nargs="+", choices=BACKENDS, metavar="B",
                      help=f"only these backends ({', '.join(BACKENDS)})")
     run.add_argument("--device", action="extend", nargs="+", type=_device, metavar="DEV",
@@ -190,7 +195,8 @@ def _add_publish(sub) -> None:
                                    "and list it in results/published/README.md.")
     pub.add_argument("run", metavar="RUN_DIR")
     pub.add_argument("--name", required=True, metavar="NAME",
-                     help="folder name under results/published/ (letters, digits, - _ .)")
+                     help="folder name under results/published/ (letters, digits, - _ .; "
+                          "not starting with '.'; at most 100 characters)")
 
 
 def _add_export(sub) -> None:

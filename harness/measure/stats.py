@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,3 +47,36 @@ def summarize(samples_ms) -> dict:
         "ci_high_ms": hi,
         "noisy": bool(iqr > NOISY_IQR_FRACTION * p50),
     }
+
+
+ALPHA = 0.01                  # the rank test's level: a call needs p below it
+RATIO_CONFIDENCE = 0.95       # the bootstrap interval of the new/base median ratio
+_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Shift:
+    """How a cell's new samples differ from its base samples."""
+    p_value: float            # Mann-Whitney U, two-sided: do the samples differ at all
+    ratio: float              # new median over base median
+    ratio_low: float          # RATIO_CONFIDENCE bootstrap interval of that ratio
+    ratio_high: float
+
+
+def shift(base_ms, new_ms, seed: int = 0) -> Shift:
+    """The rank test and the bootstrap interval of the median ratio, as asv judges
+    a change: decisive only when the test rejects and the whole interval lies past
+    the threshold (docs/measurement.md, "Comparing runs")."""
+    from scipy import stats  # only where runs are compared
+
+    base = np.asarray(base_ms, dtype=np.float64)
+    new = np.asarray(new_ms, dtype=np.float64)
+    p_value = float(stats.mannwhitneyu(new, base, alternative="two-sided").pvalue)
+
+    def ratio(b, n, axis=-1):
+        return np.median(n, axis=axis) / np.median(b, axis=axis)
+
+    interval = stats.bootstrap((base, new), ratio, n_resamples=_RESAMPLES, vectorized=True,
+                               method="percentile", confidence_level=RATIO_CONFIDENCE,
+                               rng=np.random.default_rng(seed)).confidence_interval
+    return Shift(p_value, float(ratio(base, new)), float(interval.low), float(interval.high))

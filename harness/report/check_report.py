@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from harness.correctness import gate, pairwise
-from harness.correctness.accuracy import MULTIPLE
+from harness.correctness.accuracy import MULTIPLE, allowances
 from harness.correctness.grid import CheckResult
+from harness.report.run_report import print_whole
 from harness.results import store
-from harness.spec import DTYPES, MODES, WORKLOADS
+from harness.spec import DTYPES, MODES, WORKLOADS, Case, reference
 from harness.spec.catalog import REGISTRY
+from harness.spec.weights import make_inputs, make_weights
+
+RESOLVES = ("resolves", "")       # the matrix's last column (see resolution)
 
 
 def matrix(frame: pd.DataFrame) -> pd.DataFrame:
@@ -37,6 +42,45 @@ def matrix(frame: pd.DataFrame) -> pd.DataFrame:
     return table.loc[rows, order]
 
 
+def resolution(frame: pd.DataFrame) -> pd.Series:
+    """Per backend and variant, the output error its check is sure to fail, as a
+    share of the output's largest value: in the most precise dtype it ran, the
+    largest over its forward cases of MULTIPLE times the output's allowance. A
+    fault below it may pass as rounding: ~2 % in bfloat16, so a variant that runs
+    bfloat16 alone hides a 1 % softmax-scale error (tests/integration/test_check.py)."""
+    ran = gate.verdicts(frame)
+    ran = ran[(ran["verdict"] != "unsupported") & (ran["mode"] == "forward")]
+    seen: dict[tuple, float] = {}
+    shares = {}
+    for key, group in ran.groupby(["backend", "variant"], sort=False):
+        worst: dict[str, float] = {}
+        for case in map(Case.from_dict, group.to_dict("records")):
+            at = (case.shape_key, case.dtype)
+            if at not in seen:
+                seen[at] = _threshold(case)
+            worst[case.dtype] = max(worst.get(case.dtype, 0.0), seen[at])
+        shares[key] = min(worst.values())
+    return pd.Series(shares, dtype=float)
+
+
+def _threshold(case: Case) -> float:
+    """The smallest output error that fails `case`, over the output's largest value."""
+    weights, inputs = make_weights(case), make_inputs(case)
+    exact = {"out": reference.forward(case, weights, inputs)}
+    low = {"out": reference.forward(case, weights, inputs, dtype=case.dtype)}
+    scale = float(np.abs(exact["out"]).max())
+    allowed = allowances(exact, low, case.dtype)["out"]
+    return MULTIPLE * allowed / scale if scale > 0 else float("inf")
+
+
+def _with_resolution(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    shares = resolution(frame)
+    text = [f"{100 * shares[k]:.2g} %" if k in shares.index else "-" for k in table.index]
+    table = table.copy()
+    table[RESOLVES] = text
+    return table
+
+
 def _in_order(frame: pd.DataFrame) -> pd.DataFrame:
     """Cases in registry, workload, mode and dtype order, whichever worker wrote
     them first, so that two check.csv files diff line by line."""
@@ -51,7 +95,7 @@ def _in_order(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _markdown(table: pd.DataFrame, first: list[str]) -> list[str]:
-    header = [*first, *(f"{d} {m}" for d, m in table.columns)]
+    header = [*first, *(f"{d} {m}".strip() for d, m in table.columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for index, values in table.iterrows():
         keys = index if isinstance(index, tuple) else (index,)
@@ -63,13 +107,15 @@ def write(result: CheckResult, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame
     """check.csv (every case), check.md (both matrices and every failure); returns
     the two matrices."""
     store.write_csv(_in_order(result.cases), folder / "check.csv")
-    table = matrix(result.cases)
+    table = _with_resolution(matrix(result.cases), result.cases)
     pairs = pairwise.matrix(result.pairs, DTYPES, MODES)
     lines = ["# attnbench check", "",
              f"Worst error ratio against float64 per backend and variant: the error over "
              f"the error of the reference computed in the dtype itself (plus a floor); "
              f"pass: at most {MULTIPLE:g} for the output and every gradient. `-`: not run "
-             f"on this device. {len(result.cases)} cases.", "",
+             f"on this device. resolves: an output error above this share of its "
+             f"largest value fails every forward case of the row's most precise dtype; "
+             f"a fault below it may pass as rounding. {len(result.cases)} cases.", "",
              *_markdown(table, ["backend", "variant"]), ""]
     if not pairs.empty:
         lines += ["## Backends against each other", "",
@@ -105,9 +151,9 @@ def _print(table: pd.DataFrame, first: list[str], title: str, console: Console) 
     for name in first:
         rich_table.add_column(name)
     for dtype, mode in table.columns:
-        rich_table.add_column(f"{dtype}\n{mode}")
+        rich_table.add_column(f"{dtype}\n{mode}".strip())
     for index, values in table.iterrows():
         keys = index if isinstance(index, tuple) else (index,)
         styled = [f"[red]{v}[/]" if v.startswith(("FAIL", "DIFFER")) else v for v in values]
         rich_table.add_row(*keys, *styled)
-    console.print(rich_table)
+    print_whole(rich_table, console)

@@ -1,11 +1,13 @@
 """Compare two runs cell by cell, and call a slowdown a regression only when it is real.
 
 Two runs of the same code differ by a few percent from machine drift, and one noisy
-cell can move its median by a third, so a threshold alone cries wolf. A cell is
-therefore a regression only when its new median is past the threshold AND the slowdown
-lies outside both runs' noise: the two interquartile ranges do not overlap (new q1 >
-base q3). A cell that stops running, or starts computing the wrong thing, is a
-regression whatever its time: a fast wrong answer is no improvement.
+cell can move its median by a third, so a threshold alone cries wolf. With both runs'
+raw samples, a cell is a regression only when a rank test (Mann-Whitney U) says the
+samples differ and the whole bootstrap interval of the new/base median ratio lies past
+the threshold, as asv decides; without them (a CSV), when the median is past the
+threshold and the two interquartile ranges do not overlap. A cell that stops running,
+or starts computing the wrong thing, is a regression whatever its time: a fast wrong
+answer is no improvement.
 
 Framework-free: stdlib, numpy and pandas only (docs/design.md, "The house").
 """
@@ -16,7 +18,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness.measure.stats import quartiles, summarize
+from harness.measure.stats import (
+    ALPHA, RATIO_CONFIDENCE, Shift, quartiles, shift, summarize,
+)
 from harness.spec import CASE_FIELDS
 
 # The suite is a label, not part of what was measured: renamed suites still compare.
@@ -29,15 +33,16 @@ VERDICTS = ("regression", "now fails", "now wrong", "contended", "noise", "faste
 UNMATCHED_VERDICTS = ("only in base", "only in new")
 
 COLUMNS = (*CASE_FIELDS, "base_status", "new_status", "base_ms", "base_iqr_ms",
-           "new_ms", "new_iqr_ms", "ratio", "verdict")
+           "new_ms", "new_iqr_ms", "ratio", "ratio_low", "ratio_high", "p_value", "verdict")
 
 RULE = """\
 A cell is a **regression** when its new median is more than {pct:g}% slower than the
-base median (ratio > {slower:.3f}x) *and* the slowdown lies outside both runs' noise:
-the two interquartile ranges do not overlap (new q1 > base q3; quartiles of the raw
-per-call samples, else median ± IQR/2). **faster** is the mirror image (ratio <
-{faster:.3f}x and new q3 < base q1). A change past the threshold whose IQRs overlap is
-**noise**; one within the threshold is **same**. A cell that ran before and now fails
+base median *and* the slowdown is decisive: with both runs' raw samples, a Mann-Whitney
+U test rejects "same distribution" at p < {alpha:g} and the whole {conf:.0%} bootstrap
+interval of the new/base median ratio lies above {slower:.3f}x (shown as
+[low, high]); without samples, the interquartile ranges do not overlap (new q1 > base
+q3, from median ± IQR/2). **faster** is the mirror image (below {faster:.3f}x). A change
+past the threshold that is not decisive is **noise**; one within it is **same**. A cell that ran before and now fails
 (error, oom, timeout) or now computes the wrong thing counts as a regression whatever
 its time; **fixed** ran wrong or not at all before and runs right now. A cell timed
 while other processes used the machine in either run is **contended**: never called a
@@ -83,6 +88,7 @@ def _key(row: dict) -> tuple:
 
 def _row(base: dict | None, new: dict | None, threshold_pct: float) -> dict:
     either = base if base is not None else new
+    change = None
     base_ms, new_ms = _median(base), _median(new)
     ratio = new_ms / base_ms if base_ms > 0 and math.isfinite(new_ms) else math.nan
     if base is None:
@@ -90,15 +96,17 @@ def _row(base: dict | None, new: dict | None, threshold_pct: float) -> dict:
     elif new is None:
         verdict = "only in base"
     else:
-        verdict = _verdict(base, new, ratio, threshold_pct)
+        change = _shift(base, new)
+        verdict = _verdict(base, new, ratio, threshold_pct, change)
     return {**{field: either.get(field) for field in CASE_FIELDS},
             "base_status": _get(base, "status"), "new_status": _get(new, "status"),
             "base_ms": base_ms, "base_iqr_ms": _number(_get(base, "iqr_ms")),
             "new_ms": new_ms, "new_iqr_ms": _number(_get(new, "iqr_ms")),
-            "ratio": ratio, "verdict": verdict}
+            "ratio": ratio, **_interval(change), "verdict": verdict}
 
 
-def _verdict(base: dict, new: dict, ratio: float, threshold_pct: float) -> str:
+def _verdict(base: dict, new: dict, ratio: float, threshold_pct: float,
+             change: Shift | None) -> str:
     """Whether it runs, then whether it is right, then (only for two right runs) time."""
     base_ok, new_ok = base.get("status") == "ok", new.get("status") == "ok"
     if not base_ok and not new_ok:
@@ -115,12 +123,34 @@ def _verdict(base: dict, new: dict, ratio: float, threshold_pct: float) -> str:
     if not math.isfinite(ratio):
         return "not run"              # "ok" without a time: nothing to compare
     bound = 1 + threshold_pct / 100
+    if abs(math.log(ratio)) <= math.log(bound):
+        return "same"
+    if change is not None:
+        decisive = change.p_value < ALPHA
+        if ratio > bound:
+            return "regression" if decisive and change.ratio_low > bound else "noise"
+        return "faster" if decisive and change.ratio_high < 1 / bound else "noise"
     (base_q1, base_q3), (new_q1, new_q3) = _quartiles(base), _quartiles(new)
     if ratio > bound:
         return "regression" if new_q1 > base_q3 else "noise"
-    if ratio < 1 / bound:
-        return "faster" if new_q3 < base_q1 else "noise"
-    return "same"
+    return "faster" if new_q3 < base_q1 else "noise"
+
+
+def _shift(base: dict, new: dict) -> Shift | None:
+    """The rank test and the ratio's interval, where both runs ran the cell and
+    kept its samples."""
+    base_samples, new_samples = _samples(base), _samples(new)
+    if base.get("status") != "ok" or new.get("status") != "ok" \
+            or base_samples is None or new_samples is None:
+        return None
+    return shift(base_samples, new_samples)
+
+
+def _interval(change: Shift | None) -> dict:
+    if change is None:
+        return {"ratio_low": math.nan, "ratio_high": math.nan, "p_value": math.nan}
+    return {"ratio_low": change.ratio_low, "ratio_high": change.ratio_high,
+            "p_value": change.p_value}
 
 
 def _quartiles(row: dict) -> tuple[float, float]:
@@ -182,7 +212,8 @@ def markdown(result: pd.DataFrame, threshold_pct: float, base_name: str, new_nam
     regressions first, the rest slowest-first (ratio descending)."""
     bound = 1 + threshold_pct / 100
     lines = [f"# attnbench compare: {base_name} → {new_name}", "",
-             RULE.format(pct=threshold_pct, slower=bound, faster=1 / bound), "",
+             RULE.format(pct=threshold_pct, slower=bound, faster=1 / bound, alpha=ALPHA,
+                         conf=RATIO_CONFIDENCE), "",
              counts_line(result), ""]
     if len(result):
         lines.append(_table(result).to_markdown(index=False))
@@ -204,9 +235,18 @@ def _table(result: pd.DataFrame) -> pd.DataFrame:
     table["causal"] = ["yes" if r["causal"] else "no" for r in records]
     table["base ms"] = [_time(r, "base") for r in records]
     table["new ms"] = [_time(r, "new") for r in records]
-    table["ratio"] = ["" if math.isnan(r) else f"{r:.2f}x" for r in ordered["ratio"]]
+    table["ratio"] = [_ratio_text(r) for r in records]
     table["verdict"] = [f"**{v}**" if is_regression(v) else v for v in ordered["verdict"]]
     return table
+
+
+def _ratio_text(row: dict) -> str:
+    """'1.23x [1.20, 1.26]': the ratio and, with samples, its interval."""
+    if math.isnan(row["ratio"]):
+        return ""
+    low, high = row["ratio_low"], row["ratio_high"]
+    interval = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+    return f"{row['ratio']:.2f}x{interval}"
 
 
 def _shape(row: dict) -> str:

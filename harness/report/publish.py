@@ -7,7 +7,8 @@ results/published/README.md lists every one; it is rewritten on each publish.
 """
 from __future__ import annotations
 
-import re
+import os
+import reprlib
 import shutil
 from pathlib import Path
 
@@ -17,30 +18,54 @@ from harness.report import run_report
 from harness.report.tables import versions_text
 from harness.results import store
 from harness.spec.errors import UserError
+from harness.spec.names import NAME_RULE, is_safe_name
 
 ROOT = Path("results/published")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+
+
+def check_name(name: object) -> None:
+    """One folder component under root, never '..', a separator or NUL."""
+    if not is_safe_name(name):
+        raise UserError(f"--name {reprlib.repr(name)}: not a folder name; use {NAME_RULE}")
 
 
 def publish(run: str | Path, name: str, root: Path = ROOT) -> Path:
     """Copy the run's rows and write its report into root/name (replacing an
     earlier publication of that name), then list it in root/README.md."""
-    if not NAME.match(name):
-        raise UserError(f"--name {name!r}: use letters, digits, '-', '_' and '.'")
+    check_name(name)
     run = Path(run)
     store.read_rows(run)                               # a run folder, or a one-line error
+    if not run.is_dir():
+        raise UserError(f"{run}: publish takes a run folder, not a file")
     dest = root / name
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    if dest.is_symlink() or (dest.exists() and dest.resolve() == run.resolve()):
+        raise UserError(f"--name {name!r}: {dest} is a link or the run itself; "
+                        f"publish under another name")
+    draft = root / f".{name}.draft-{os.getpid()}"    # a dot: never listed
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(draft, ignore_errors=True)
+        draft.mkdir()
+    except OSError as exc:
+        raise UserError(f"cannot write in {root} ({exc.strerror or exc})") from None
+    try:            # built beside, then swapped in: a failure keeps the old one
+        _fill(run, draft)
+        if dest.exists():
+            shutil.rmtree(dest)
+        draft.rename(dest)
+    finally:
+        shutil.rmtree(draft, ignore_errors=True)
+    write_index(root)
+    return dest
+
+
+def _fill(run: Path, dest: Path) -> None:
     for part in (store.RESULTS, store.ENV):
         shutil.copy2(run / part, dest / part)
     if (run / "check" / "check.md").exists():
         (dest / "check").mkdir()
         shutil.copy2(run / "check" / "check.md", dest / "check" / "check.md")
     run_report.write_report([dest], dest)
-    write_index(root)
-    return dest
 
 
 def write_index(root: Path = ROOT) -> Path:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 
 from harness.report import tables
@@ -193,10 +194,7 @@ def print_summary(frame: pd.DataFrame, console: Console) -> None:
             _mb(r["peak_mem_bytes"]) if ok else "",
             (_num(r["err_ratio"], ".2f") + (" [red]WRONG[/]" if is_wrong else "")) if ok else "",
             "ok" if ok else f"[red]{r['status']}[/]")
-    # Not a terminal (CI logs, pipes): rich would fold the table into 80 columns.
-    if not console.is_terminal:
-        console.width = max(console.width, 150)
-    console.print(summary)
+    print_whole(summary, console)
     bad = wrong(frame)
     if len(bad):
         console.print(f"[red]{len(bad)} rows compute the wrong thing[/] (WRONG above; "
@@ -204,3 +202,28 @@ def print_summary(frame: pd.DataFrame, console: Console) -> None:
     skipped = len(frame) - len(shown)
     if skipped:
         console.print(f"{skipped} cells unsupported on this machine (reasons in report.md)")
+
+
+def on_screen(console: Console) -> bool:
+    """True on a terminal; False for a file, a pipe or a CI log (FORCE_COLOR may
+    color those, but nobody resizes them)."""
+    isatty = getattr(console.file, "isatty", None)
+    try:
+        return console.is_terminal and bool(isatty and isatty())
+    except ValueError:                  # a closed file
+        return False
+
+
+def print_whole(table: RenderableType, console: Console) -> None:
+    """Print a table; into a log as wide as its widest row, since rich would fit it
+    to 80 columns and cut every name ("tens…")."""
+    if on_screen(console):
+        console.print(table)
+        return
+    wide = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    width = console.width
+    console.width = max(width, wide)
+    try:
+        console.print(table)
+    finally:
+        console.width = width

@@ -82,7 +82,11 @@ def export(rows: list[dict], env: dict, path: str | os.PathLike) -> int:
            "benchmarks": benchmarks,
            "datetime": env.get("finished_at") or env.get("started_at") or "",
            "version": pytest_benchmark.__version__}
-    Path(path).write_text(json.dumps(doc, indent=2, default=str))
+    try:
+        Path(path).write_text(json.dumps(doc, indent=2, default=str))
+    except OSError as exc:                      # no such folder, a folder, read-only
+        raise FormatError(f"cannot write {os.fsdecode(path)!r} "
+                          f"({exc.strerror or exc})") from None
     return len(benchmarks)
 
 

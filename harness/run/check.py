@@ -31,7 +31,7 @@ from harness.results import store
 from harness.run.executors import Batch, LocalExecutor
 from harness.run.executors.local import failure_row
 from harness.run.plan import batches, refusal
-from harness.run.progress import progress_bar
+from harness.run.progress import batch_line, progress_bar
 from harness.spec import Case
 
 TIMEOUT_S = 600          # torch.compile of a train step can take a minute on 2 cores
@@ -76,6 +76,7 @@ class _CheckRows:
         self.writer, self.bar = writer, bar
         self.task = bar.add_task("checking", total=total)
         self.lock = threading.Lock()
+        self.done, self.total, self.started = 0, total, time.monotonic()
 
     def on_start(self, case: Case) -> None:
         self.bar.update(self.task, description=case.name)
@@ -83,17 +84,19 @@ class _CheckRows:
     def on_row(self, row: dict) -> None:
         with self.lock:
             self.writer.append(row)
+            self.done += 1
             self.bar.advance(self.task)
             if gate.is_failure(row):
                 self.bar.console.print(f"[red]FAIL[/] {gate.failure_text(row)}")
 
     def batch_done(self, batch: Batch, failed: int, seconds: float) -> None:
-        """How a batch went: the bar alone shows nothing in a CI log until the end."""
+        """How a batch went, and the whole check so far (a log has no bar)."""
         first = batch.cases[0]
         with self.lock:
-            self.bar.console.print(f"{first.backend} {first.variant} {first.mode} on "
-                                   f"{batch.device}: {len(batch.cases)} cases, {failed} "
-                                   f"failed ({seconds:.0f} s)")
+            what = (f"{first.backend} {first.variant} {first.mode} on {batch.device}: "
+                    f"{len(batch.cases)} cases, {failed} failed ({seconds:.0f} s)")
+            line = batch_line(what, self.done, self.total, self.started, "cases")
+            self.bar.console.print(line, highlight=False, soft_wrap=True)
 
 
 def _worker_batches(cases: list[Case], template: Batch, logs: Path, nvml_error: str | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import threading
+import time
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,13 +23,14 @@ from rich.progress import Progress
 from harness.correctness import gate, grid
 from harness.measure import contention, devices
 from harness.report import check_report, run_report
+from harness.report.run_report import on_screen
 from harness.results import store
 from harness.run import check
 from harness.run.executors import Batch, LocalExecutor
 from harness.run.executors.lanes import run_lanes
 from harness.run.executors.local import failure_row
 from harness.run.plan import Target, batches, lanes, target_for
-from harness.run.progress import progress_bar
+from harness.run.progress import batch_line, progress_bar
 from harness.run.run_folder import RunFolder, new_run, resumed_run
 from harness.run.suite import Suite
 from harness.spec import Case
@@ -79,6 +81,9 @@ class Sweep:
         self.writer: store.RunWriter | None = None
         self.progress: Progress | None = None
         self.task = None
+        # A log has no bar: a line per finished (backend, device) batch instead.
+        self.lines, self.started = False, time.monotonic()
+        self.left: dict[tuple[str, str], int] = {}      # cells not yet recorded
 
     def run(self, console: Console, quiet: bool, gate_check: bool) -> bool:
         """Every cell; True if Ctrl-C ended the pass early."""
@@ -90,6 +95,8 @@ class Sweep:
                     self.configs = check_configurations(
                         self.target.gated_cells(run_folder.cases), run_folder.path,
                         self.threads, console, quiet, self.suite.measure.timeout_s)
+                self.lines = not quiet and not on_screen(console)
+                self.started = time.monotonic()
                 with progress_bar(console, quiet) as self.progress:
                     self.task = self.progress.add_task("starting",
                                                        total=len(run_folder.cases))
@@ -108,6 +115,7 @@ class Sweep:
         """Locally, a lane per GPU side by side, then the CPU lane; on a cluster,
         every batch at once (Ray queues them by resources)."""
         grouped = batches(self.run_folder.cases)
+        self.left = {key: len(group) for key, group in grouped.items()}
         if self.target.cluster:
             every = [self._batch(key, grouped[key]) for key in grouped]
             self.target.cluster.run_batches(every, self.on_start, self.on_row)
@@ -181,6 +189,19 @@ class Sweep:
         if row["status"] == "ok" and row.get("correct") is False:
             self.progress.console.print(f"[red]wrong[/] {name}: "
                                         f"{row.get('check_note') or gate.what_failed(row)}")
+        self._batch_line(row)
+
+    def _batch_line(self, row: dict) -> None:
+        """In a log, a line when the row's (backend, device) batch has every row."""
+        key = (row["backend"], row["device"])
+        if key not in self.left:
+            return
+        self.left[key] -= 1
+        if self.lines and self.left[key] == 0:
+            done = sum(self.counts.values())
+            self.progress.console.print(
+                batch_line(f"{key[0]} on {key[1]} done", done, len(self.run_folder.cases),
+                           self.started), highlight=False, soft_wrap=True)
 
 
 def _share(row: dict) -> str:

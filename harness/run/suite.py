@@ -6,12 +6,14 @@ one-line message names the file, the key and what is allowed. Nothing else
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from harness.run import suite_messages as msg
@@ -43,6 +45,8 @@ class Suite:
     path: str
     measure: Measure
     cases: tuple[Case, ...]
+    # Of the parsed [[sweep]] tables and the measure settings: what --resume compares.
+    hash: str = ""
 
 
 TOP_KEYS = ("name", "description", "measure", "sweep")
@@ -227,10 +231,11 @@ def parse_suite(doc: dict, path: str = "<suite>") -> Suite:
         if key not in TOP_KEYS:
             raise msg.unknown(path, "", key, TOP_KEYS)
 
-    name = doc.get("name", Path(path).stem or "suite")
-    if not (isinstance(name, str) and name and name.isprintable()):
-        raise msg.error(path, "name",
-                        f"expected a non-empty one-line string, got {msg.kind(name)}")
+    name = doc.get("name", msg.safe_stem(Path(path).stem))
+    if not msg.is_safe_name(name):
+        length = f" ({len(name)} characters)" if isinstance(name, str) else ""
+        raise msg.error(path, "name", f"expected a folder name ({msg.NAME_RULE}), "
+                                      f"got {msg.kind(name)}{length}")
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise msg.error(path, "description", f"expected a string, got {msg.kind(description)}")
@@ -249,7 +254,14 @@ def parse_suite(doc: dict, path: str = "<suite>") -> Suite:
     cases: dict[Case, None] = {}
     for index, raw in enumerate(sweeps):
         cases.update(dict.fromkeys(_sweep(path, index, raw, name, MAX_CASES - len(cases))))
-    return Suite(name, description, path, measure, tuple(cases))
+    return Suite(name, description, path, measure, tuple(cases), suite_hash(sweeps, measure))
+
+
+def suite_hash(sweeps: list, measure: Measure) -> str:
+    """The grid and measure settings, key order and TOML spelling aside."""
+    text = json.dumps({"sweep": sweeps, "measure": asdict(measure)},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_suite(path: str | os.PathLike) -> Suite:

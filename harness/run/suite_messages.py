@@ -7,6 +7,7 @@ import difflib
 import reprlib
 
 from harness.spec.errors import UserError
+from harness.spec.names import NAME_RE, NAME_RULE, is_safe_name, safe_stem  # noqa: F401
 
 
 class SuiteError(UserError):

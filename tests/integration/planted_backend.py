@@ -6,6 +6,9 @@ right after, or applied to the outputs.
 
   none    torch eager as it is: the control, must pass
   scale   softmax scale 1/sqrt(D + 1) instead of 1/sqrt(D)
+  scale-bf16  softmax scale 1/sqrt(D) * 1.01, bfloat16 only (as sdpa-flash,
+          sdpa-cudnn and dpa-cudnn run): no float32 case shows it, and bfloat16's
+          check cannot tell it from rounding (2 % it can; test_check.py)
   mask    causal mask off by one: each query also sees the next key
   late    the same, for the queries past position 1024 alone (as a kernel whose
           later tiles are wrong): the check's small shapes never reach it, the
@@ -29,12 +32,22 @@ from harness.spec.catalog import BackendInfo, Variant, static_unsupported
 
 FAULTS = ("scale", "mask", "late", "eps", "gelu", "grad")
 LATE = 1024
+LOW_SCALE = "scale-bf16"          # a 1 % scale error in a bfloat16-only variant
+LOW_SCALE_ERROR = 1.01
 INFO = BackendInfo(
     name="planted", framework="torch", module=__name__, settings="backends.torch.settings",
     variants=(Variant("none", "torch eager, unchanged", devices=("cpu",)),
               *(Variant(f, f"torch eager with the {f} fault planted", devices=("cpu",))
-                for f in FAULTS)),
+                for f in FAULTS),
+              Variant(LOW_SCALE, f"torch eager, softmax scale x{LOW_SCALE_ERROR}, "
+                      f"bfloat16 only", devices=("cpu",), dtypes=("bfloat16",))),
 )
+
+
+def _scale(fault: str, d: int) -> float:
+    if fault == LOW_SCALE:
+        return LOW_SCALE_ERROR / math.sqrt(d)
+    return 1 / math.sqrt(d + (fault == "scale"))
 
 
 def _faulty_core(fault: str):
@@ -42,7 +55,7 @@ def _faulty_core(fault: str):
 
     def core(q, k, v, causal):
         d = q.shape[-1]
-        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d + (fault == "scale"))
+        scores = torch.matmul(q, k.transpose(-2, -1)) * _scale(fault, d)
         if causal:
             n = q.shape[-2]
             hidden = torch.ones(n, n, dtype=torch.bool).triu(2 if fault == "mask" else 1)
@@ -61,7 +74,7 @@ def planted(fault: str):
     from backends.torch import backend as torch_backend
     from backends.torch import layers
     saved = (torch_backend.core_for, layers.LAYERNORM_EPS, torch.nn.GELU)
-    if fault in ("scale", "mask", "late"):
+    if fault in ("scale", "mask", "late", LOW_SCALE):
         torch_backend.core_for = lambda variant: _faulty_core(fault)
     if fault == "eps":
         layers.LAYERNORM_EPS = 1e-3

@@ -3,9 +3,12 @@ cells, and bad run folders, each done for real to a `python -m harness run`.
 
 The cells are the faulty backend's (tests/integration/faulty_backend.py): `slow`
 takes a couple of seconds per cell, long enough to be interrupted in the middle.
+Each signal waits for an event (a row in results.jsonl, a worker asleep in its
+step), never for a fixed sleep, and each wait's limit is sized for a loaded machine.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -79,6 +82,33 @@ def workers_of(runner_pid: int) -> list[int]:
     return found
 
 
+@contextlib.contextmanager
+def paused(pids: list[int]):
+    """The processes stopped (SIGSTOP) for the block, continued after it."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def asleep_in(pid: int, log_word: str) -> bool:
+    """A worker whose stderr log names `log_word`, blocked in a sleep (its step's
+    time.sleep): wchan, or the syscall (nanosleep or clock_nanosleep on x86-64)."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        if log_word not in os.readlink(proc / "fd" / "2"):
+            return False
+        wchan = (proc / "wchan").read_text()
+        call = (proc / "syscall").read_text().split()[:1]
+    except OSError:
+        return False
+    return "nanosleep" in wchan or call in (["35"], ["230"])
+
+
 def wait_no_workers(runner_pid: int, limit_s: float = 10) -> None:
     deadline = time.monotonic() + limit_s
     while workers_of(runner_pid) and time.monotonic() < deadline:
@@ -109,11 +139,17 @@ def test_sigint_keeps_finished_rows_and_resume_completes(tmp_path):
     proc = start(suite, "--out", str(out))
     wait_for_rows(out, 2, proc)
     # A --resume while the run still writes the folder is refused, not interleaved.
-    early = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--quiet",
-                            "--resume", str(out)], cwd=ROOT, env=env(), capture_output=True,
-                           text=True, timeout=60)
+    # Its worker is held still meanwhile, so cells are left however long that takes.
+    (worker,) = workers_of(proc.pid)
+    with paused([worker]):
+        rows = len(jsonl_rows(out))
+        assert rows <= N_CELLS - 2, rows
+        early = subprocess.run([sys.executable, "-m", "harness", "run", str(suite),
+                                "--quiet", "--resume", str(out)], cwd=ROOT, env=env(),
+                               capture_output=True, text=True, timeout=60)
     assert early.returncode == 2 and "another attnbench run is writing it" in early.stderr
     assert len(early.stderr.strip().splitlines()) == 1, early.stderr
+    wait_for_rows(out, rows + 1, proc)        # the worker is in the next cell now
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
@@ -244,12 +280,13 @@ def test_sigint_stops_every_parallel_check_worker(tmp_path):
                              "--workload", "attention", "--jobs", "2", "--timeout-s", "300",
                              "--out", str(out)], cwd=ROOT, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(workers_of(proc.pid)) < 2 or not (out / "results.jsonl").is_file():
+    deadline, seen = time.monotonic() + 120, 0
+    while seen < 2:                  # both asleep at two looks 0.1 s apart: in the step
+        asleep = [p for p in workers_of(proc.pid) if asleep_in(p, "faulty-sleeps-")]
+        seen = seen + 1 if len(asleep) == 2 else 0
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "two check workers never ran at once"
-        time.sleep(0.05)
-    time.sleep(1)                                      # both inside a step by now
+        assert time.monotonic() < deadline, "two check workers never slept at once"
+        time.sleep(0.1)
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)

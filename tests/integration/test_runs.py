@@ -38,6 +38,9 @@ def cell(row: dict) -> Case:
 FAULTS = ("exact", "raises", "memory", "crashes", "sleeps", "wrong")
 EXPECTED_STATUS = {"exact": "ok", "raises": "error", "memory": "oom", "crashes": "error",
                    "sleeps": "timeout", "wrong": "ok"}
+# A cell's limit: far above what any other faulty cell takes on a loaded 2-core
+# machine (under a second unloaded), far below the 60 s that `sleeps` must pass.
+CELL_TIMEOUT_S = 15
 EXPECTED_REASON = {"raises": "RuntimeError: planted failure",
                    "memory": "MemoryError",
                    "crashes": "SIGKILL",
@@ -61,7 +64,7 @@ def faulty_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 
         [sweep.variants]
         faulty = {json.dumps(list(FAULTS))}
-        """, timeout_s=4)
+        """, timeout_s=CELL_TIMEOUT_S)
     out = tmp / "run"
     proc = harness_run(suite, out, "--threads", "1", plugins=PLUGIN)
     return out, proc

@@ -4,16 +4,20 @@ whatever its time. Samples are drawn from a seeded generator, and the expected
 ratios are worked out here from those samples, never copied from the code."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
-from harness.measure.stats import summarize
+from harness.measure.stats import ALPHA, summarize
 from harness.report.compare import compare, is_regression, markdown, unmatched
 from harness.results import store
 from harness.spec import Case
 
 THRESHOLD = 5.0
+PUBLISHED = Path(__file__).resolve().parents[2] / "results/published/cpu-xeon-2core-default"
 
 
 def case(**changes) -> Case:
@@ -55,15 +59,53 @@ def test_real_slowdown_with_tight_samples_is_a_regression():
     assert got["new_ms"] == pytest.approx(np.median(after))
 
 
-def test_same_shift_inside_wide_noise_is_noise_not_a_regression():
-    # +30% on the median, but each run spreads ±60%: the IQRs overlap.
+def test_same_shift_inside_wide_noise_is_noise_without_samples():
+    # +30% on the median, but each run spreads ±60%: the IQRs overlap, and a CSV
+    # (no raw samples) has nothing more to decide with.
     before, after = samples(10.0, 0.6, seed=3), samples(13.0, 0.6, seed=4)
-    got = one([row(case(), before)], [row(case(), after)])
+    base, new = row(case(), before), row(case(), after)
+    del base["samples_ms"], new["samples_ms"]
+    got = one([base], [new])
     ratio = np.median(after) / np.median(before)
     assert ratio > 1 + THRESHOLD / 100                       # past the threshold ...
     assert np.percentile(after, 25) <= np.percentile(before, 75)   # ... but inside noise
     assert got["ratio"] == pytest.approx(ratio)
     assert got["verdict"] == "noise" and not is_regression("noise")
+
+
+def test_a_shift_few_wide_samples_cannot_decide_is_noise():
+    before, after = samples(10.0, 0.6, seed=3, n=5), samples(12.0, 0.6, seed=4, n=5)
+    got = one([row(case(), before)], [row(case(), after)])
+    assert got["ratio"] > 1 + THRESHOLD / 100
+    # Undecided by its own numbers: the rank test does not reject, or the interval
+    # reaches below the threshold.
+    p = scipy_stats.mannwhitneyu(after, before, alternative="two-sided").pvalue
+    assert p >= ALPHA or got["ratio_low"] <= 1 + THRESHOLD / 100
+    assert got["verdict"] == "noise"
+
+
+def test_decisive_shift_carries_its_interval_and_p():
+    before, after = samples(10.0, 0.6, seed=3), samples(13.0, 0.6, seed=4)
+    got = one([row(case(), before)], [row(case(), after)])
+    p = scipy_stats.mannwhitneyu(after, before, alternative="two-sided").pvalue
+    assert got["p_value"] == pytest.approx(p) and p < ALPHA
+    assert 1 + THRESHOLD / 100 < got["ratio_low"] < got["ratio"] < got["ratio_high"]
+    assert got["verdict"] == "regression"
+
+
+def test_a_real_run_against_itself_and_against_one_cell_made_slower():
+    rows = store.latest_rows(store.read_rows(PUBLISHED))
+    base = pd.DataFrame(rows)
+    assert (compare(base, pd.DataFrame(rows), THRESHOLD)["verdict"] == "same").all()
+    i = next(i for i, r in enumerate(rows) if len(r["samples_ms"]) >= 20)
+    slow = dict(rows[i])
+    slow["samples_ms"] = [s * 1.2 for s in slow["samples_ms"]]
+    slow.update({k: v for k, v in summarize(slow["samples_ms"]).items()})
+    result = compare(base, pd.DataFrame(rows[:i] + [slow] + rows[i + 1:]), THRESHOLD)
+    called = result[result["verdict"].map(is_regression)]
+    assert len(called) == 1 and called.iloc[0]["ratio"] == pytest.approx(1.2)
+    assert (called.iloc[0][["workload", "backend", "variant", "seq_len"]].tolist()
+            == [slow["workload"], slow["backend"], slow["variant"], slow["seq_len"]])
 
 
 def test_change_below_threshold_is_same():

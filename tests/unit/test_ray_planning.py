@@ -1,9 +1,11 @@
 """How a Ray cluster's resources turn a suite's devices into tasks, without Ray:
-the planning half of harness/run/executors/ray_cluster.py on a described cluster."""
+the planning half of harness/run/executors/ray_cluster.py on a described cluster,
+and the one line for a cluster that cannot be reached."""
 import pytest
 
 from harness.run import plan
-from harness.run.executors.ray_cluster import RayExecutor
+from harness.run.executors import ray_cluster
+from harness.run.executors.ray_cluster import ExecutorError, RayExecutor
 from harness.run.suite import parse_suite
 from harness.spec import Case
 
@@ -102,3 +104,68 @@ def test_a_dry_run_on_a_cluster_counts_its_gpu_cells_as_runnable():
     assert by_device["gpu:H100"]["to_run"] == by_device["gpu:A100"]["to_run"] == 1
     assert by_device["gpu:V100"]["to_run"] == 0
     assert "no V100 GPU" in by_device["gpu:V100"]["why_not"]
+
+
+# -- a cluster that cannot be reached ------------------------------------------------
+
+class FailingRay:
+    """ray whose init fails as given: no cluster is started."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **_):
+        raise self.error
+
+
+def chained(outer: BaseException, cause: BaseException) -> BaseException:
+    outer.__cause__ = cause
+    return outer
+
+
+def in_context(outer: BaseException, context: BaseException) -> BaseException:
+    outer.__context__ = context                  # raised while handling it
+    return outer
+
+
+# As Ray 2.60 fails against `ray start --head` with RAY_AUTH_MODE=token and no token
+# on the driver: a ConnectionError from the GCS client's RuntimeError.
+REFUSED = {
+    "ray-2.60": chained(ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379"),
+                        RuntimeError("Failed to connect to GCS. Last connection error: "
+                                     "Unauthenticated: RPC error: InvalidAuthToken: "
+                                     "Authentication token is missing or incorrect")),
+    "context": in_context(ConnectionError("GCS unreachable"),
+                          RuntimeError("status UNAUTHENTICATED")),
+    "auth-error": type("AuthenticationError", (Exception,), {})("token mismatch"),
+    "text": RuntimeError("rpc failed: invalid auth token"),
+}
+
+
+def executor_error(monkeypatch, error: BaseException) -> str:
+    monkeypatch.setattr(ray_cluster, "_ray", lambda: FailingRay(error))
+    with pytest.raises(ExecutorError) as info:
+        RayExecutor("10.0.0.5:6379")
+    line = str(info.value)
+    assert len(line.splitlines()) == 1
+    assert line.startswith(f"cannot reach a Ray cluster at 10.0.0.5:6379: "
+                           f"{type(error).__name__}: ")
+    return line
+
+
+@pytest.mark.parametrize("error", REFUSED.values(), ids=REFUSED.keys())
+def test_a_refused_token_is_named_with_what_to_set(monkeypatch, error):
+    line = executor_error(monkeypatch, error)
+    for words in ("refused this driver's token", "token authentication", "RAY_AUTH_MODE=token",
+                  "RAY_AUTH_TOKEN,", "RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token"):
+        assert words in line, words
+
+
+def test_a_cluster_that_is_not_there_is_not_called_an_auth_failure(monkeypatch):
+    line = executor_error(monkeypatch, ConnectionError("Could not find any running Ray "
+                                                       "instance."))
+    assert line.endswith("ConnectionError: Could not find any running Ray instance.")
+    assert "token" not in line

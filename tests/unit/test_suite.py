@@ -13,6 +13,7 @@ from harness.run.suite import (
     DEVICE_RE, SWEEP_KEYS, Measure, Suite, SuiteError, load_suite, parse_suite,
 )
 from harness.spec import DTYPES, MODES, WORKLOADS
+from harness.spec.names import NAME_RE
 
 TORCH_VARIANTS = REGISTRY["torch"].variant_names
 
@@ -235,6 +236,7 @@ def test_gpu_devices(tmp_path):
 
 
 def valid(suite: Suite) -> bool:
+    assert NAME_RE.fullmatch(suite.name) and len(suite.hash) == 16   # a safe folder name
     for c in suite.cases:
         ints = (c.batch, c.seq_len, c.heads, c.head_dim, c.layers)
         assert c.suite == suite.name

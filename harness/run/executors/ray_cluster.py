@@ -15,7 +15,8 @@ a task whose process dies (WorkerCrashedError, a lost node) has its cell recorde
 `error`, as a local crash is; either way a new task takes the remaining cells.
 Before anything is submitted, cells for a GPU type the cluster lacks become
 `unsupported` with the reason (`unavailable`, the refusal chain's first step),
-rather than waiting forever for resources.
+rather than waiting forever for resources. A cluster that refuses the driver's
+token (Ray token authentication) is named as the cause, with what to set.
 """
 from __future__ import annotations
 
@@ -46,6 +47,27 @@ class ExecutorError(UserError):
     """One line for the user: Ray missing, or no cluster at the address."""
 
 
+# A refused token (Ray >= 2.52): the GCS client's last error, chained to the
+# ConnectionError, reads "Unauthenticated: RPC error: InvalidAuthToken: ...".
+AUTH_SIGNS = ("invalidauthtoken", "unauthenticated", "auth token", "authenticationerror")
+AUTH_HINT = ("set RAY_AUTH_MODE=token and the cluster's token: RAY_AUTH_TOKEN, or a file "
+             "named by RAY_AUTH_TOKEN_PATH (default ~/.ray/auth_token; `ray get-auth-token` "
+             "on the head node prints it)")
+
+
+def unreachable(address: str | None, exc: BaseException) -> str:
+    """The line for a failed ray.init; a refused token says so, and what to set."""
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    line = f"cannot reach a Ray cluster at {address or 'auto'}: {type(exc).__name__}: {first}"
+    text, seen = [], exc
+    while seen is not None and len(text) < 20:       # the exception chain
+        text, seen = text + [repr(seen)], seen.__cause__ or seen.__context__
+    if any(sign in "\n".join(text).lower() for sign in AUTH_SIGNS):
+        return (f"{line} -- the cluster refused this driver's token (Ray token "
+                f"authentication): {AUTH_HINT}")
+    return line
+
+
 def _ray():
     try:
         import ray
@@ -69,8 +91,7 @@ class RayExecutor:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
                          runtime_env={"env_vars": _forwarded_env()})
             except Exception as exc:           # no cluster there, refused token...
-                raise ExecutorError(f"cannot reach a Ray cluster at {address or 'auto'}: "
-                                    f"{type(exc).__name__}: {exc}") from None
+                raise ExecutorError(unreachable(address, exc)) from None
         self.ray, self.threads = ray, threads
         self.stop = stop or threading.Event()
         resources = ray.cluster_resources()
