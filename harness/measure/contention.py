@@ -1,8 +1,9 @@
 """Who else used the machine while a cell was timed.
 
 On the CPU: the busy time of the CPUs this process may run on (/proc/stat, per CPU)
-minus this process's own CPU time (/proc/self/stat), over the timed window, as a
-share of those CPUs' time; and the load average. On a GPU (NVML): other processes
+minus the CPU time of this process and its live descendants (a framework's own
+helpers, such as inductor's compile workers, are the cell's, not others'), over
+the timed window, as a share of those CPUs' time; and the load average. On a GPU (NVML): other processes
 on the same GPU and its utilization just before the cell, and the clock-throttle
 reasons at the end. A cell is `contended` when others took more than
 CONTENDED_SHARE of its CPUs, or another process computed on its GPU
@@ -46,9 +47,44 @@ def _busy_seconds(cpus: set[int], stat_text: str) -> float:
 
 
 def _own_seconds(stat_text: str) -> float:
-    """utime + stime of this process (every thread), from /proc/self/stat."""
+    """CPU time of one process (every thread) and of its children that have ended
+    (utime, stime, cutime, cstime), from its /proc/<pid>/stat."""
     fields = stat_text.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _family_pids(pid: int) -> list[int]:
+    """The process and its live descendants, from /proc/<pid>/task/*/children."""
+    family, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        family.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    todo += [int(child) for child in f.read().split()]
+            except OSError:
+                continue
+    return family
+
+
+def _family_seconds() -> float:
+    """CPU time of this process and its descendants: live ones from their own
+    counters, ended ones through their parents' (a compiler a framework ran and
+    waited for, such as inductor's cc1plus, counts as the cell's own)."""
+    total = 0.0
+    for pid in _family_pids(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                total += _own_seconds(f.read())
+        except (OSError, ValueError, IndexError):
+            if pid == os.getpid():
+                raise
+    return total
 
 
 def snapshot() -> Snapshot:
@@ -56,8 +92,7 @@ def snapshot() -> Snapshot:
     try:
         with open("/proc/stat") as f:
             busy = _busy_seconds(cpus, f.read())
-        with open("/proc/self/stat") as f:
-            own = _own_seconds(f.read())
+        own = _family_seconds()
     except (OSError, ValueError, IndexError):   # not Linux: unknown, never a failure
         busy = own = None
     return Snapshot(time.monotonic(), busy, own, len(cpus))

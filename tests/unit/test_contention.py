@@ -27,9 +27,9 @@ def test_busy_time_counts_only_this_processes_cpus_and_not_idle_or_iowait():
     assert contention._busy_seconds({2}, STAT) == pytest.approx(500 / HZ)
 
 
-def test_own_time_is_utime_plus_stime_even_with_a_paren_in_the_name():
-    stat = "42 (a (b) c) R " + " ".join(["0"] * 10) + f" {3 * HZ} {HZ} 0 0"
-    assert contention._own_seconds(stat) == pytest.approx(4.0)
+def test_own_time_counts_ended_children_even_with_a_paren_in_the_name():
+    stat = "42 (a (b) c) R " + " ".join(["0"] * 10) + f" {3 * HZ} {HZ} {HZ} {HZ} 20 0"
+    assert contention._own_seconds(stat) == pytest.approx(6.0)   # ended children's too
 
 
 def test_others_share_is_busy_minus_own_over_the_cpus_wall_time():
@@ -48,22 +48,51 @@ def _spin(seconds: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
+def _spin_elsewhere(seconds: float) -> None:
+    """A busy loop that is not this process's descendant: started by a child that
+    exits at once, so it is another process, as a neighbour's would be."""
+    spin = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"
+    starter = f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {spin!r}])"
+    subprocess.run([sys.executable, "-c", starter], check=True)
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not os.path.exists("/proc/stat"),
                     reason="needs Linux /proc and CPU affinity")
 def test_a_busy_loop_on_this_processes_cpu_is_seen():
     saved = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(saved)})       # one CPU, which the loop inherits
     try:
-        hog = _spin(3.0)
+        _spin_elsewhere(2.0)
         time.sleep(0.3)                          # the loop is running
         before = contention.snapshot()
         time.sleep(1.5)
         share = contention.others_share(before, contention.snapshot())
-        hog.wait()
+        time.sleep(0.5)                          # and has ended, for the tests after
+
     finally:
         os.sched_setaffinity(0, saved)
     # The loop has the CPU to itself while this process sleeps: nearly all of it.
     assert before.cpus == 1 and share > 0.7
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not os.path.exists("/proc/stat"),
+                    reason="needs Linux /proc and CPU affinity")
+def test_a_busy_child_of_this_process_is_its_own_time_not_others():
+    """A framework's helper processes (inductor's compile workers, the compilers it
+    runs and waits for) are the cell's."""
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(saved)})
+    try:
+        child = _spin(3.0)                       # a child of this process, alive
+        time.sleep(0.3)
+        before = contention.snapshot()
+        time.sleep(0.7)
+        _spin(0.7).wait()                        # one that runs and ends meanwhile
+        share = contention.others_share(before, contention.snapshot())
+        child.wait()
+    finally:
+        os.sched_setaffinity(0, saved)
+    assert share < contention.CONTENDED_SHARE
 
 
 class _FakeNvml:
