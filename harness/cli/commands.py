@@ -36,7 +36,7 @@ def run(args, console: Console) -> int:
                    quiet=args.quiet, console=console, resume=args.resume,
                    gate_check=not args.no_gate, only=args.device, serial=args.serial,
                    executor=args.executor, address=args.address,
-                   quiet_machine_s=args.quiet_machine)
+                   quiet_machine_s=args.quiet_machine, repeat=args.repeat)
     except KeyboardInterrupt:
         return 130                     # the runner has said how to resume
     return 0
@@ -110,11 +110,14 @@ def report(args, console: Console) -> int:
 
 def compare(args) -> int:
     from harness.report import compare as comparing
+    from harness.report import compare_text
     if args.out:
         _writable_file(Path(args.out), "--out")
     base, new = store.load(args.base), store.load(args.new)
     result = comparing.compare(base, new, args.threshold)
-    text = comparing.markdown(result, args.threshold, args.base, args.new)
+    one_process = tuple(name for name, frame in ((args.base, base), (args.new, new))
+                        if comparing.single_process(frame))
+    text = compare_text.markdown(result, args.threshold, args.base, args.new, one_process)
     print(text)
     if args.out:
         try:

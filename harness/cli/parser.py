@@ -20,6 +20,7 @@ examples:
   attnbench run suites/smoke.toml                  # a one-minute sweep on this machine
   attnbench run suites/default.toml --backend torch --out results/mine
   attnbench run suites/default.toml --resume results/mine  # after Ctrl-C or a crash
+  attnbench run suites/default.toml --repeat 3      # 3 processes per cell: their spread
   attnbench run suites/gpu.toml --dry-run          # what would run, and where
   attnbench run suites/gpu.toml --executor ray --address 10.0.0.5:6379   # on a cluster""",
     "check": """\
@@ -110,6 +111,12 @@ def _add_run(sub) -> None:
                      help="before each CPU batch, wait up to WAIT_S seconds for other "
                           "processes to leave its CPUs (cells timed beside them are marked "
                           "contended either way)")
+    run.add_argument("--repeat", type=_positive_int, metavar="K",
+                     help="run every batch K times, each in fresh worker processes, round "
+                          "after round; a cell's row then gives the median of its K process "
+                          "medians and how far apart they were (between_spread_pct), and "
+                          "compare resamples processes before samples. K = 3 is enough to "
+                          "see the spread (default: 1)")
     run.add_argument("--serial", action="store_true",
                      help="one worker at a time (default: one worker per GPU side by side, "
                           "then the CPU cells alone)")

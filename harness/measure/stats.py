@@ -63,20 +63,61 @@ class Shift:
     ratio_high: float
 
 
-def shift(base_ms, new_ms, seed: int = 0) -> Shift:
+def shift(base_ms, new_ms, seed: int = 0, base_groups=None, new_groups=None) -> Shift:
     """The rank test and the bootstrap interval of the median ratio, as asv judges
     a change: decisive only when the test rejects and the whole interval lies past
-    the threshold (docs/measurement.md, "Comparing runs")."""
+    the threshold (docs/measurement.md, "Comparing runs"). `*_groups`: how many of
+    the samples each process gave, in order (`run --repeat K`); with more than one
+    process on either side, the median is that of the process medians and the
+    interval resamples processes, then samples within each."""
     from scipy import stats  # only where runs are compared
 
     base = np.asarray(base_ms, dtype=np.float64)
     new = np.asarray(new_ms, dtype=np.float64)
     p_value = float(stats.mannwhitneyu(new, base, alternative="two-sided").pvalue)
+    rng = np.random.default_rng(seed)
+    if len(_processes(base, base_groups)) > 1 or len(_processes(new, new_groups)) > 1:
+        base_parts, new_parts = _processes(base, base_groups), _processes(new, new_groups)
+        ratios = _process_bootstrap(new_parts, rng) / _process_bootstrap(base_parts, rng)
+        tail = 50 * (1 - RATIO_CONFIDENCE)
+        low, high = np.percentile(ratios, [tail, 100 - tail])
+        ratio = _median_of_medians(new_parts) / _median_of_medians(base_parts)
+        return Shift(p_value, float(ratio), float(low), float(high))
 
     def ratio(b, n, axis=-1):
         return np.median(n, axis=axis) / np.median(b, axis=axis)
 
     interval = stats.bootstrap((base, new), ratio, n_resamples=_RESAMPLES, vectorized=True,
                                method="percentile", confidence_level=RATIO_CONFIDENCE,
-                               rng=np.random.default_rng(seed)).confidence_interval
+                               rng=rng).confidence_interval
     return Shift(p_value, float(ratio(base, new)), float(interval.low), float(interval.high))
+
+
+def _processes(samples: np.ndarray, groups) -> list[np.ndarray]:
+    """The samples split by process; one part when the counts are missing or wrong."""
+    if not isinstance(groups, (list, tuple, np.ndarray)) or len(groups) < 2 \
+            or sum(groups) != samples.size or min(groups) < 1:
+        return [samples]
+    return np.split(samples, np.cumsum(groups)[:-1])
+
+
+def _median_of_medians(parts: list[np.ndarray]) -> float:
+    return float(np.median([np.median(p) for p in parts]))
+
+
+def _process_bootstrap(parts: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """_RESAMPLES medians of process medians, each drawing the processes with
+    replacement, then each drawn process's samples with replacement."""
+    bank = np.stack([_sample_medians(p, rng) for p in parts])     # (processes, resamples)
+    drawn = rng.integers(len(parts), size=(_RESAMPLES, len(parts)))
+    return np.median(bank[drawn, np.arange(_RESAMPLES)[:, None]], axis=1)
+
+
+def _sample_medians(part: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """_RESAMPLES bootstrap medians of one process's samples, drawn in chunks that
+    keep the index array under ~4 M entries."""
+    step = max(1, 4_000_000 // part.size)
+    return np.concatenate([
+        np.median(part[rng.integers(part.size, size=(min(step, _RESAMPLES - i), part.size))],
+                  axis=1)
+        for i in range(0, _RESAMPLES, step)])

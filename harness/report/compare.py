@@ -5,7 +5,9 @@ cell can move its median by a third, so a threshold alone cries wolf. With both 
 raw samples, a cell is a regression only when a rank test (Mann-Whitney U) says the
 samples differ and the whole bootstrap interval of the new/base median ratio lies past
 the threshold, as asv decides; without them (a CSV), when the median is past the
-threshold and the two interquartile ranges do not overlap. A cell that stops running,
+threshold and the two interquartile ranges do not overlap. Runs made with `--repeat
+K` are judged by process (the interval resamples processes, then samples), and a
+change must also clear the cell's own spread between processes. A cell that stops running,
 or starts computing the wrong thing, is a regression whatever its time: a fast wrong
 answer is no improvement.
 
@@ -18,9 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness.measure.stats import (
-    ALPHA, RATIO_CONFIDENCE, Shift, quartiles, shift, summarize,
-)
+from harness.measure.stats import ALPHA, Shift, quartiles, shift, summarize
 from harness.spec import CASE_FIELDS
 
 # The suite is a label, not part of what was measured: renamed suites still compare.
@@ -35,18 +35,10 @@ UNMATCHED_VERDICTS = ("only in base", "only in new")
 COLUMNS = (*CASE_FIELDS, "base_status", "new_status", "base_ms", "base_iqr_ms",
            "new_ms", "new_iqr_ms", "ratio", "ratio_low", "ratio_high", "p_value", "verdict")
 
-RULE = """\
-A cell is a **regression** when its new median is more than {pct:g}% slower than the
-base median *and* the slowdown is decisive: with both runs' raw samples, a Mann-Whitney
-U test rejects "same distribution" at p < {alpha:g} and the whole {conf:.0%} bootstrap
-interval of the new/base median ratio lies above {slower:.3f}x (shown as
-[low, high]); without samples, the interquartile ranges do not overlap (new q1 > base
-q3, from median ± IQR/2). **faster** is the mirror image (below {faster:.3f}x). A change
-past the threshold that is not decisive is **noise**; one within it is **same**. A cell that ran before and now fails
-(error, oom, timeout) or now computes the wrong thing counts as a regression whatever
-its time; **fixed** ran wrong or not at all before and runs right now. A cell timed
-while other processes used the machine in either run is **contended**: never called a
-regression or an improvement, whatever its ratio."""
+def single_process(frame: pd.DataFrame) -> bool:
+    """Whether a run's timed cells each come from one process (no --repeat)."""
+    timed = frame[frame["status"] == "ok"]
+    return len(timed) > 0 and not (timed["repeats"].fillna(1) > 1).any()
 
 
 def is_regression(verdict: str) -> bool:
@@ -127,9 +119,10 @@ def _verdict(base: dict, new: dict, ratio: float, threshold_pct: float,
         return "same"
     if change is not None:
         decisive = change.p_value < ALPHA
+        past = 1 + max(threshold_pct, _spread(base), _spread(new)) / 100
         if ratio > bound:
-            return "regression" if decisive and change.ratio_low > bound else "noise"
-        return "faster" if decisive and change.ratio_high < 1 / bound else "noise"
+            return "regression" if decisive and change.ratio_low > past else "noise"
+        return "faster" if decisive and change.ratio_high < 1 / past else "noise"
     (base_q1, base_q3), (new_q1, new_q3) = _quartiles(base), _quartiles(new)
     if ratio > bound:
         return "regression" if new_q1 > base_q3 else "noise"
@@ -143,7 +136,15 @@ def _shift(base: dict, new: dict) -> Shift | None:
     if base.get("status") != "ok" or new.get("status") != "ok" \
             or base_samples is None or new_samples is None:
         return None
-    return shift(base_samples, new_samples)
+    return shift(base_samples, new_samples, base_groups=base.get("process_n_samples"),
+                 new_groups=new.get("process_n_samples"))
+
+
+def _spread(row: dict) -> float:
+    """The cell's spread between its own processes in %, 0 without --repeat: a
+    second run of the same code lands anywhere in that band."""
+    spread = _number(row.get("between_spread_pct"))
+    return 0.0 if math.isnan(spread) else spread
 
 
 def _interval(change: Shift | None) -> dict:
@@ -197,68 +198,3 @@ def _is_true(flag) -> bool:
 def _is_false(correct) -> bool:
     """Known wrong: False, not None/NaN (not checked)."""
     return isinstance(correct, (bool, np.bool_)) and not correct
-
-
-def counts_line(result: pd.DataFrame) -> str:
-    """'2 regressions, 1 faster, 10 same': every verdict present, in VERDICTS order."""
-    counts = result["verdict"].value_counts()
-    parts = [f"{counts[v]} {v}{'s' if v == 'regression' and counts[v] != 1 else ''}"
-             for v in VERDICTS if counts.get(v, 0)]
-    return ", ".join(parts) or "no cells"
-
-
-def markdown(result: pd.DataFrame, threshold_pct: float, base_name: str, new_name: str) -> str:
-    """The comparison as markdown: the rule, the counts, then one line per cell,
-    regressions first, the rest slowest-first (ratio descending)."""
-    bound = 1 + threshold_pct / 100
-    lines = [f"# attnbench compare: {base_name} → {new_name}", "",
-             RULE.format(pct=threshold_pct, slower=bound, faster=1 / bound, alpha=ALPHA,
-                         conf=RATIO_CONFIDENCE), "",
-             counts_line(result), ""]
-    if len(result):
-        lines.append(_table(result).to_markdown(index=False))
-    return "\n".join(lines) + "\n"
-
-
-def _table(result: pd.DataFrame) -> pd.DataFrame:
-    ordered = (result.assign(_later=~result["verdict"].map(is_regression))
-               .sort_values(["_later", "ratio"], ascending=[True, False],
-                            na_position="last", kind="stable"))
-    table = pd.DataFrame({
-        "backend": ordered["backend"] + " " + ordered["variant"],
-        "workload": ordered["workload"], "mode": ordered["mode"], "dtype": ordered["dtype"],
-    })
-    if ordered["device"].nunique() > 1:          # otherwise the same word on every line
-        table["device"] = ordered["device"]
-    records = ordered.to_dict("records")
-    table["B·N·H·D"] = [_shape(r) for r in records]
-    table["causal"] = ["yes" if r["causal"] else "no" for r in records]
-    table["base ms"] = [_time(r, "base") for r in records]
-    table["new ms"] = [_time(r, "new") for r in records]
-    table["ratio"] = [_ratio_text(r) for r in records]
-    table["verdict"] = [f"**{v}**" if is_regression(v) else v for v in ordered["verdict"]]
-    return table
-
-
-def _ratio_text(row: dict) -> str:
-    """'1.23x [1.20, 1.26]': the ratio and, with samples, its interval."""
-    if math.isnan(row["ratio"]):
-        return ""
-    low, high = row["ratio_low"], row["ratio_high"]
-    interval = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
-    return f"{row['ratio']:.2f}x{interval}"
-
-
-def _shape(row: dict) -> str:
-    shape = f"{row['batch']}·{row['seq_len']}·{row['heads']}·{row['head_dim']}"
-    return shape + (f" ×{row['layers']}" if row["workload"] == "transformer" else "")
-
-
-def _time(row: dict, side: str) -> str:
-    """'1.234 ± 0.050' for a cell that ran; its status (oom, error...) for one that did not."""
-    status, ms, iqr = row[f"{side}_status"], row[f"{side}_ms"], row[f"{side}_iqr_ms"]
-    if status is not None and status != "ok":
-        return str(status)
-    if math.isnan(ms):
-        return ""
-    return f"{ms:.3f}" + ("" if math.isnan(iqr) else f" ± {iqr:.3f}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.results import repeats
 from harness.spec import CASE_FIELDS, ROW_COLUMNS, ROW_SCHEMA
 from harness.spec.errors import UserError
 from harness.spec.schema import complete
@@ -176,12 +177,18 @@ def cell_key(case_or_row) -> tuple:
 
 
 def latest_rows(rows: list[dict]) -> list[dict]:
-    """One row per cell, the last one written (a resumed run reran it), in the
-    order cells first appeared."""
+    """One row per cell, in the order cells first appeared: the last one written
+    (a resumed run reran it), or with `run --repeat K` the last of each of its K
+    processes, merged (harness/results/repeats.py)."""
     latest: dict[tuple, dict] = {}
     for row in rows:
-        latest[cell_key(row)] = row             # a dict keeps the key's first position
-    return list(latest.values())
+        by_process = latest.setdefault(cell_key(row), {})   # keeps the first position
+        if row.get("repeat") is None:
+            by_process.clear()                  # a run without --repeat replaced them
+        else:
+            by_process.pop(None, None)
+        by_process[row.get("repeat")] = row
+    return [repeats.merge(list(by_process.values())) for by_process in latest.values()]
 
 
 def load(*folders: str | os.PathLike) -> pd.DataFrame:

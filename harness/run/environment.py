@@ -16,7 +16,11 @@ def environment_for(backend: str, device: str, threads: int, scratch: str) -> di
     """The variables a worker for (backend, device) needs before its import;
     `scratch` is a folder of the worker's own (compile caches), removed after it."""
     settings = __import__(REGISTRY[backend].settings, fromlist=["environment"])
-    env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "ATTNBENCH_THREADS": str(threads)}
+    env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "ATTNBENCH_THREADS": str(threads),
+           # NumPy's OpenBLAS threads (the references, the checks) otherwise spin after
+           # each call and took a core from the next timed cell: 4-8 ms for a 0.06 ms
+           # step (docs/measurement.md, "Threads the harness leaves behind").
+           "OPENBLAS_THREAD_TIMEOUT": "4"}
     if device.startswith("cuda:"):
         # One GPU per worker; inside it that GPU is cuda:0.
         env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]

@@ -19,6 +19,7 @@ def base_row(case: Case, job: dict, version: str) -> dict:
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backend_version": version,
         "threads": job.get("threads"),
+        "repeat": job.get("repeat"),        # which of `run --repeat K`'s processes
         "settings": job.get("settings", ""),
         "tuned": _tuned(case),
         **{f"mem_{k}": v for k, v in costs.memory(case).items()},

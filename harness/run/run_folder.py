@@ -35,10 +35,11 @@ def new_run_id(suite: Suite) -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{suite.name}"
 
 
-def finished_cells(folder: Path) -> set[tuple]:
-    """Cells whose latest row in the run folder is `ok`: what --resume skips."""
+def finished_cells(folder: Path, repeat: int = 1) -> set[tuple]:
+    """Cells whose latest row in the run folder is `ok` (with --repeat K, in all K
+    processes): what --resume skips."""
     return {store.cell_key(r) for r in store.latest_rows(store.read_rows(folder))
-            if r.get("status") == "ok"}
+            if r.get("status") == "ok" and (repeat == 1 or r.get("repeats") == repeat)}
 
 
 def writable_folder(path: str | os.PathLike, what: str) -> Path:
@@ -67,15 +68,18 @@ def _now() -> str:
 
 
 def new_run(suite: Suite, planned: list[Case], out: str | Path | None, threads: int,
-            target: Target, executor: str, address: str | None) -> RunFolder:
-    """`out`, or results/<run_id>, for every planned cell."""
+            target: Target, executor: str, address: str | None,
+            repeat: int = 1) -> RunFolder:
+    """`out`, or results/<run_id>, for every planned cell, each in `repeat`
+    processes."""
     run_id = new_run_id(suite)
     folder = writable_folder(out, "--out") if out else writable_folder(
         Path("results") / run_id, "the default --out")
     env = {"run_id": run_id, "suite": suite.name, "suite_path": suite.path,
            **({"suite_hash": suite.hash} if suite.hash else {}),
            "description": suite.description, "measure": dataclasses.asdict(suite.measure),
-           "threads": threads, "started_at": _now(), "command": sys.argv,
+           "threads": threads, "repeat": repeat, "started_at": _now(),
+           "command": sys.argv,
            "git_commit": store.git_commit(Path(__file__).parent),
            "executor": executor, **devices.environment()}
     if target.cluster:
@@ -84,14 +88,21 @@ def new_run(suite: Suite, planned: list[Case], out: str | Path | None, threads: 
     return RunFolder(folder, run_id, env, planned, None)
 
 
-def resumed_run(suite: Suite, planned: list[Case], resume: str | Path) -> RunFolder:
-    """The run in `resume`, for the planned cells not already ok there; a StoreError
-    if it is not a run folder of this suite."""
+def resumed_run(suite: Suite, planned: list[Case], resume: str | Path,
+                repeat: int | None = None) -> RunFolder:
+    """The run in `resume`, for the planned cells not already ok there, with the
+    --repeat it was started with; a StoreError if it is not a run folder of this
+    suite, or `repeat` asks for another count."""
     folder = Path(resume)
     if folder.is_file():
         raise store.StoreError(f"{folder}: --resume continues a run folder, not a file")
-    done = finished_cells(folder)          # StoreError if it is not a run folder
+    store.read_rows(folder)                # StoreError if it is not a run folder
     env = store.read_env(folder)
+    recorded = env.get("repeat") or 1
+    if repeat is not None and repeat != recorded:
+        raise store.StoreError(f"{folder}: was run with --repeat {recorded}; resume it with "
+                               f"that, or start a new run")
+    done = finished_cells(folder, recorded)
     other = other_suite(suite, env)
     if other:
         raise store.StoreError(f"{folder}: holds a run of {other}; --resume-any-suite "

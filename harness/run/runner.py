@@ -41,20 +41,23 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
         console: Console | None = None, resume: str | Path | None = None,
         gate_check: bool = True, only: list[str] | None = None,
         serial: bool = False, executor: str = "local", address: str | None = None,
-        quiet_machine_s: float | None = None) -> Path:
+        quiet_machine_s: float | None = None, repeat: int | None = None) -> Path:
     """Run the suite into a new folder (`out`, or results/<run_id>), or, with
     `resume`, rerun in that folder every planned cell not already `ok` there.
-    Ctrl-C writes what finished and re-raises KeyboardInterrupt."""
+    `repeat` K: every batch K times, each in fresh processes, round after round
+    (harness/results/repeats.py merges a cell's K rows). Ctrl-C writes what
+    finished and re-raises KeyboardInterrupt."""
     console = console or Console(stderr=True)
     threads = threads or devices.cpu_threads()
     target = target_for(executor, address, threads)
     planned = target.planned_cases(suite, backends, only)
-    run_folder = (resumed_run(suite, planned, resume) if resume is not None
-                  else new_run(suite, planned, out, threads, target, executor, address))
+    run_folder = (resumed_run(suite, planned, resume, repeat) if resume is not None
+                  else new_run(suite, planned, out, threads, target, executor, address,
+                               repeat or 1))
     sweep = Sweep(suite, run_folder, target, threads, serial, quiet_machine_s)
     interrupted = sweep.run(console, quiet, gate_check)
     made = _write_outputs(run_folder, console, quiet or interrupted)
-    _print_closing_lines(console, suite, run_folder, sweep.counts, made, interrupted)
+    _print_closing_lines(console, suite, run_folder, sweep, made, interrupted)
     if interrupted:
         raise KeyboardInterrupt
     return run_folder.path
@@ -71,6 +74,7 @@ class Sweep:
         self.threads, self.serial = threads, serial
         self.quiet_machine_s = quiet_machine_s  # wait up to this for a quiet machine
         self.measure = dataclasses.asdict(suite.measure)
+        self.repeat = run_folder.env.get("repeat") or 1     # processes per cell
         self.local = LocalExecutor()
         self.lock = threading.Lock()
         self.counts: dict[str, int] = defaultdict(int)
@@ -83,7 +87,8 @@ class Sweep:
         self.task = None
         # A log has no bar: a line per finished (backend, device) batch instead.
         self.lines, self.started = False, time.monotonic()
-        self.left: dict[tuple[str, str], int] = {}      # cells not yet recorded
+        # cells not yet recorded, by (backend, device, repeat)
+        self.left: dict[tuple[str, str, int | None], int] = {}
 
     def run(self, console: Console, quiet: bool, gate_check: bool) -> bool:
         """Every cell; True if Ctrl-C ended the pass early."""
@@ -98,8 +103,8 @@ class Sweep:
                 self.lines = not quiet and not on_screen(console)
                 self.started = time.monotonic()
                 with progress_bar(console, quiet) as self.progress:
-                    self.task = self.progress.add_task("starting",
-                                                       total=len(run_folder.cases))
+                    self.task = self.progress.add_task(
+                        "starting", total=len(run_folder.cases) * self.repeat)
                     self._execute()
             except KeyboardInterrupt:
                 interrupted = True
@@ -113,21 +118,24 @@ class Sweep:
 
     def _execute(self) -> None:
         """Locally, a lane per GPU side by side, then the CPU lane; on a cluster,
-        every batch at once (Ray queues them by resources)."""
+        every batch at once (Ray queues them by resources). With --repeat K, each
+        lane runs its batches K times over, round after round, so that drift in
+        the machine falls on every batch alike."""
         grouped = batches(self.run_folder.cases)
-        self.left = {key: len(group) for key, group in grouped.items()}
+        rounds = [r if self.repeat > 1 else None for r in range(self.repeat)]
+        self.left = {(*key, r): len(group) for key, group in grouped.items() for r in rounds}
         if self.target.cluster:
-            every = [self._batch(key, grouped[key]) for key in grouped]
+            every = [self._batch(key, grouped[key], r) for r in rounds for key in grouped]
             self.target.cluster.run_batches(every, self.on_start, self.on_row)
             return
 
         def run_lane(keys: list[tuple[str, str]]) -> None:
-            for key in keys:
+            for key, repeat in ((key, r) for r in rounds for key in keys):
                 if self.local.stop.is_set():
                     return
                 if key[1] == "cpu" and self.quiet_machine_s is not None:
                     self._wait_for_quiet(key)
-                self.local.run_batch(self._batch(key, grouped[key]), self.on_start,
+                self.local.run_batch(self._batch(key, grouped[key], repeat), self.on_start,
                                      self.on_row)
 
         gpu_lanes, cpu_lanes = lanes(self.run_folder.cases)
@@ -145,15 +153,16 @@ class Sweep:
             self.progress.console.print(f"waited {waited:.0f} s for a quiet machine "
                                         f"before {name}")
 
-    def _batch(self, key: tuple[str, str], cases: list[Case]) -> Batch:
-        """The batch's cells that can run; for the rest, the refusal chain's row."""
+    def _batch(self, key: tuple[str, str], cases: list[Case], repeat: int | None) -> Batch:
+        """The batch's cells that can run; for the rest, the refusal chain's row.
+        `repeat`: which of --repeat K's rounds (None without --repeat)."""
         backend, device = key
         folder = self.run_folder.path.resolve()   # absolute: a Ray task's cwd is elsewhere
         log = folder / "logs" / f"{backend}-{device.replace(':', '')}.log"
         # References shared on this machine's disk; a Ray node computes its own.
         shared = None if self.target.cluster else folder / "references"
         batch = Batch(backend, device, [], self.measure, self.threads, self.run_folder.run_id,
-                      self.target.gpus, log, reference_dir=shared)
+                      self.target.gpus, log, reference_dir=shared, repeat=repeat)
         for case in cases:
             why = self.target.refusal(case)
             if why:
@@ -193,15 +202,17 @@ class Sweep:
 
     def _batch_line(self, row: dict) -> None:
         """In a log, a line when the row's (backend, device) batch has every row."""
-        key = (row["backend"], row["device"])
+        key = (row["backend"], row["device"], row.get("repeat"))
         if key not in self.left:
             return
         self.left[key] -= 1
         if self.lines and self.left[key] == 0:
             done = sum(self.counts.values())
+            which = "" if key[2] is None else f" (process {key[2] + 1} of {self.repeat})"
             self.progress.console.print(
-                batch_line(f"{key[0]} on {key[1]} done", done, len(self.run_folder.cases),
-                           self.started), highlight=False, soft_wrap=True)
+                batch_line(f"{key[0]} on {key[1]} done{which}", done,
+                           len(self.run_folder.cases) * self.repeat, self.started),
+                highlight=False, soft_wrap=True)
 
 
 def _share(row: dict) -> str:
@@ -228,17 +239,20 @@ def _write_outputs(run_folder: RunFolder, console: Console, no_summary: bool) ->
     return made
 
 
-def _print_closing_lines(console: Console, suite: Suite, run_folder: RunFolder, counts: dict,
+def _print_closing_lines(console: Console, suite: Suite, run_folder: RunFolder, sweep: Sweep,
                          made: str, interrupted: bool) -> None:
-    folder, cases = run_folder.path, run_folder.cases
+    folder, cases, counts = run_folder.path, run_folder.cases, sweep.counts
     skipped = ("" if run_folder.skipped is None
                else f" ({run_folder.skipped} already ok, skipped)")
-    console.print(f"{len(cases)} cells{skipped}: "
+    each = f", each in {sweep.repeat} processes (rows)" if sweep.repeat > 1 else ""
+    console.print(f"{len(cases)} cells{skipped}{each}: "
                   + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none run")
                   + f"\nresults: {folder}/ (results.jsonl, results.csv, {made})"
                   + (f"\nreport: {folder / 'report.html'}" if "html" in made else ""))
     if interrupted:
-        console.print(f"interrupted after {sum(counts.values())} of {len(cases)} cells: the "
+        unit = "cells" if sweep.repeat == 1 else "rows"
+        console.print(f"interrupted after {sum(counts.values())} of "
+                      f"{len(cases) * sweep.repeat} {unit}: the "
                       f"running cell was dropped, finished rows are kept. Resume with:\n"
                       f"  attnbench run {suite.path} --resume {folder}")
 

@@ -40,12 +40,18 @@ _MORE = (
     Column("ray_assigned", "the resources Ray granted the task"),
     Column("node_device", "the device on that node (its own cuda:N or cpu)"),
     # timing beyond the contract's figures
-    Column("ci_low_ms", "95 % bootstrap interval of the median, low end"),
-    Column("ci_high_ms", "95 % bootstrap interval of the median, high end"),
+    Column("ci_low_ms", "95 % interval of the median (order statistics), low end"),
+    Column("ci_high_ms", "95 % interval of the median (order statistics), high end"),
     Column("noisy", "IQR above the stated share of the median"),
     Column("warmup_calls", "untimed calls before sampling"),
     Column("calls_per_sample", "calls per timed sample (grown past the clock's resolution)"),
     Column("samples_ms", "every per-call sample, in order"),
+    # between processes (`run --repeat K`: harness/results/repeats.py)
+    Column("repeat", "which of the K processes (0-based) wrote this row; merged: None"),
+    Column("repeats", "processes the row's figures come from (K of --repeat K)"),
+    Column("process_medians_ms", "each process's median, in the order they ran"),
+    Column("process_n_samples", "each process's share of samples_ms, in that order"),
+    Column("between_spread_pct", "(slowest - fastest process median) / their median, %"),
     # who else used the machine while the cell was timed (harness/measure/contention.py)
     Column("contended", "others used its CPUs past the stated share, or its GPU"),
     Column("others_cpu_share", "others' CPU time over the timed part, share of its CPUs"),

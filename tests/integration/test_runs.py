@@ -21,7 +21,7 @@ import pytest
 from harness.results import store
 from harness.run import plan
 from harness.run.suite import Suite, parse_suite
-from harness.spec import CASE_FIELDS, RESULT_COLUMNS, Case
+from harness.spec import CASE_FIELDS, RESULT_COLUMNS, ROW_COLUMNS, Case
 
 from . import faulty_backend
 from .runs_helpers import PLUGIN, ROOT, RUN_LIMIT_S, harness_run, jsonl_rows, write_suite
@@ -146,6 +146,36 @@ def test_faulty_quiet_run_draws_no_progress_bar(faulty_run):
     _, proc = faulty_run
     assert "━" not in proc.stderr, proc.stderr       # no bar, only the closing lines
     assert "6 cells: 2 error, 2 ok, 1 oom, 1 timeout" in proc.stderr
+
+
+def test_every_row_of_every_status_carries_every_declared_column(faulty_run, tmp_path):
+    # ok, error, oom and timeout from the faulty run; unsupported from a cell the
+    # refusal chain stops (tf32 is a GPU mode), which no worker ever sees.
+    out, _ = faulty_run
+    suite = write_suite(tmp_path, "refused", """\
+        [[sweep]]
+        workload = ["attention"]
+        backend  = ["faulty"]
+        mode     = ["forward"]
+        dtype    = ["tf32"]
+        device   = ["cpu"]
+        batch    = [1]
+        seq_len  = [8]
+        heads    = [2]
+        head_dim = [4]
+
+        [sweep.variants]
+        faulty = ["exact"]
+        """)
+    harness_run(suite, tmp_path / "refused", "--no-gate", plugins=PLUGIN)
+    rows = jsonl_rows(out) + jsonl_rows(tmp_path / "refused")
+    assert {r["status"] for r in rows} == {"ok", "error", "oom", "timeout", "unsupported"}
+    for row in rows:
+        assert list(row) == list(ROW_COLUMNS), (row["status"], set(ROW_COLUMNS) ^ set(row))
+    frame = store.load(out, tmp_path / "refused")
+    assert list(frame.columns[:len(ROW_COLUMNS)]) == list(ROW_COLUMNS)
+    for record in frame.to_dict("records"):
+        assert all(column in record for column in ROW_COLUMNS)
 
 
 # --- a real torch run -------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from harness.measure.stats import ALPHA, summarize
-from harness.report.compare import compare, is_regression, markdown, unmatched
+from harness.report.compare import compare, is_regression, unmatched
+from harness.report.compare_text import markdown
 from harness.results import store
 from harness.spec import Case
 

@@ -45,6 +45,7 @@ class Batch:
     check_only: bool = False        # `attnbench check`: correctness, no timing
     outputs_dir: Path | None = None  # check only: where each case's tensors are saved
     reference_dir: Path | None = None  # where a run's workers share references (judging.py)
+    repeat: int | None = None       # which of `run --repeat K`'s K processes (0-based)
 
     def job(self, cases: list[Case]) -> dict:
         measure = {k: v for k, v in self.measure.items() if k != "timeout_s"}
@@ -52,7 +53,8 @@ class Batch:
                 "run_id": self.run_id, "gpus": self.gpus, "measure": measure,
                 "check_only": self.check_only, "cases": [c.to_dict() for c in cases],
                 "outputs_dir": str(self.outputs_dir) if self.outputs_dir else None,
-                "reference_dir": str(self.reference_dir) if self.reference_dir else None}
+                "reference_dir": str(self.reference_dir) if self.reference_dir else None,
+                "repeat": self.repeat}
 
 
 def failure_row(case: Case, batch: Batch, status: str, reason: str, version: str) -> dict:
