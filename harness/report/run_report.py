@@ -17,7 +17,9 @@ from harness.spec.errors import UserError
 
 CONVENTIONS = """\
 Conventions. Latency: median of per-call samples (IQR beside it), after a
-separately timed first call (tracing and compiling) and a warm-up. FLOPs: attention
+separately timed first call (tracing and compiling) and a warm-up; in a run made
+with --repeat K, the median of its K processes' medians, with [the spread between
+them] after it. FLOPs: attention
 core 4·B·H·N²·D (causal: half), projections 8·B·N·d², MLP 16·B·N·d²; train = 3.5x
 the core and 3x the matmuls; softmax, LayerNorm and GELU not counted. Peak memory:
 what one step adds above the resident weights and inputs (CPU: resident high-water

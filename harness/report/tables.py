@@ -117,6 +117,9 @@ def _failed(row) -> str | None:
 def latency(frame: pd.DataFrame) -> pd.DataFrame:
     def text(row) -> str:
         timing = f"{figure(row['median_ms'])} ± {spread(row['iqr_ms'])}"
+        between = row.get("between_spread_pct")
+        if (row.get("repeats") or 1) > 1 and pd.notna(between):
+            timing += f" [{between:.0f} %]"        # between its processes (--repeat)
         return _failed(row) or _mark(timing, row)
     return _pivot(frame, frame.apply(text, axis=1))
 

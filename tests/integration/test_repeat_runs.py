@@ -4,6 +4,7 @@ same code, compared with the first run, called no regression."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -11,10 +12,12 @@ import pytest
 
 from harness.report import compare
 from harness.results import store
-from tests.integration.runs_helpers import ROOT, harness_run, jsonl_rows
+from tests.integration.runs_helpers import PLUGIN, ROOT, harness_run, jsonl_rows
 
 K = 3
-BACKENDS = [b for b in ("torch", "jax") if importlib.util.find_spec(b)]
+# torch, where installed, and the framework-free faulty backend's exact variant: two
+# batches to interleave, without paying a second framework's import six times.
+BACKENDS = [b for b in ("torch",) if importlib.util.find_spec(b)] + ["faulty"]
 SUITE = """\
 name = "repeated"
 
@@ -37,20 +40,18 @@ head_dim = [32]
 causal   = [false]
 
 [sweep.variants]
-torch = ["eager", "sdpa"]
-jax   = ["jit"]
+torch  = ["eager", "sdpa"]
+faulty = ["exact"]
 """
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    if not BACKENDS:
-        pytest.skip("neither torch nor jax is installed")
     folder = tmp_path_factory.mktemp("repeat")
     suite = folder / "repeated.toml"
     suite.write_text(SUITE.format(backends=str(BACKENDS).replace("'", '"')))
     for name in ("first", "rerun"):
-        harness_run(suite, folder / name, "--no-gate", "--repeat", str(K))
+        harness_run(suite, folder / name, "--no-gate", "--repeat", str(K), plugins=PLUGIN)
     return suite, folder / "first", folder / "rerun"
 
 
@@ -87,7 +88,8 @@ def test_a_rerun_of_the_same_code_is_called_no_regression(runs):
         result[["backend", "variant", "seq_len", "ratio", "ratio_low", "verdict"]]
     assert result["ratio_low"].notna().all()
     cli = subprocess.run([sys.executable, "-m", "harness", "compare", str(first), str(rerun)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "ATTNBENCH_BACKENDS": PLUGIN})
     assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-2000:]
     assert "one process per cell" not in cli.stdout
 
@@ -95,10 +97,11 @@ def test_a_rerun_of_the_same_code_is_called_no_regression(runs):
 def test_resume_skips_cells_done_in_every_process_and_keeps_the_count(runs):
     suite, first, _ = runs
     before = len(jsonl_rows(first))
-    done = harness_run(suite, None, "--resume", str(first), "--no-gate")
+    done = harness_run(suite, None, "--resume", str(first), "--no-gate", plugins=PLUGIN)
     assert "already ok, skipped" in done.stderr and len(jsonl_rows(first)) == before
     other = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--resume",
                             str(first), "--repeat", "2", "--quiet"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "ATTNBENCH_BACKENDS": PLUGIN})
     assert other.returncode == 2
     assert other.stderr.strip().count("\n") == 0 and f"--repeat {K}" in other.stderr

@@ -154,3 +154,16 @@ def test_runs_of_one_process_per_cell_are_named_in_the_text():
     assert single_process(one) and not single_process(repeated)
     text = markdown(compare(one, repeated), 5.0, "base", "new", one_process=("base",))
     assert "base: one process per cell" in text and "--repeat 3" in text
+
+
+def test_the_latency_table_shows_the_spread_between_processes():
+    import pandas as pd
+
+    from harness.report import tables
+    merged = {**cell_rows((1.0, 1.3, 1.15)), "device_name": "cpu", "started_at": "t"}
+    single = {**process_row(0, [2.0] * 5), "repeat": None, "variant": "sdpa",
+              "device_name": "cpu", "started_at": "t"}
+    table = tables.latency(tables.prepare(pd.DataFrame([merged, single])))
+    spread = f"[{merged['between_spread_pct']:.0f} %]"
+    assert table["torch eager"].iloc[0].endswith(spread)
+    assert "[" not in table["torch sdpa"].iloc[0]
