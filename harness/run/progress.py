@@ -25,7 +25,11 @@ def progress_bar(console: Console, quiet: bool) -> Progress:
 
 
 def batch_line(what: str, done: int, total: int, started: float, unit: str = "cells") -> str:
-    """A finished batch, for a log: '<what>; <done>/<total> cells, <elapsed> elapsed'
-    (`started`: time.monotonic() when the sweep began)."""
-    elapsed = timedelta(seconds=int(time.monotonic() - started))
-    return f"{what}; {done}/{total} {unit}, {elapsed} elapsed"
+    """A finished batch, for a log: '<what>; <done>/<total> cells, <elapsed> elapsed',
+    and while some are left, ', about <time> left' at the pace so far (`started`:
+    time.monotonic() when the sweep began)."""
+    seconds = time.monotonic() - started
+    line = f"{what}; {done}/{total} {unit}, {timedelta(seconds=int(seconds))} elapsed"
+    if 0 < done < total:
+        line += f", about {timedelta(seconds=int(seconds * (total - done) / done))} left"
+    return line

@@ -211,7 +211,8 @@ class Sweep:
             which = "" if key[2] is None else f" (process {key[2] + 1} of {self.repeat})"
             self.progress.console.print(
                 batch_line(f"{key[0]} on {key[1]} done{which}", done,
-                           len(self.run_folder.cases) * self.repeat, self.started),
+                           len(self.run_folder.cases) * self.repeat, self.started,
+                           "cells" if self.repeat == 1 else "rows"),
                 highlight=False, soft_wrap=True)
 
 

@@ -18,7 +18,8 @@ from harness.report.run_report import on_screen, print_whole
 from .runs_helpers import PLUGIN, ROOT, RUN_LIMIT_S, write_suite
 
 TORCH_VARIANTS = ("eager", "sdpa", "sdpa-flash", "sdpa-efficient", "sdpa-math", "sdpa-cudnn")
-BATCH_LINE = re.compile(r"; (\d+)/(\d+) (cells|cases), \d+:\d\d:\d\d elapsed$")
+BATCH_LINE = re.compile(r"; (\d+)/(\d+) (cells|cases), \d+:\d\d:\d\d elapsed"
+                        r"(, about \d+:\d\d:\d\d left)?$")
 
 
 def piped(*args: str, plugins: str = "") -> subprocess.CompletedProcess:
