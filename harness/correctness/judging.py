@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class References:
         self.key, self.value = None, None
         self.data_key, self.data_value = None, None
         self.folder = Path(folder) if folder else None
+        self.spent_s = 0.0              # seconds spent in get(): what a cell's reference cost
 
     def data(self, case: Case) -> tuple[dict, dict]:
         """The cell's (weights, inputs): equal for every cell of a shape, mode and
@@ -65,6 +67,7 @@ class References:
         """The references on `inputs`, for the given output rows (all when None)."""
         key = (case.shape_key, case.mode, case.dtype)
         if key != self.key:
+            started = time.perf_counter()
             self.value = None           # free the last one before computing the next
             path = self._path(key, "references")
             self.value = _load(path, ("exact", "low")) if path else None
@@ -75,6 +78,7 @@ class References:
                 if path:
                     _save(path, exact=exact, low=low)
             self.key = key
+            self.spent_s += time.perf_counter() - started
         return self.value
 
     def _path(self, key: tuple, what: str) -> Path | None:

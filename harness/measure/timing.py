@@ -36,6 +36,8 @@ class Timing:
     warmup_calls: int
     number: int                                  # calls per sample
     samples_ms: list[float] = field(default_factory=list)   # per call, raw
+    # wall seconds of each part: first_call, warmup, calibrate, samples
+    phases_s: dict[str, float] = field(default_factory=dict)
 
 
 def measure(step: Callable[[], object], sync: Callable[[], None], *,
@@ -65,12 +67,16 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
     if flush is not None:
         max_number = 1                      # one call per sample, each after a flush
 
+    # Phases on the wall clock, not `clock` (a test may script that one).
+    marks = [time.perf_counter()]
     first_call_ms = block(1)
+    marks.append(time.perf_counter())
 
     warmup_calls, spent = 0, 0.0
     while warmup_calls == 0 or spent < warmup_ms:
         spent += block(1)
         warmup_calls += 1
+    marks.append(time.perf_counter())
 
     number = 1
     elapsed = block(number)
@@ -79,6 +85,7 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
         grow = min_block_ms / max(elapsed, 1e-6)
         number = min(max_number, max(number * 2, int(number * min(grow * 1.2, 10))))
         elapsed = block(number)
+    marks.append(time.perf_counter())
 
     timing = Timing(first_call_ms, warmup_calls, number)
     total = 0.0
@@ -86,7 +93,13 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
         ms = block(number)
         total += ms
         timing.samples_ms.append(ms / number)
+    marks.append(time.perf_counter())
+    timing.phases_s = {name: end - start for name, start, end
+                       in zip(PHASES, marks, marks[1:])}
     return timing
+
+
+PHASES = ("first_call", "warmup", "calibrate", "samples")   # the loop's, in order
 
 
 def loop(**settings) -> TimingLoop:
@@ -97,7 +110,8 @@ def loop(**settings) -> TimingLoop:
         return {**summarize(timing.samples_ms), "first_call_ms": timing.first_call_ms,
                 "warmup_calls": timing.warmup_calls, "calls_per_sample": timing.number,
                 "samples_ms": timing.samples_ms,
-                "timer": TIMER if flush is None else TIMER_FLUSHED}
+                "timer": TIMER if flush is None else TIMER_FLUSHED,
+                **{f"phase_{name}_s": s for name, s in timing.phases_s.items()}}
     return run
 
 

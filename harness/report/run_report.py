@@ -9,7 +9,7 @@ from rich.console import Console, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
 
-from harness.report import tables
+from harness.report import tables, time_spent
 from harness.report.tables import TABLES, caption, split_constant, versions_text
 from harness.results import store
 from harness.spec import WORKLOADS, Case
@@ -130,6 +130,8 @@ def write_markdown(frame: pd.DataFrame, path: str | Path, envs: list[dict] | dic
             lines += [shown.to_markdown(index=False), ""]
         lines += ["### every cell" if pivots else "", "",
                   table(frame, workload).to_markdown(index=False), ""]
+    for env in envs:
+        lines += time_spent.markdown(frame, env)
     Path(path).write_text("\n".join(lines))
 
 

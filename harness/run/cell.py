@@ -14,6 +14,7 @@ nothing here imports a framework.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 from harness.correctness.judging import References, judge_outputs
@@ -49,12 +50,16 @@ def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
         prepared.step()
         prepared.sync()
 
+    started = time.perf_counter()
     peak, method = backend.step_peak(case, one_step)
     columns.update(peak_mem_bytes=peak, mem_method=method)
     if nvml_device is not None:
         columns["nvml_mem_bytes"], columns["nvml_mem_method"] = gpu_process_memory(nvml_device)
     columns["kernel"] = getattr(prepared, "kernel", None)
-    return Measured(columns, prepared.outputs())
+    probed = time.perf_counter()
+    got = prepared.outputs()
+    columns.update(phase_memory_s=probed - started, phase_outputs_s=time.perf_counter() - probed)
+    return Measured(columns, got)
 
 
 def _gpu_index(device: str | None) -> int | None:
@@ -64,10 +69,15 @@ def _gpu_index(device: str | None) -> int | None:
 def finish(case: Case, measured: Measured, device_name: str, weights: dict, inputs: dict,
            refs: References, rerun=None) -> dict:
     """A measured cell's columns: the loop's, memory and kernel, throughput at the
-    median, and the verdict against the references (harness.correctness.judging)."""
+    median, and the verdict against the references (harness.correctness.judging),
+    with the time the references and the judging took."""
+    started, before = time.perf_counter(), refs.spent_s
+    verdict = judge_outputs(case, measured.got, weights, inputs, refs, rerun)
+    reference_s = refs.spent_s - before
     return {**measured.columns,
             **throughput(case, device_name, measured.columns.get("median_ms")),
-            **judge_outputs(case, measured.got, weights, inputs, refs, rerun)}
+            **verdict, "phase_reference_s": reference_s,
+            "phase_judge_s": time.perf_counter() - started - reference_s}
 
 
 def throughput(case: Case, device_name: str, median_ms: float | None) -> dict:

@@ -95,11 +95,13 @@ class Sweep:
         run_folder, interrupted = self.run_folder, False
         with store.RunWriter(run_folder.path) as self.writer:
             self.writer.write_env(run_folder.env)
+            began = time.monotonic()
             try:
                 if gate_check:
                     self.configs = check_configurations(
                         self.target.gated_cells(run_folder.cases), run_folder.path,
                         self.threads, console, quiet, self.suite.measure.timeout_s)
+                run_folder.env["gate_s"] = time.monotonic() - began
                 self.lines = not quiet and not on_screen(console)
                 self.started = time.monotonic()
                 with progress_bar(console, quiet) as self.progress:
@@ -109,7 +111,8 @@ class Sweep:
             except KeyboardInterrupt:
                 interrupted = True
             stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            run_folder.env.update(versions=self.versions, worker_settings=self.workers)
+            run_folder.env.update(versions=self.versions, worker_settings=self.workers,
+                                  wall_s=time.monotonic() - began)   # of this pass
             run_folder.env["interrupted_at" if interrupted else "finished_at"] = stamp
             self.writer.write_env(run_folder.env)
             # References are this run's alone.

@@ -55,13 +55,15 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
         return {**row, "status": "error", "reason": f"backend.unsupported: {one_line(exc)}"}
     if reason:
         return {**row, "status": "unsupported", "reason": reason}
+    setup = time.perf_counter()
     weights, inputs = refs.data(case)
     if job.get("check_only"):
         return check_only(backend, case, local, row, weights, inputs, refs, job)
     settings = dict(job["measure"])
     flush_l2 = settings.pop("flush_l2", False)
     try:                           # the prepared step is passed inline: freed on return
-        measured = cell.measure_step(backend, local, backend.prepare(local, weights, inputs),
+        measured = cell.measure_step(backend, local, _prepared(backend, local, weights, inputs,
+                                                               row, setup),
                                      timing.loop(**settings), flush_l2=flush_l2,
                                      nvml_device=case.device)
     except Exception as exc:       # one cell's failure never stops the batch
@@ -70,6 +72,13 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
     return {**row, "status": "ok", "reason": "",
             **cell.finish(case, measured, row["device_name"], weights, inputs, refs,
                           rerun_on(backend, local, weights))}
+
+
+def _prepared(backend, case: Case, weights: dict, inputs: dict, row: dict, since: float):
+    """backend.prepare, with the setup time (weights and inputs included) in the row."""
+    prepared = backend.prepare(case, weights, inputs)
+    row["phase_setup_s"] = time.perf_counter() - since
+    return prepared
 
 
 def check_only(backend, case: Case, local: Case, row: dict, weights: dict, inputs: dict,

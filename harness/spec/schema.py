@@ -52,6 +52,18 @@ _MORE = (
     Column("process_medians_ms", "each process's median, in the order they ran"),
     Column("process_n_samples", "each process's share of samples_ms, in that order"),
     Column("between_spread_pct", "(slowest - fastest process median) / their median, %"),
+    # where the cell's wall time went (harness/run/cell.py; the report's "where the
+    # time went"); seconds
+    Column("phase_worker_s", "worker start and framework import, on a worker's first cell"),
+    Column("phase_setup_s", "weights, inputs and backend.prepare"),
+    Column("phase_first_call_s", "the first call (tracing, compiling)"),
+    Column("phase_warmup_s", "warm-up calls"),
+    Column("phase_calibrate_s", "growing the calls per sample (autorange)"),
+    Column("phase_samples_s", "the timed samples"),
+    Column("phase_memory_s", "the peak-memory probe"),
+    Column("phase_outputs_s", "taking the outputs for the check"),
+    Column("phase_reference_s", "the float64 and own-dtype references, loaded or computed"),
+    Column("phase_judge_s", "judging the outputs (reruns included), references aside"),
     # who else used the machine while the cell was timed (harness/measure/contention.py)
     Column("contended", "others used its CPUs past the stated share, or its GPU"),
     Column("others_cpu_share", "others' CPU time over the timed part, share of its CPUs"),

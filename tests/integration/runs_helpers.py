@@ -23,9 +23,11 @@ timeout_s = {timeout_s}
 """
 
 
-def write_suite(folder: Path, name: str, sweep: str, timeout_s: float = 120) -> Path:
+def write_suite(folder: Path, name: str, sweep: str, timeout_s: float = 120,
+                min_samples: int = 3) -> Path:
     path = folder / f"{name}.toml"
-    path.write_text(f'name = "{name}"\n\n' + MEASURE.format(timeout_s=timeout_s) + "\n"
+    path.write_text(f'name = "{name}"\n\n'
+                    + MEASURE.format(timeout_s=timeout_s, min_samples=min_samples) + "\n"
                     + textwrap.dedent(sweep))
     return path
 

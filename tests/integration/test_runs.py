@@ -156,6 +156,26 @@ def test_torch_env_json(torch_run):
     assert env.get("finished_at")
 
 
+def test_torch_rows_and_report_say_where_the_time_went(torch_run):
+    env = json.loads((torch_run / "env.json").read_text())
+    rows = jsonl_rows(torch_run)
+    ran = [r for r in rows if r["status"] == "ok"]
+    phases = [c for c in ran[0] if c.startswith("phase_") and c != "phase_worker_s"]
+    assert len(phases) == 9
+    for row in ran:
+        assert all(row[p] >= 0 for p in phases), row
+        # every sample's block lies inside the samples phase
+        timed_ms = sum(row["samples_ms"]) * row["calls_per_sample"]
+        assert timed_ms <= row["phase_samples_s"] * 1e3 * 1.001
+    started = [r["phase_worker_s"] for r in rows if r["phase_worker_s"] is not None]
+    assert started and all(s > 0 for s in started)       # the first cell of each worker
+    spent = sum(r[p] or 0 for r in rows for p in [*phases, "phase_worker_s"])
+    assert 0 < env["gate_s"] and spent + env["gate_s"] <= env["wall_s"]
+    report = (torch_run / "report.md").read_text()
+    assert f"## Where the time went: {env['run_id']}" in report
+    assert "| memory probe" in report and "Timed work (first calls and samples)" in report
+
+
 def test_torch_report_command_rewrites_the_folder(torch_run, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(torch_run, folder)          # the fixture's folder stays as the run left it

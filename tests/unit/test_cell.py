@@ -60,7 +60,9 @@ def test_measure_step_records_the_loops_columns_memory_and_kernel():
     measured = cell.measure_step(backend, CASE, Prepared(backend.log), fake_loop(seen))
     contention = {"contended", "others_cpu_share", "load_avg", "gpu_others",
                   "gpu_util_before_pct", "throttle"}    # who else used the machine
-    assert {k: v for k, v in measured.columns.items() if k not in contention} == {
+    phases = {"phase_memory_s", "phase_outputs_s"}      # where the time went
+    assert all(measured.columns[p] >= 0 for p in phases)
+    assert {k: v for k, v in measured.columns.items() if k not in contention | phases} == {
         "median_ms": 2.0, "timer": "fake", "peak_mem_bytes": 4096,
         "mem_method": "stand-in peak", "kernel": "stand-in kernel"}
     assert contention <= set(measured.columns) and measured.columns["gpu_others"] is None

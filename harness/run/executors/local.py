@@ -102,6 +102,7 @@ class LocalExecutor:
         batch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(batch.log_path, "ab")
         offset = log.tell()              # before the worker shares (and moves) it
+        spawned = time.monotonic()
         proc = _start_worker(batch, scratch, log)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
@@ -111,7 +112,8 @@ class LocalExecutor:
         except BrokenPipeError:
             pass                         # it died at once; reported below with its stderr
         try:
-            return self._follow(proc, lines, log, offset, batch, cases, on_start, on_row)
+            return self._follow(proc, lines, log, offset, spawned, batch, cases, on_start,
+                                on_row)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -120,10 +122,12 @@ class LocalExecutor:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _follow(self, proc: subprocess.Popen, lines: queue.Queue, log, offset: int,
-                batch: Batch, cases: list[Case], on_start, on_row) -> list[Case]:
+                spawned: float, batch: Batch, cases: list[Case], on_start,
+                on_row) -> list[Case]:
         """The worker's messages, each cell under its deadline, until the worker
         ends; a row for the cell it failed in, and the cases after that one."""
-        state = _WorkerState(deadline=time.monotonic() + STARTUP_TIMEOUT_S, offset=offset)
+        state = _WorkerState(deadline=time.monotonic() + STARTUP_TIMEOUT_S, offset=offset,
+                             spawned=spawned)
         while not self.stop.is_set():    # when set, the caller's finally kills the worker
             try:
                 wait = min(POLL_S, max(0.0, state.deadline - time.monotonic()))
@@ -159,17 +163,23 @@ class _WorkerState:
     current: int | None = None   # the cell it runs, None between cells
     done: int = -1               # the last cell it gave a row for
     version: str = ""            # its backend's version, once a row said it
+    spawned: float = 0.0         # time.monotonic() when it was started
+    worker_s: float | None = None  # start and import: from spawn to its first cell
+
 
     def take(self, message: dict, log, batch: Batch, cases: list[Case], on_start,
              on_row) -> None:
         if message["event"] == "start":
+            if self.worker_s is None:
+                self.worker_s = time.monotonic() - self.spawned
             self.current = message["index"]
             log.flush()
             self.offset = os.path.getsize(batch.log_path)
             self.deadline = time.monotonic() + batch.measure["timeout_s"]
             on_start(cases[self.current])
         elif message["event"] == "row":
-            on_row(message["row"])
+            first = self.done == -1      # the worker's first row pays its start
+            on_row({**message["row"], "phase_worker_s": self.worker_s if first else None})
             self.version = message["row"].get("backend_version") or self.version
             self.done, self.current = message["index"], None
             self.deadline = time.monotonic() + STARTUP_TIMEOUT_S
