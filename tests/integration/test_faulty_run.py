@@ -39,15 +39,14 @@ EXPECTED_REASON = {"raises": "RuntimeError: planted failure",
                    "sleeps": "timeout_s"}
 
 
-@pytest.fixture(scope="module")
-def faulty_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    tmp = tmp_path_factory.mktemp("faulty")
-    suite = write_suite(tmp, "faulty", f"""\
+def faulty_sweep(variants, dtype: str = "float32") -> str:
+    """One tiny attention forward cell per faulty variant, on the CPU."""
+    return f"""\
         [[sweep]]
         workload = ["attention"]
         backend  = ["faulty"]
         mode     = ["forward"]
-        dtype    = ["float32"]
+        dtype    = ["{dtype}"]
         device   = ["cpu"]
         batch    = [1]
         seq_len  = [8]
@@ -55,8 +54,14 @@ def faulty_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
         head_dim = [4]
 
         [sweep.variants]
-        faulty = {json.dumps(list(FAULTS))}
-        """, timeout_s=CELL_TIMEOUT_S)
+        faulty = {json.dumps(list(variants))}
+        """
+
+
+@pytest.fixture(scope="module")
+def faulty_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    tmp = tmp_path_factory.mktemp("faulty")
+    suite = write_suite(tmp, "faulty", faulty_sweep(FAULTS), timeout_s=CELL_TIMEOUT_S)
     out = tmp / "run"
     # The gate would check the same faults on small shapes first (test_gate.py does):
     # half a minute here, on a timeout of its own.
@@ -146,21 +151,7 @@ def test_every_row_of_every_status_carries_every_declared_column(faulty_run, tmp
     # ok, error, oom and timeout from the faulty run; unsupported from a cell the
     # refusal chain stops (tf32 is a GPU mode), which no worker ever sees.
     out, _ = faulty_run
-    suite = write_suite(tmp_path, "refused", """\
-        [[sweep]]
-        workload = ["attention"]
-        backend  = ["faulty"]
-        mode     = ["forward"]
-        dtype    = ["tf32"]
-        device   = ["cpu"]
-        batch    = [1]
-        seq_len  = [8]
-        heads    = [2]
-        head_dim = [4]
-
-        [sweep.variants]
-        faulty = ["exact"]
-        """)
+    suite = write_suite(tmp_path, "refused", faulty_sweep(["exact"], dtype="tf32"))
     harness_run(suite, tmp_path / "refused", "--no-gate", plugins=PLUGIN)
     rows = jsonl_rows(out) + jsonl_rows(tmp_path / "refused")
     assert {r["status"] for r in rows} == {"ok", "error", "oom", "timeout", "unsupported"}
