@@ -60,7 +60,9 @@ class Backend(Protocol):
 
     def step_peak(self, case: Case, run_step: Callable[[], None]) -> tuple[int | None, str]:
         """Bytes one call of run_step adds at its peak, and how that was measured
-        (harness.measure.memory.cpu_step_peak on the CPU; the allocator's peak on GPUs)."""
+        (harness.measure.memory.cpu_step_peak on the CPU; the allocator's peak on GPUs).
+        A probe that runs the step once more first, to empty an allocator, runs
+        `run_step.first` for it where run_step has one: the step taking the outputs."""
 
 
 def load_backend(name: str) -> Backend:

@@ -137,7 +137,7 @@ class TorchBackend(BackendCommon):
     def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
         """Bytes one step adds at its peak: the allocator's own figure on CUDA."""
         if not case.device.startswith("cuda"):
-            return cpu_step_peak(run_step)
+            return cpu_step_peak(run_step, settle=False)   # torch frees on the caller's thread
         device = torch.device(case.device)
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)

@@ -36,7 +36,8 @@ def run(args, console: Console) -> int:
                    quiet=args.quiet, console=console, resume=args.resume,
                    gate_check=not args.no_gate, only=args.device, serial=args.serial,
                    executor=args.executor, address=args.address,
-                   quiet_machine_s=args.quiet_machine, repeat=args.repeat)
+                   quiet_machine_s=args.quiet_machine, repeat=args.repeat,
+                   use_cache=not args.no_cache)
     except KeyboardInterrupt:
         return 130                     # the runner has said how to resume
     return 0

@@ -132,6 +132,13 @@ def _add_run(sub) -> None:
                           "(backend, variant, workload, mode, dtype, mask) is checked on "
                           "small shapes first, and the rows of one that fails are "
                           "recorded correct = false")
+    run.add_argument("--no-cache", action="store_true",
+                     help="check every configuration again and recompute every reference, "
+                          "ignoring what earlier runs left in the cache (ATTNBENCH_CACHE, "
+                          "by default ~/.cache/attnbench, at most ATTNBENCH_CACHE_MB = 2048 "
+                          "MB); by default a gate verdict is reused while the case, the "
+                          "backend's code, its framework's versions, the harness's "
+                          "checking code and the worker's settings are unchanged")
     run.add_argument("--quiet", "-q", action="store_true",
                      help="no progress bar or summary table, only the closing lines")
 

@@ -4,13 +4,16 @@ The worker (and the pytest plugin) hand over what the backend computed; this
 compares it with the float64 reference and the reference in the cell's own dtype
 (accuracy.py's rule), on every row or, past sampling.FULL_REFERENCE_LIMIT_BYTES,
 on sampled rows (sampling.py). A shape's weights, inputs and references are made
-once per worker for adjacent cells and, within a run, once per run: the first
-worker to make them leaves them in the run's reference folder for the other
-backends' (drawing a GPU-sized cell's inputs takes seconds on the host; its
-references, more).
+once per worker for adjacent cells and, through a folder, once for every worker
+and run that shares it: the first worker to make them leaves them there for the
+other backends' and the next run's (drawing a GPU-sized cell's inputs takes
+seconds on the host; its references, more). The folder is the cache's
+(harness/results/cache.py) or, without the cache, the run's own; file names hold
+everything that determines the contents, the code's digest (`salt`) among it.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -41,10 +44,11 @@ class References:
     that they are adjacent), and shared through `folder` with the run's other
     workers when one is given."""
 
-    def __init__(self, folder: str | os.PathLike | None = None):
+    def __init__(self, folder: str | os.PathLike | None = None, salt: str = ""):
         self.key, self.value = None, None
         self.data_key, self.data_value = None, None
         self.folder = Path(folder) if folder else None
+        self.salt = salt                # the reference code's digest, in every file name
         self.spent_s = 0.0              # seconds spent in get(): what a cell's reference cost
 
     def data(self, case: Case) -> tuple[dict, dict]:
@@ -65,7 +69,7 @@ class References:
 
     def get(self, case: Case, weights: dict, inputs: dict, rows=None):
         """The references on `inputs`, for the given output rows (all when None)."""
-        key = (case.shape_key, case.mode, case.dtype)
+        key = (case.shape_key, case.mode, case.dtype, _rows_tag(rows))
         if key != self.key:
             started = time.perf_counter()
             self.value = None           # free the last one before computing the next
@@ -82,7 +86,15 @@ class References:
         return self.value
 
     def _path(self, key: tuple, what: str) -> Path | None:
-        return self.folder / f"{'-'.join(key)}-{what}.npz" if self.folder else None
+        name = "-".join((*key, self.salt, what)) if self.salt else "-".join((*key, what))
+        return self.folder / f"{name}.npz" if self.folder else None
+
+
+def _rows_tag(rows) -> str:
+    """The judged rows in a file name: all, or a digest of which."""
+    if rows is None:
+        return "all"
+    return "rows" + hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest()[:12]
 
 
 def _load(path: Path, sides: tuple[str, ...]) -> tuple[dict, ...] | None:
@@ -92,7 +104,8 @@ def _load(path: Path, sides: tuple[str, ...]) -> tuple[dict, ...] | None:
             for name in saved.files:
                 side, tensor = name.split(":", 1)
                 found[side][tensor.replace("|", "/")] = saved[name]
-            return tuple(found[side] for side in sides)
+        os.utime(path)                  # used: the cache prunes the least recent first
+        return tuple(found[side] for side in sides)
     except (OSError, ValueError, KeyError):
         return None                     # not there (yet), or cut off: compute it
 

@@ -2,7 +2,8 @@
 
 The float64 reference of a GPU-sized cell costs far more than the step it judges
 (its B·H·N² matrices, twice: float64 and the cell's own dtype). Past
-FULL_REFERENCE_LIMIT_BYTES a cell is judged on SAMPLED_ROWS query rows instead:
+FULL_REFERENCE_LIMIT_BYTES, and in forward mode wherever SAMPLED_ROWS are at most
+a quarter of the sequence, a cell is judged on SAMPLED_ROWS query rows instead:
 an attention output row depends only on its own query row and on every key and
 value, so the reference computes keys and values in full and queries, outputs,
 LayerNorms and MLPs for those rows alone (a stack: its last block; every row of
@@ -23,6 +24,11 @@ from harness.spec import Case, costs
 
 FULL_REFERENCE_LIMIT_BYTES = 2**30
 SAMPLED_ROWS = 64
+# A forward cell is judged on sampled rows wherever they are at most a quarter of its
+# sequence, whatever its size: the sampled reference then costs a fraction of the
+# full one and needs nothing more of the backend. A train cell is sampled past the
+# limit alone, since its sample asks the backend once more (a re-trace, a compile).
+SAMPLE_FORWARD_FROM = 4 * SAMPLED_ROWS
 # A stack's blocks before the last run on every row its sampled rows can see; under
 # the causal mask that is the positions up to the last sampled one, so a causal
 # stack's rows are drawn from its first CAUSAL_STACK_ROWS positions. Its kernels are
@@ -35,8 +41,9 @@ _FIRST_EDGE = 64
 
 def check_rows(case: Case) -> np.ndarray | None:
     """The sorted query positions a cell is judged on, or None: every row."""
-    if costs.reference_bytes(case) <= FULL_REFERENCE_LIMIT_BYTES or \
-            case.seq_len <= SAMPLED_ROWS:
+    cheaper = case.mode == "forward" and case.seq_len >= SAMPLE_FORWARD_FROM
+    if case.seq_len <= SAMPLED_ROWS or not (
+            cheaper or costs.reference_bytes(case) > FULL_REFERENCE_LIMIT_BYTES):
         return None
     n = case.seq_len
     if case.workload == "transformer" and case.causal:

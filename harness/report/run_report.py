@@ -9,6 +9,7 @@ from rich.console import Console, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
 
+from harness.measure import devices
 from harness.report import tables, time_spent
 from harness.report.tables import TABLES, caption, split_constant, versions_text
 from harness.results import store
@@ -158,10 +159,9 @@ def write_report(folders: list[str | Path], out: str | Path,
     for workload, named in pivots.items():
         for name, pivot in named.items():
             pivot.to_csv(out / "tables" / f"{workload}-{name}.csv", index=False)
-    figures = {}
-    for name, fig in plots.all_figures(cells).items():
-        figures[name] = plots.svg(fig)
-        (out / "plots" / f"{name}.svg").write_text(figures[name])
+    figures = plots.all_svgs(cells, jobs=devices.cpu_threads())
+    for name, text in figures.items():
+        (out / "plots" / f"{name}.svg").write_text(text)
     title = f"attnbench: {', '.join(e.get('run_id', '') for e in envs)}"
     html = page.render(title, pivots, figures, envs, list(wrong_reasons(wrong(frame))),
                        CONVENTIONS, baseline, busy_count(frame))

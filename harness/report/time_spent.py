@@ -29,7 +29,9 @@ def phase_seconds(frame: pd.DataFrame, env: dict) -> dict[str, float] | None:
     columns = [c for _, c in PHASES if c in rows]
     if not wall or not columns or rows[columns].isna().all().all():
         return None
-    spent = {"correctness gate": float(env.get("gate_s") or 0.0)}
+    reused = env.get("gate_reused")
+    gate = f"correctness gate ({reused} check cases reused)" if reused else "correctness gate"
+    spent = {gate: float(env.get("gate_s") or 0.0)}
     spent.update({label: float(rows[column].fillna(0).sum())
                   for label, column in PHASES if column in rows})
     spent["elsewhere: runner, rows, reports, between cells"] = wall - sum(spent.values())

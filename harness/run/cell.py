@@ -50,6 +50,10 @@ def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
         prepared.step()
         prepared.sync()
 
+    taken: dict = {}
+    # A CPU probe runs the step twice, the first only to empty the allocator: that
+    # one may as well take the outputs (harness.measure.memory.cpu_step_peak).
+    one_step.first = lambda: taken.update(outputs=prepared.outputs())
     started = time.perf_counter()
     peak, method = backend.step_peak(case, one_step)
     columns.update(peak_mem_bytes=peak, mem_method=method)
@@ -57,7 +61,7 @@ def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
         columns["nvml_mem_bytes"], columns["nvml_mem_method"] = gpu_process_memory(nvml_device)
     columns["kernel"] = getattr(prepared, "kernel", None)
     probed = time.perf_counter()
-    got = prepared.outputs()
+    got = taken["outputs"] if taken else prepared.outputs()
     columns.update(phase_memory_s=probed - started, phase_outputs_s=time.perf_counter() - probed)
     return Measured(columns, got)
 
@@ -71,12 +75,19 @@ def finish(case: Case, measured: Measured, device_name: str, weights: dict, inpu
     """A measured cell's columns: the loop's, memory and kernel, throughput at the
     median, and the verdict against the references (harness.correctness.judging),
     with the time the references and the judging took."""
-    started, before = time.perf_counter(), refs.spent_s
-    verdict = judge_outputs(case, measured.got, weights, inputs, refs, rerun)
-    reference_s = refs.spent_s - before
     return {**measured.columns,
             **throughput(case, device_name, measured.columns.get("median_ms")),
-            **verdict, "phase_reference_s": reference_s,
+            **judged(case, measured.got, weights, inputs, refs, rerun)}
+
+
+def judged(case: Case, got: dict, weights: dict, inputs: dict, refs: References,
+           rerun=None) -> dict:
+    """The verdict's columns (harness.correctness.judging), with the seconds the
+    references and the judging took."""
+    started, before = time.perf_counter(), refs.spent_s
+    verdict = judge_outputs(case, got, weights, inputs, refs, rerun)
+    reference_s = refs.spent_s - before
+    return {**verdict, "phase_reference_s": reference_s,
             "phase_judge_s": time.perf_counter() - started - reference_s}
 
 

@@ -93,7 +93,7 @@ class _CheckRows:
         """How a batch went, and the whole check so far (a log has no bar)."""
         first = batch.cases[0]
         with self.lock:
-            what = (f"{first.backend} {first.variant} {first.mode} on {batch.device}: "
+            what = (f"{first.backend} {first.mode} on {batch.device}: "
                     f"{len(batch.cases)} cases, {failed} failed ({seconds:.0f} s)")
             line = batch_line(what, self.done, self.total, self.started, "cases")
             self.bar.console.print(line, highlight=False, soft_wrap=True)
@@ -101,11 +101,11 @@ class _CheckRows:
 
 def _worker_batches(cases: list[Case], template: Batch, logs: Path, nvml_error: str | None,
                     on_row) -> list[Batch]:
-    """A batch per (backend, device, variant, mode), holding the cases the refusal
-    chain lets through; a row for each of the others, with no worker for it."""
+    """A batch per (backend, device, mode), holding the cases the refusal chain
+    lets through; a row for each of the others, with no worker for it."""
     todo = []
-    for (backend, device, variant, mode), group in _batches(cases).items():
-        log = logs / f"{backend}-{variant}-{mode}-{device.replace(':', '')}.log"
+    for (backend, device, mode), group in _batches(cases).items():
+        log = logs / f"{backend}-{mode}-{device.replace(':', '')}.log"
         batch = replace(template, backend=backend, device=device, cases=[], log_path=log)
         for case in group:
             why = refusal(case, template.gpus, nvml_error)
@@ -143,13 +143,14 @@ def _run_batches(todo: list[Batch], executor: LocalExecutor, rows: _CheckRows, j
 
 
 def _batches(cases: list[Case]) -> dict[tuple, list[Case]]:
-    """One worker batch per (backend, device, variant, mode), so that `jobs` workers
-    can share them out, train batches first: they take longest (a backward pass to
-    trace and compile), and starting them early keeps every worker busy to the end.
-    Cases sharing a reference stay adjacent inside each batch."""
+    """One worker batch per (backend, device, mode), so that `jobs` workers can
+    share them out while each framework is imported a few times only (TensorFlow's
+    import alone takes 5 s on 2 cores), train batches first: they take longest (a
+    backward pass to trace and compile), and starting them early keeps every worker
+    busy to the end. Cases sharing a reference stay adjacent inside each batch."""
     grouped: dict[tuple, list[Case]] = {}
     for (backend, device), group in batches(cases).items():
         for case in group:
-            grouped.setdefault((backend, device, case.variant, case.mode), []).append(case)
-    order = sorted(grouped, key=lambda key: key[3] != "train")     # stable otherwise
+            grouped.setdefault((backend, device, case.mode), []).append(case)
+    order = sorted(grouped, key=lambda key: key[2] != "train")     # stable otherwise
     return {key: grouped[key] for key in order}

@@ -20,12 +20,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
-from harness.correctness import gate, grid
+from harness.correctness import gate
 from harness.measure import contention, devices
-from harness.report import check_report, run_report
+from harness.report import run_report
 from harness.report.run_report import on_screen
-from harness.results import store
-from harness.run import check
+from harness.results import cache, store
+from harness.run import gating
 from harness.run.executors import Batch, LocalExecutor
 from harness.run.executors.lanes import run_lanes
 from harness.run.executors.local import failure_row
@@ -41,12 +41,14 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
         console: Console | None = None, resume: str | Path | None = None,
         gate_check: bool = True, only: list[str] | None = None,
         serial: bool = False, executor: str = "local", address: str | None = None,
-        quiet_machine_s: float | None = None, repeat: int | None = None) -> Path:
+        quiet_machine_s: float | None = None, repeat: int | None = None,
+        use_cache: bool = True) -> Path:
     """Run the suite into a new folder (`out`, or results/<run_id>), or, with
     `resume`, rerun in that folder every planned cell not already `ok` there.
     `repeat` K: every batch K times, each in fresh processes, round after round
-    (harness/results/repeats.py merges a cell's K rows). Ctrl-C writes what
-    finished and re-raises KeyboardInterrupt."""
+    (harness/results/repeats.py merges a cell's K rows). `use_cache`: reuse the
+    gate's verdicts and the references of earlier runs (harness/results/cache.py).
+    Ctrl-C writes what finished and re-raises KeyboardInterrupt."""
     console = console or Console(stderr=True)
     threads = threads or devices.cpu_threads()
     target = target_for(executor, address, threads)
@@ -54,7 +56,8 @@ def run(suite: Suite, out: str | Path | None = None, backends: list[str] | None 
     run_folder = (resumed_run(suite, planned, resume, repeat) if resume is not None
                   else new_run(suite, planned, out, threads, target, executor, address,
                                repeat or 1))
-    sweep = Sweep(suite, run_folder, target, threads, serial, quiet_machine_s)
+    sweep = Sweep(suite, run_folder, target, threads, serial, quiet_machine_s,
+                  cache.root() if use_cache else None)
     interrupted = sweep.run(console, quiet, gate_check)
     made = _write_outputs(run_folder, console, quiet or interrupted)
     _print_closing_lines(console, suite, run_folder, sweep, made, interrupted)
@@ -69,8 +72,13 @@ class Sweep:
     per Ray task), and env.json saying how the pass ended."""
 
     def __init__(self, suite: Suite, run_folder: RunFolder, target: Target, threads: int,
-                 serial: bool, quiet_machine_s: float | None = None):
+                 serial: bool, quiet_machine_s: float | None = None,
+                 cache_root: Path | None = None):
         self.suite, self.run_folder, self.target = suite, run_folder, target
+        self.cache_root = cache_root     # None: nothing reused from earlier runs, nor kept
+        self.gate_cache = gating.GateCache(cache_root / "gate" if cache_root else None,
+                                           threads, target.gpus)
+        self.reference_salt = cache.reference_digest()
         self.threads, self.serial = threads, serial
         self.quiet_machine_s = quiet_machine_s  # wait up to this for a quiet machine
         self.measure = dataclasses.asdict(suite.measure)
@@ -98,10 +106,13 @@ class Sweep:
             began = time.monotonic()
             try:
                 if gate_check:
-                    self.configs = check_configurations(
+                    self.configs = gating.check_configurations(
                         self.target.gated_cells(run_folder.cases), run_folder.path,
-                        self.threads, console, quiet, self.suite.measure.timeout_s)
-                run_folder.env["gate_s"] = time.monotonic() - began
+                        run_folder.run_id, self.threads, console, quiet, self.suite.measure.timeout_s,
+                        self.gate_cache)
+                run_folder.env.update(gate_s=time.monotonic() - began,
+                                      gate_reused=self.gate_cache.reused,
+                                      cache=str(self.cache_root) if self.cache_root else None)
                 self.lines = not quiet and not on_screen(console)
                 self.started = time.monotonic()
                 with progress_bar(console, quiet) as self.progress:
@@ -115,8 +126,10 @@ class Sweep:
                                   wall_s=time.monotonic() - began)   # of this pass
             run_folder.env["interrupted_at" if interrupted else "finished_at"] = stamp
             self.writer.write_env(run_folder.env)
-            # References are this run's alone.
+            # Without the cache, references are this run's alone.
             shutil.rmtree(run_folder.path / "references", ignore_errors=True)
+            if self.cache_root:
+                cache.prune(self.cache_root)
         return interrupted
 
     def _execute(self) -> None:
@@ -163,9 +176,11 @@ class Sweep:
         folder = self.run_folder.path.resolve()   # absolute: a Ray task's cwd is elsewhere
         log = folder / "logs" / f"{backend}-{device.replace(':', '')}.log"
         # References shared on this machine's disk; a Ray node computes its own.
-        shared = None if self.target.cluster else folder / "references"
+        shared = (None if self.target.cluster else
+                  self.cache_root / "references" if self.cache_root else folder / "references")
         batch = Batch(backend, device, [], self.measure, self.threads, self.run_folder.run_id,
-                      self.target.gpus, log, reference_dir=shared, repeat=repeat)
+                      self.target.gpus, log, reference_dir=shared,
+                      reference_salt=self.reference_salt, repeat=repeat)
         for case in cases:
             why = self.target.refusal(case)
             if why:
@@ -259,28 +274,3 @@ def _print_closing_lines(console: Console, suite: Suite, run_folder: RunFolder, 
                       f"{len(cases) * sweep.repeat} {unit}: the "
                       f"running cell was dropped, finished rows are kept. Resume with:\n"
                       f"  attnbench run {suite.path} --resume {folder}")
-
-
-def check_configurations(cases: list[Case], folder: Path, threads: int, console: Console,
-                         quiet: bool, timeout_s: float) -> dict:
-    """The gate (harness.correctness.gate): check the configurations of the cells
-    about to run (those the refusal chain lets through), on small shapes, into
-    folder/check/ (an `attnbench check` folder), before any is timed; cases done
-    there by an earlier attempt of this run are kept."""
-    sub = folder / "check"
-    wanted = grid.gate_cases(cases)
-    done = set()
-    if (sub / store.RESULTS).exists():
-        done = {store.cell_key(r) for r in store.latest_rows(store.read_rows(sub))
-                if r.get("status") in ("ok", "unsupported")}
-    todo = [c for c in wanted if store.cell_key(c) not in done]
-    if todo:
-        configs = len({gate.config_key(c) for c in todo})
-        console.print(f"checking {configs} configurations against float64 first "
-                      f"({len(todo)} cases on small shapes, into {sub}/)")
-        result = check.run_check(todo, sub, threads, console, timeout_s,
-                                 check.default_jobs(), quiet=quiet)
-        check_report.write(result, sub)
-    if not wanted:
-        return {}
-    return gate.config_verdicts(gate.verdicts(store.load(sub)))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.correctness.judging import References, judge_outputs, one_line, rerun_on
+from harness.correctness.judging import References, one_line, rerun_on
 from harness.measure import timing
 from harness.measure.memory import pin_allocator
 from harness.run import cell
@@ -58,7 +58,7 @@ def run_case(backend, case: Case, job: dict, refs: References) -> dict:
     setup = time.perf_counter()
     weights, inputs = refs.data(case)
     if job.get("check_only"):
-        return check_only(backend, case, local, row, weights, inputs, refs, job)
+        return check_only(backend, case, local, row, weights, inputs, refs, job, setup)
     settings = dict(job["measure"])
     flush_l2 = settings.pop("flush_l2", False)
     try:                           # the prepared step is passed inline: freed on return
@@ -82,18 +82,22 @@ def _prepared(backend, case: Case, weights: dict, inputs: dict, row: dict, since
 
 
 def check_only(backend, case: Case, local: Case, row: dict, weights: dict, inputs: dict,
-               refs: References, job: dict) -> dict:
-    """`attnbench check`: the outputs and gradients against the reference, no timing."""
+               refs: References, job: dict, setup: float) -> dict:
+    """`attnbench check`: the outputs and gradients against the reference, no timing;
+    setup, outputs, references and judging timed as a run's phases."""
     try:
-        got = backend.prepare(local, weights, inputs).outputs()
+        prepared = _prepared(backend, local, weights, inputs, row, setup)
+        started = time.perf_counter()
+        got = prepared.outputs()
+        row["phase_outputs_s"] = time.perf_counter() - started
+        del prepared
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         return {**row, "status": "oom" if is_oom(exc) else "error", "reason": one_line(exc)}
     if job.get("outputs_dir"):
         save_outputs(Path(job["outputs_dir"]) / f"{case.file_stem}.npz", got)
     return {**row, "status": "ok", "reason": "",
-            **judge_outputs(case, got, weights, inputs, refs,
-                            rerun_on(backend, local, weights))}
+            **cell.judged(case, got, weights, inputs, refs, rerun_on(backend, local, weights))}
 
 
 def save_outputs(path: Path, got: dict) -> None:
@@ -145,7 +149,7 @@ def main() -> int:
     except ImportError as exc:     # a missing framework is `unsupported`, not a crash
         job["missing"] = f"{info.framework if info else job['backend']} is not installed ({exc})"
     job["settings"] = recorded_settings(job)
-    refs = References(job.get("reference_dir"))
+    refs = References(job.get("reference_dir"), job.get("reference_salt") or "")
     for index, case_dict in enumerate(job["cases"]):
         emit({"event": "start", "index": index, "time": time.time()})
         row = run_case(backend, Case.from_dict(case_dict), job, refs)

@@ -32,6 +32,9 @@ class BackendInfo:
     module: str           # import string of the implementation
     settings: str         # import string of its framework-free settings module
     variants: tuple[Variant, ...]
+    # Installed distributions whose versions decide what it computes (the gate's
+    # cache key, harness/run/gating.py); empty: `framework` alone.
+    distributions: tuple[str, ...] = ()
 
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
@@ -60,6 +63,7 @@ REGISTRY: dict[str, BackendInfo] = {
                     devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),
             Variant("compile", "torch.compile of the sdpa path", tuned=True),
         ),
+        distributions=("torch", "triton"),
     ),
     "tensorflow": BackendInfo(
         name="tensorflow", framework="tensorflow",
@@ -69,6 +73,7 @@ REGISTRY: dict[str, BackendInfo] = {
             Variant("function", "the same under tf.function (graph)", tuned=True),
             Variant("xla", "the same under tf.function(jit_compile=True)", tuned=True),
         ),
+        distributions=("tensorflow", "tensorflow-cpu", "keras", "tf-keras"),
     ),
     "jax": BackendInfo(
         name="jax", framework="jax",
@@ -79,6 +84,8 @@ REGISTRY: dict[str, BackendInfo] = {
             Variant("dpa-cudnn", "jax.nn.dot_product_attention (implementation cudnn)",
                     devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),
         ),
+        distributions=("jax", "jaxlib", "flax", "jax-cuda12-plugin", "jax-cuda12-pjrt",
+                       "jax-cuda13-plugin", "jax-cuda13-pjrt"),
     ),
 }
 

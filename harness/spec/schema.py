@@ -60,8 +60,8 @@ _MORE = (
     Column("phase_warmup_s", "warm-up calls"),
     Column("phase_calibrate_s", "growing the calls per sample (autorange)"),
     Column("phase_samples_s", "the timed samples"),
-    Column("phase_memory_s", "the peak-memory probe"),
-    Column("phase_outputs_s", "taking the outputs for the check"),
+    Column("phase_memory_s", "the peak-memory probe (on the CPU, the outputs' step too)"),
+    Column("phase_outputs_s", "taking the outputs for the check, apart from the probe"),
     Column("phase_reference_s", "the float64 and own-dtype references, loaded or computed"),
     Column("phase_judge_s", "judging the outputs (reruns included), references aside"),
     # who else used the machine while the cell was timed (harness/measure/contention.py)
@@ -83,6 +83,8 @@ _MORE = (
     Column("check_note", "why the cell was not checked, or what judged it, in words"),
     Column("gate", "its configuration's check on small shapes: pass, fail, or empty"),
     Column("judged_by", "what `correct` rests on: cell (its own check) or config"),
+    Column("verdict_from", "gate check rows: the run that checked the case, when this "
+           "one reused its verdict (the gate's cache); empty: checked in this run"),
     Column("source", "the other tool's format a row was read from (pytest-benchmark)"),
     Column("schema", "the row's schema version"),
 )

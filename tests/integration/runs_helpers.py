@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import sys
 import textwrap
 from pathlib import Path
@@ -33,9 +34,11 @@ def write_suite(folder: Path, name: str, sweep: str, timeout_s: float = 120,
 
 
 def harness_run(suite: Path, out: Path | None, *extra: str, plugins: str = "",
-                pythonpath: str = "") -> subprocess.CompletedProcess:
+                pythonpath: str = "", cache: Path | None = None) -> subprocess.CompletedProcess:
+    """`attnbench run`, with a fresh cache unless `cache` names one to share."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("ATTNBENCH_BACKENDS", "PYTHONPATH")}
+    env["ATTNBENCH_CACHE"] = str(cache or tempfile.mkdtemp(dir=os.environ["ATTNBENCH_CACHE"]))
     if plugins:
         env["ATTNBENCH_BACKENDS"] = plugins
     if pythonpath:

@@ -103,10 +103,25 @@ def test_a_reference_too_large_or_unreadable_is_computed_not_shared(tmp_path, mo
     judging.References(folder).get(c, w, x)
     assert not folder.exists()
     monkeypatch.setattr(judging, "CACHE_LIMIT_BYTES", 2**30)
-    folder.mkdir()
-    (folder / f"{c.shape_key}-forward-float32.npz").write_bytes(b"cut off by a crash")
-    exact, low = judging.References(folder).get(c, w, x)
+    judging.References(folder, "salt").get(c, w, x)
+    [saved] = folder.glob("*-references.npz")
+    saved.write_bytes(b"cut off by a crash")
+    exact, low = judging.References(folder, "salt").get(c, w, x)
     np.testing.assert_allclose(exact["out"], reference.forward(c, w, x))
+    assert judging._load(saved, ("exact", "low")) is not None       # written again whole
+
+
+def test_shared_references_are_named_by_what_decides_them(tmp_path):
+    c = case()
+    w, x = make_weights(c), make_inputs(c)
+    judging.References(tmp_path, "code1").get(c, w, x)
+    judging.References(tmp_path, "code1").get(c.replace(backend="tensorflow"), w, x)
+    judging.References(tmp_path, "code2").get(c, w, x)
+    judging.References(tmp_path, "code1").get(c, w, x, rows=np.array([0, 2]))
+    judging.References(tmp_path, "code1").get(c.replace(dtype="bfloat16"), w, x)
+    names = sorted(p.name for p in tmp_path.glob("*-references.npz"))
+    assert len(names) == 4, names          # the backend alone shares the file
+    assert all(c.shape_key in n for n in names)
 
 
 def test_a_run_draws_each_shapes_weights_and_inputs_once(tmp_path, monkeypatch):

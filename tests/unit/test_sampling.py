@@ -93,6 +93,14 @@ def test_a_causal_stack_is_judged_within_its_first_positions():
     assert sampling.check_rows(c.replace(causal=False)).max() == 8191
 
 
+def test_forward_cells_are_sampled_wherever_the_rows_are_a_quarter_of_the_sequence():
+    at = sampling.SAMPLE_FORWARD_FROM
+    rows = sampling.check_rows(case("mha", mode="forward", seq_len=at))
+    assert len(rows) == sampling.SAMPLED_ROWS and rows.max() == at - 1
+    assert sampling.check_rows(case("mha", mode="forward", seq_len=at - 1)) is None
+    assert sampling.check_rows(case("mha", mode="train", seq_len=at)) is None
+
+
 def test_small_cells_are_judged_whole():
     assert sampling.check_rows(case("attention", seq_len=1024, heads=8, head_dim=64,
                                     batch=1)) is None

@@ -27,3 +27,9 @@ def test_runs_from_before_the_phase_columns_have_no_section():
     frame = pd.DataFrame([{"run_id": "a", "median_ms": 1.0}])
     assert time_spent.markdown(frame, {"run_id": "a", "wall_s": 5.0}) == []
     assert time_spent.markdown(rows("a", phase_samples_s=1.0), {"run_id": "a"}) == []
+
+
+def test_a_gate_that_reused_cached_verdicts_says_how_many():
+    env = {"run_id": "a", "wall_s": 10.0, "gate_s": 0.2, "gate_reused": 140}
+    text = "\n".join(time_spent.markdown(rows("a", phase_samples_s=1.0), env))
+    assert "| correctness gate (140 check cases reused)" in text

@@ -44,7 +44,8 @@ class Batch:
     log_path: Path
     check_only: bool = False        # `attnbench check`: correctness, no timing
     outputs_dir: Path | None = None  # check only: where each case's tensors are saved
-    reference_dir: Path | None = None  # where a run's workers share references (judging.py)
+    reference_dir: Path | None = None  # where workers share references (judging.py)
+    reference_salt: str = ""        # the reference code's digest, in their file names
     repeat: int | None = None       # which of `run --repeat K`'s K processes (0-based)
 
     def job(self, cases: list[Case]) -> dict:
@@ -54,6 +55,7 @@ class Batch:
                 "check_only": self.check_only, "cases": [c.to_dict() for c in cases],
                 "outputs_dir": str(self.outputs_dir) if self.outputs_dir else None,
                 "reference_dir": str(self.reference_dir) if self.reference_dir else None,
+                "reference_salt": self.reference_salt,
                 "repeat": self.repeat}
 
 
