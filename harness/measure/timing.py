@@ -7,6 +7,10 @@
    of calls per sample until one block takes `min_block_ms`, so the cost of the
    clock and the sync is spread over many calls; then take blocks until both
    `min_run_ms` and `min_samples` are met. Each sample is block time / calls.
+   The growth starts from the last warm-up call (a block of one), so a step that
+   fills a block alone costs no calibration block; and the block that ends the
+   growth, taken at the final number of calls after the others, is the first
+   sample (as timeit's autorange keeps its last block) rather than thrown away.
 A sync ends every block: asynchronous frameworks otherwise return before the
 work is done, and syncing inside every call would time the sync, not the work.
 
@@ -72,23 +76,27 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
     first_call_ms = block(1)
     marks.append(time.perf_counter())
 
-    warmup_calls, spent = 0, 0.0
+    warmup_calls, spent, elapsed = 0, 0.0, 0.0
     while warmup_calls == 0 or spent < warmup_ms:
-        spent += block(1)
+        elapsed = block(1)                  # the last one sizes the blocks below
+        spent += elapsed
         warmup_calls += 1
     marks.append(time.perf_counter())
 
-    number = 1
-    elapsed = block(number)
+    number, grown = 1, False
     while elapsed < min_block_ms and number < max_number:
         # Aim straight for the target, at most 10x a time, as blocked_autorange does.
         grow = min_block_ms / max(elapsed, 1e-6)
         number = min(max_number, max(number * 2, int(number * min(grow * 1.2, 10))))
-        elapsed = block(number)
-    marks.append(time.perf_counter())
+        started = time.perf_counter()
+        elapsed, grown = block(number), True
+    marks.append(started if grown else time.perf_counter())
 
     timing = Timing(first_call_ms, warmup_calls, number)
     total = 0.0
+    if grown:                               # the last growth block: the first sample
+        total = elapsed
+        timing.samples_ms.append(elapsed / number)
     while len(timing.samples_ms) < min_samples or total < min_run_ms:
         ms = block(number)
         total += ms

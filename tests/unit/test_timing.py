@@ -101,7 +101,24 @@ def test_every_block_is_bracketed_by_syncs():
     t = run(fake, min_samples=3)
     blocks = fake.blocks()                            # asserts the S C x* S C pattern
     assert sum(blocks) == fake.calls
-    assert len(blocks) >= 1 + t.warmup_calls + 1 + len(t.samples_ms)
+    assert len(blocks) >= 1 + t.warmup_calls + len(t.samples_ms)
+
+
+def test_a_step_that_fills_a_block_alone_takes_no_calibration_block():
+    fake = Fake(step_s=2.0 ** -8)                     # 3.9 ms a call, blocks of 1 ms
+    t = run(fake, min_block_ms=1.0, min_samples=4, warmup_ms=0)
+    assert t.number == 1 and t.warmup_calls == 1 and len(t.samples_ms) == 4
+    assert fake.blocks() == [1] * (1 + 1 + 4)         # first call, warm-up, samples
+
+
+def test_the_block_that_ends_the_growth_is_the_first_sample():
+    fake = Fake()                                     # 0.244 ms a call, blocks of 1 ms
+    t = run(fake, min_block_ms=1.0, min_samples=4, warmup_ms=0)
+    blocks = fake.blocks()
+    grown = blocks[2:-len(t.samples_ms)]              # after the first call and warm-up
+    assert t.number > 1 and len(t.samples_ms) == 4
+    assert blocks[-4:] == [t.number] * 4 and all(n < t.number for n in grown)
+    assert t.samples_ms[0] == pytest.approx(STEP_MS)
 
 
 def test_flush_runs_untimed_before_every_call_and_each_sample_is_one_call():
