@@ -282,7 +282,7 @@ def test_sigint_stops_every_parallel_check_worker(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline, seen = time.monotonic() + 120, 0
     while seen < 2:                  # both asleep at two looks 0.1 s apart: in the step
-        asleep = [p for p in workers_of(proc.pid) if asleep_in(p, "faulty-sleeps-")]
+        asleep = [p for p in workers_of(proc.pid) if asleep_in(p, "faulty-")]
         seen = seen + 1 if len(asleep) == 2 else 0
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "two check workers never slept at once"
