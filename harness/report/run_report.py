@@ -29,7 +29,7 @@ gradient in train mode); ratio: that error over the error of the reference
 computed in the cell's own dtype; correct: ratio ≤ 2 for every tensor, and the
 cell's configuration (backend, variant, workload, mode, dtype, mask) passes the
 same check on small odd shapes (the run's check/ folder). Cells whose full
-reference would pass 1 GiB are judged on 64 sampled query rows and every gradient
+reference would pass 2 GiB, and forward cells of 256 positions or more, are judged on 64 sampled query rows and every gradient
 of those rows' loss (check_rows; docs/correctness.md); "yes (config)": the cell's
 own check could not run and that configuration check alone judges it."""
 
