@@ -49,7 +49,7 @@ def test_the_sampled_check_catches_each_planted_fault(monkeypatch):
 
 
 def test_a_run_catches_a_bug_that_bites_only_past_position_1024(tmp_path):
-    """B1 N2048 H8 is past the full reference's limit: the run judges 64 rows,
+    """B1 N2048 H16 is past the full reference's limit: the run judges 64 rows,
     about half of them past 1024, and the late mask error shows in both modes
     (the control passes the sampled check in the test above)."""
     suite = write_suite(tmp_path, "late", """
@@ -61,7 +61,7 @@ def test_a_run_catches_a_bug_that_bites_only_past_position_1024(tmp_path):
         device   = ["cpu"]
         batch    = [1]
         seq_len  = [2048]
-        heads    = [8]
+        heads    = [16]
         head_dim = [16]
         causal   = [true]
 
