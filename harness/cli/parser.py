@@ -127,6 +127,12 @@ def _add_run(sub) -> None:
                           "this machine can run and why not; run nothing")
     run.add_argument("--verbose", "-v", action="store_true",
                      help="with --dry-run, list every planned cell")
+    _add_gate_options(run)
+    run.add_argument("--quiet", "-q", action="store_true",
+                     help="no progress bar or summary table, only the closing lines")
+
+
+def _add_gate_options(run) -> None:
     run.add_argument("--no-gate", action="store_true",
                      help="skip the correctness gate: by default every configuration "
                           "(backend, variant, workload, mode, dtype, mask) is checked on "
@@ -139,8 +145,6 @@ def _add_run(sub) -> None:
                           "MB); by default a gate verdict is reused while the case, the "
                           "backend's code, its framework's versions, the harness's "
                           "checking code and the worker's settings are unchanged")
-    run.add_argument("--quiet", "-q", action="store_true",
-                     help="no progress bar or summary table, only the closing lines")
 
 
 def _add_check(sub) -> None:

@@ -83,20 +83,14 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
         warmup_calls += 1
     marks.append(time.perf_counter())
 
-    number, grown = 1, False
-    while elapsed < min_block_ms and number < max_number:
-        # Aim straight for the target, at most 10x a time, as blocked_autorange does.
-        grow = min_block_ms / max(elapsed, 1e-6)
-        number = min(max_number, max(number * 2, int(number * min(grow * 1.2, 10))))
-        started = time.perf_counter()
-        elapsed, grown = block(number), True
-    marks.append(started if grown else time.perf_counter())
+    number, last_block, began = _grow(block, elapsed, min_block_ms, max_number)
+    marks.append(began or time.perf_counter())
 
     timing = Timing(first_call_ms, warmup_calls, number)
     total = 0.0
-    if grown:                               # the last growth block: the first sample
-        total = elapsed
-        timing.samples_ms.append(elapsed / number)
+    if last_block is not None:              # the last growth block: the first sample
+        total = last_block
+        timing.samples_ms.append(last_block / number)
     while len(timing.samples_ms) < min_samples or total < min_run_ms:
         ms = block(number)
         total += ms
@@ -108,6 +102,21 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
 
 
 PHASES = ("first_call", "warmup", "calibrate", "samples")   # the loop's, in order
+
+
+def _grow(block: Callable[[int], float], elapsed: float, min_block_ms: float,
+          max_number: int) -> tuple[int, float | None, float | None]:
+    """Calls per block, grown from `elapsed` (a block of one call) until a block
+    takes min_block_ms; with the last block grown (ms, None when none was needed)
+    and when it began on the wall clock."""
+    number, last_block, began = 1, None, None
+    while elapsed < min_block_ms and number < max_number:
+        # Aim straight for the target, at most 10x a time, as blocked_autorange does.
+        grow = min_block_ms / max(elapsed, 1e-6)
+        number = min(max_number, max(number * 2, int(number * min(grow * 1.2, 10))))
+        began = time.perf_counter()
+        elapsed = last_block = block(number)
+    return number, last_block, began
 
 
 def loop(**settings) -> TimingLoop:
