@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.measure import devices
+from harness.results import cache
 from harness.spec.catalog import REGISTRY
 
 
@@ -41,6 +42,7 @@ def show_env(console: Console) -> int:
         table.add_row(f"backend {name}", f"{version}; variants: "
                       + ", ".join(v.name + ("" if "cpu" in v.devices else " (GPU)")
                                   for v in info.variants))
+    table.add_row("cache", cache_text())
     console.print(table)
     peaks = Table(title="dense peaks, TFLOP/s (docs/measurement.md); pct_peak = tflops / peak",
                   caption="GPU names are matched on these model names, most specific first")
@@ -64,6 +66,14 @@ def add_nvml_rows(table: Table, env: dict) -> None:
         why = ("NVML could not say (above)" if env["nvml"] != "ok"
                else "no NVIDIA GPU or driver (NVML)")
         table.add_row("gpus", f"none visible: {why}")
+
+
+def cache_text() -> str:
+    """Where gate verdicts and references are kept across runs, and how full it is."""
+    return (f"{cache.root()}: {cache.size_bytes() / 2**20:.0f} MB of "
+            f"{cache.limit_bytes() / 2**20:.0f} MB (gate verdicts, references; "
+            f"ATTNBENCH_CACHE moves it, ATTNBENCH_CACHE_MB bounds it, run --no-cache "
+            f"ignores it)")
 
 
 def installed(md, dist: str) -> bool:

@@ -97,3 +97,12 @@ def test_pruning_removes_the_least_recently_used_first(tmp_path):
     cache.touch(tmp_path / "old.json")                # used now: the newest
     assert cache.prune(tmp_path, limit=2000) == 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.json", "old.json"]
+
+
+def test_env_says_where_the_cache_is_and_how_full(tmp_path, monkeypatch):
+    from harness.cli.env import cache_text
+    monkeypatch.setenv("ATTNBENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("ATTNBENCH_CACHE_MB", "10")
+    (tmp_path / "gate").mkdir()
+    (tmp_path / "gate" / "a.json").write_bytes(b"x" * 3 * 2**20)
+    assert cache_text().startswith(f"{tmp_path}: 3 MB of 10 MB")
