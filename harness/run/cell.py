@@ -31,15 +31,19 @@ class Measured:
 
 
 def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
-                 flush_l2: bool = False, nvml_device: str | None = None) -> Measured:
+                 flush_l2: bool = False, nvml_device: str | None = None,
+                 quiet=None) -> Measured:
     """Time `prepared` (step, sync and outputs, as backends/base.py's Prepared
     declares them, and its `kernel` attribute where the backend sets one) with
     `loop`, then probe one step's peak memory and take its outputs. Pass the
     prepared step inline (`backend.prepare(...)`) so that it is freed on return,
     before a sampled check asks the backend again. nvml_device: also record NVML's
     figure for this process on that GPU (the runner's numbering). Who else used the
-    machine while it was timed goes in the contention columns."""
+    machine while it was timed goes in the contention columns. `quiet()`, when
+    given, returns once the runner is idle (harness/run/worker.py)."""
     flush = cache_flusher(backend, case) if flush_l2 else None
+    if quiet is not None:
+        quiet()
     watch = contention.Watch(_gpu_index(nvml_device))
     watch.start()
     columns = loop(prepared.step, prepared.sync, flush)

@@ -109,8 +109,10 @@ class LocalExecutor:
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
         try:
-            proc.stdin.write(json.dumps(batch.job(cases)).encode())
-            proc.stdin.close()
+            # One line; stdin stays open for the "go" before each timed cell.
+            proc.stdin.write(json.dumps({**batch.job(cases), "handshake": True}).encode()
+                             + b"\n")
+            proc.stdin.flush()
         except BrokenPipeError:
             pass                         # it died at once; reported below with its stderr
         try:
@@ -143,6 +145,8 @@ class LocalExecutor:
             else:
                 if message is not None:
                     state.take(message, log, batch, cases, on_start, on_row)
+                    if message["event"] == "quiet":
+                        _answer(proc)
                     continue
                 code = proc.wait()           # the worker's stdout closed: it ended
                 if state.current is None and state.done == len(cases) - 1:
@@ -195,6 +199,16 @@ class _WorkerState:
     def failed_index(self) -> int:
         """The cell a failure belongs to: the running one, else the next."""
         return self.current if self.current is not None else self.done + 1
+
+
+def _answer(proc: subprocess.Popen) -> None:
+    """"go" to a worker about to time a cell: every row it sent before is recorded
+    by now (messages are handled in order), so this process is idle while it times."""
+    try:
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+    except (BrokenPipeError, ValueError):
+        pass                             # it died; its end is read from its stdout
 
 
 def _start_worker(batch: Batch, scratch: str, log) -> subprocess.Popen:
