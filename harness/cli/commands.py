@@ -12,8 +12,8 @@ from rich.table import Table
 from harness.correctness import gate, grid
 from harness.measure import devices
 from harness.report import check_report, run_report
-from harness.results import store
-from harness.run import check, plan, run_folder, runner
+from harness.results import cache, store
+from harness.run import check, gating, plan, run_folder, runner
 from harness.run.suite import Suite, load_suite
 from harness.run.suite_messages import show
 from harness.spec.errors import UserError
@@ -68,11 +68,22 @@ def dry_run(args, suite: Suite) -> int:
         gated = target.gated_cells(cases)
         configs = len({gate.config_key(c) for c in gated})
         print(f"gate: {configs} configurations checked against float64 first "
-              f"({len(grid.gate_cases(gated))} cases on small shapes; --no-gate skips it)")
+              f"({len(grid.gate_cases(gated))} cases on small shapes{_cached(args, gated, target)}"
+              f"; --no-gate skips it)")
     if args.verbose:
         for case in cases:
             print(case.name)
     return 0
+
+
+def _cached(args, gated: list, target) -> str:
+    """How many of the gate's cases the cache would answer (harness/run/gating.py)."""
+    if args.no_cache:
+        return ", none from the cache (--no-cache)"
+    kept = gating.GateCache(cache.root() / "gate", args.threads or devices.cpu_threads(),
+                            target.gpus)
+    hits = sum(kept.get(c) is not None for c in grid.gate_cases(gated))
+    return f", {hits} of them kept from earlier runs" if hits else ""
 
 
 def check_command(args, console: Console) -> int:

@@ -126,10 +126,11 @@ def check_configurations(cases: list[Case], folder: Path, run_id: str, threads: 
         with store.RunWriter(sub) as writer:
             for row in reused:
                 writer.append(row)
-        runs = sorted({r["verdict_from"] for r in reused})
+        runs = sorted({str(r["verdict_from"]) for r in reused})
+        named = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
         console.print(f"gate: {len(reused)} of {len(wanted)} check cases reused from the "
                       f"cache (same case, code, versions and settings; checked in "
-                      f"{', '.join(runs)}); --no-cache checks them again")
+                      f"{named}); --no-cache checks them again")
     if todo:
         configs = len({gate.config_key(c) for c in todo})
         console.print(f"checking {configs} configurations against float64 first "

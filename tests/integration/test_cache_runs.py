@@ -21,6 +21,8 @@ def test_an_unchanged_second_run_reuses_the_gates_verdicts(tmp_path):
     suite = write_suite(tmp_path, "cached", SWEEP)
     cache = tmp_path / "cache"
     first = harness_run(suite, tmp_path / "first", plugins=PLANTED, cache=cache)
+    planned = harness_run(suite, None, "--dry-run", plugins=PLANTED, cache=cache)
+    assert f"{GATE_CASES} of them kept from earlier runs" in planned.stdout
     second = harness_run(suite, tmp_path / "second", plugins=PLANTED, cache=cache)
     env = [json.loads((tmp_path / run / "env.json").read_text()) for run in ("first", "second")]
     assert "checking 4 configurations" in first.stderr and env[0]["gate_reused"] == 0

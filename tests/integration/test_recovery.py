@@ -301,6 +301,7 @@ def test_a_worker_times_a_cell_only_after_the_runners_go():
     """The handshake (harness/run/worker.py): before timing a cell the worker says
     `quiet` and waits; the runner answers once every earlier row is recorded."""
     import select
+
     from harness.spec import Case
     case = Case("hs", "attention", "faulty", "exact", "forward", "float32", "cpu",
                 1, 16, 2, 8, False, 1)
