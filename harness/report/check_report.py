@@ -103,6 +103,14 @@ def _markdown(table: pd.DataFrame, first: list[str]) -> list[str]:
     return lines
 
 
+def _reused(cases: pd.DataFrame) -> str:
+    """How many verdicts came from the gate's cache (verdict_from names their run)."""
+    if "verdict_from" not in cases or not cases["verdict_from"].notna().any():
+        return ""
+    return (f", {int(cases['verdict_from'].notna().sum())} of them reused from earlier "
+            f"runs' checks (verdict_from in check.csv)")
+
+
 def write(result: CheckResult, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """check.csv (every case), check.md (both matrices and every failure); returns
     the two matrices."""
@@ -115,7 +123,8 @@ def write(result: CheckResult, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame
              f"pass: at most {MULTIPLE:g} for the output and every gradient. `-`: not run "
              f"on this device. resolves: an output error above this share of its "
              f"largest value fails every forward case of the row's most precise dtype; "
-             f"a fault below it may pass as rounding. {len(result.cases)} cases.", "",
+             f"a fault below it may pass as rounding. {len(result.cases)} cases"
+             f"{_reused(result.cases)}.", "",
              *_markdown(table, ["backend", "variant"]), ""]
     if not pairs.empty:
         lines += ["## Backends against each other", "",

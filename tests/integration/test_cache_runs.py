@@ -28,6 +28,8 @@ def test_an_unchanged_second_run_reuses_the_gates_verdicts(tmp_path):
     assert "checking 4 configurations" in first.stderr and env[0]["gate_reused"] == 0
     assert "checking" not in second.stderr and env[1]["gate_reused"] == GATE_CASES
     assert f"{GATE_CASES} of {GATE_CASES} check cases reused from the cache" in second.stderr
+    check_md = (tmp_path / "second" / "check" / "check.md").read_text()
+    assert f"{GATE_CASES} cases, {GATE_CASES} of them reused from earlier runs" in check_md
     reused = jsonl_rows(tmp_path / "second" / "check")
     assert {r["verdict_from"] for r in reused} == {env[0]["run_id"]}
     assert verdicts(tmp_path / "second" / "check") == verdicts(tmp_path / "first" / "check")
