@@ -23,7 +23,7 @@ help:
 	@echo "               against float64 and against each other (a few minutes; ARGS=... options)"
 	@echo "make check-all the check at every shape, then the whole test suite, slow cases included"
 	@echo "make gpu-check [OUT=DIR]  on a GPU machine, with its own python3 (nothing installed):"
-	@echo "               GPU tests, a short GPU suite, the check on the GPU (< 8 min on one H200)"
+	@echo "               GPU tests, a short GPU suite, the check on the GPU (6 min on one H200, < 10 at its limits)"
 	@echo "make fidelity  harness medians beside a bare timing loop of the same call"
 	@echo "make publish RUN=results/<run> NAME=<name>  its report into results/published/NAME/"
 	@echo "make setup     create $(VENV) and install (REQUIREMENTS=requirements/gpu.txt on GPUs)"

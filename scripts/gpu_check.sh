@@ -2,7 +2,7 @@
 # The GPU check: run on a machine with an NVIDIA GPU and a Python that already has
 # PyTorch and/or JAX (nothing is installed, nothing fetched; TensorFlow may be
 # missing: its cells are `unsupported`). Every step has its own time limit, so the
-# whole check ends within 8 minutes whatever hangs, and a step that fails does not
+# whole check ends within 10 minutes whatever hangs, and a step that fails does not
 # stop the next. Writes, under OUT_DIR: gpu-check.log (all output), run/ (the
 # short GPU suite: results, report.html), figures.md, check/ (every variant and
 # dtype against float64 on the GPU), pytest-gpu.xml.
@@ -75,17 +75,17 @@ PRESENCE=${PRESENCE##*$'\n'}                   # its verdict is the last line
 timeout -k 2 6 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
     --format=csv 2>/dev/null || true
 # Worst case at the default limits: 12 + 2 and 6 + 2 s for the probes above, then
-# 20 + 110 + 200 + 10 + 90 = 430 s of steps plus 5 x 5 s of grace: 477 s, under 8 minutes.
+# 20 + 110 + 240 + 10 + 120 = 500 s of steps plus 5 x 5 s of grace: 547 s, about 9 minutes.
 # docs/gpu-check.md: what each step's slowest part is and what it is estimated to take.
 step env 20 "$PY" -m harness env
 step gpu-tests 110 "$PY" -m pytest -q -p no:cacheprovider -rs tests/gpu \
     --junitxml="$OUT/pytest-gpu.xml"
 # No gate here: the check step below judges every configuration on the GPU, and each
 # suite row is judged at its own size (sampled rows), so the gate would only repeat.
-step suite 200 "$PY" -m harness run suites/gpu-check.toml --out "$OUT/run" --device cuda:0 \
+step suite 240 "$PY" -m harness run suites/gpu-check.toml --out "$OUT/run" --device cuda:0 \
     --no-gate
 step figures 10 bash -c "set -o pipefail; '$PY' scripts/gpu_figures.py '$OUT/run' | tee '$OUT/figures.md'"
-step check 90 "$PY" -m harness check --device cuda:0 --out "$OUT/check" --quiet \
+step check 120 "$PY" -m harness check --device cuda:0 --out "$OUT/check" --quiet \
     --variant eager sdpa sdpa-flash sdpa-efficient sdpa-math sdpa-cudnn jit dpa dpa-cudnn
 
 echo; echo "=== gpu-check summary ($((SECONDS - START)) s in all; output in $OUT/)"

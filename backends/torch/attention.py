@@ -61,6 +61,9 @@ def pin_sdpa_kernel(variant: str) -> None:
         switch(chosen is None or kernel == chosen)
 
 
+REFUSALS = ("No available kernel", "No viable backend", "Invalid backend")
+
+
 def sdpa_choice(shape: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype,
                 causal: bool, train: bool) -> tuple[str | None, str]:
     """The SDPA kernel torch dispatches to for q, k, v of this (B, H, N, D) shape,
@@ -77,7 +80,8 @@ def sdpa_choice(shape: tuple[int, int, int, int], device: torch.device, dtype: t
             choice = SDPBackend(torch._fused_sdp_choice(q, q, q, is_causal=causal))
     except RuntimeError as exc:
         text = str(exc)
-        if "No available kernel" not in text and "No viable backend" not in text:
+        # torch 2.11 says "Invalid backend" where earlier versions said the others.
+        if not any(words in text for words in REFUSALS):
             return "unknown", f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
         return None, _declined(said) or text.splitlines()[0]
     except Exception as exc:

@@ -47,3 +47,25 @@ def test_declined_keeps_torch_reasons_and_drops_its_headers():
                      "internally at sdp_utils.cpp:2)"):
             warnings.warn(text)
     assert _declined(said) == "Flash attention requires head_dim <= 256, got 512"
+
+
+@pytest.mark.parametrize("words", ["No available kernel. Aborting execution.",
+                                   "No viable backend for scaled_dot_product_attention",
+                                   "Invalid backend"])     # torch 2.11 on the H200
+def test_each_torch_version_s_refusal_is_a_reason(monkeypatch, words):
+    def refuse(*args, **kwargs):
+        warnings.warn("Flash attention requires head_dim <= 256, got 512")
+        raise RuntimeError(words)
+
+    monkeypatch.setattr(torch, "_fused_sdp_choice", refuse)
+    choice, why = sdpa_choice((1, 2, 64, 512), CPU, torch.bfloat16, True, False)
+    assert choice is None and why == "Flash attention requires head_dim <= 256, got 512"
+
+
+def test_a_failure_to_ask_is_unknown_not_a_refusal(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(torch, "_fused_sdp_choice", broken)
+    choice, why = sdpa_choice((1, 2, 64, 64), CPU, torch.bfloat16, True, False)
+    assert choice == "unknown" and "illegal memory access" in why

@@ -111,10 +111,33 @@ def test_each_pinned_sdpa_kernel_runs_correctly_and_is_recorded(variant, kernel,
     assert verdict.correct, verdict
 
 
-def test_a_pinned_kernel_that_cannot_take_the_case_is_unsupported_up_front():
-    torch_backend = backend_for(case("torch", "sdpa"))
-    reason = torch_backend.unsupported(case("torch", "sdpa-flash", head_dim=512))
-    assert reason and "refuses" in reason          # FlashAttention stops at head_dim 256
+@pytest.mark.parametrize("head_dim", [64, 512])
+def test_the_pinned_kernel_probe_agrees_with_running_the_case(head_dim):
+    """`unsupported` asks torch up front which SDPA kernel would run. Where it says
+    the pinned FlashAttention refuses, running the case must fail; where it lets the
+    case through, the case must run on that kernel and match float64. (On the H200,
+    torch 2.11 refused head_dim 512 with "Invalid backend", words the probe did not
+    know yet: it let the case through, and the cell failed mid-run.)"""
+    c = case("torch", "sdpa-flash", head_dim=head_dim)
+    try:
+        torch_backend = load_backend("torch")
+    except ImportError as exc:
+        pytest.skip(f"torch is not installed here: {exc}")
+    reason = torch_backend.unsupported(c)
+    if head_dim == 64:
+        assert reason is None, reason
+    try:
+        prepared = torch_backend.prepare(c, make_weights(c), make_inputs(c))
+        got = prepared.outputs()
+    except RuntimeError as exc:
+        assert reason and "refuses" in reason, f"the probe let through a case that fails: {exc}"
+        return
+    assert reason is None, f"the probe refused a case that runs: {reason}"
+    assert prepared.kernel == "sdpa flash_attention"
+    w, x = make_weights(c), make_inputs(c)
+    verdict = judge(got, reference.outputs(c, w, x), reference.outputs(c, w, x, dtype=c.dtype),
+                    c.dtype)
+    assert verdict.correct, verdict
 
 
 @pytest.mark.parametrize("backend, naive, fused", [("torch", "eager", "sdpa-flash"),
