@@ -119,7 +119,8 @@ def _add_run(sub) -> None:
                           "see the spread (default: 1)")
     run.add_argument("--serial", action="store_true",
                      help="one worker at a time (default: one worker per GPU side by side, "
-                          "then the CPU cells alone)")
+                          "then the CPU batches two at a time, timing in turn: each "
+                          "stopped while the other times a cell)")
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="CPU threads for every framework (default: all this process may use)")
     run.add_argument("--dry-run", action="store_true",

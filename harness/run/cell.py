@@ -40,14 +40,16 @@ def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
     before a sampled check asks the backend again. nvml_device: also record NVML's
     figure for this process on that GPU (the runner's numbering). Who else used the
     machine while it was timed goes in the contention columns. `quiet()`, when
-    given, returns once the runner is idle (harness/run/worker.py)."""
+    given, returns once nothing else of ours runs (harness/run/worker.py), and
+    returns what to call once the timed calls are over."""
     flush = cache_flusher(backend, case) if flush_l2 else None
-    if quiet is not None:
-        quiet()
+    timed_done = quiet() if quiet is not None else None
     watch = contention.Watch(_gpu_index(nvml_device))
     watch.start()
     columns = loop(prepared.step, prepared.sync, flush)
     columns.update(watch.columns())
+    if timed_done is not None:
+        timed_done()
     del flush                    # its 256 MB buffer is not part of the step's peak
 
     def one_step():

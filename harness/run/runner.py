@@ -27,8 +27,9 @@ from harness.report.run_report import on_screen
 from harness.results import cache, store
 from harness.run import gating
 from harness.run.executors import Batch, LocalExecutor
-from harness.run.executors.lanes import run_lanes
+from harness.run.executors.lanes import run_lanes, side_by_side
 from harness.run.executors.local import failure_row
+from harness.run.executors.quiet import QuietWindows
 from harness.run.plan import Target, batches, lanes, target_for
 from harness.run.progress import batch_line, progress_bar
 from harness.run.run_folder import RunFolder, new_run, resumed_run
@@ -83,7 +84,10 @@ class Sweep:
         self.quiet_machine_s = quiet_machine_s  # wait up to this for a quiet machine
         self.measure = dataclasses.asdict(suite.measure)
         self.repeat = run_folder.env.get("repeat") or 1     # processes per cell
-        self.local = LocalExecutor()
+        # CPU batches side by side, timing in turn; not with --serial, nor where the
+        # runner waits for a quiet machine (the other worker would be its load).
+        side_by_side = not serial and quiet_machine_s is None
+        self.local = LocalExecutor(windows=QuietWindows() if side_by_side else None)
         self.lock = threading.Lock()
         self.counts: dict[str, int] = defaultdict(int)
         self.versions: dict[str, str] = dict(run_folder.env.get("versions") or {})
@@ -123,7 +127,8 @@ class Sweep:
                 interrupted = True
             stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
             run_folder.env.update(versions=self.versions, worker_settings=self.workers,
-                                  wall_s=time.monotonic() - began)   # of this pass
+                                  wall_s=time.monotonic() - began,   # of this pass
+                                  **self._side_by_side())
             run_folder.env["interrupted_at" if interrupted else "finished_at"] = stamp
             self.writer.write_env(run_folder.env)
             # Without the cache, references are this run's alone.
@@ -145,17 +150,32 @@ class Sweep:
             self.target.cluster.run_batches(every, self.on_start, self.on_row)
             return
 
+        def run_one(key: tuple[str, str], repeat: int | None) -> None:
+            if self.local.stop.is_set():
+                return
+            if key[1] == "cpu" and self.quiet_machine_s is not None:
+                self._wait_for_quiet(key)
+            self.local.run_batch(self._batch(key, grouped[key], repeat), self.on_start,
+                                 self.on_row)
+
         def run_lane(keys: list[tuple[str, str]]) -> None:
-            for key, repeat in ((key, r) for r in rounds for key in keys):
-                if self.local.stop.is_set():
-                    return
-                if key[1] == "cpu" and self.quiet_machine_s is not None:
-                    self._wait_for_quiet(key)
-                self.local.run_batch(self._batch(key, grouped[key], repeat), self.on_start,
-                                     self.on_row)
+            work = [(key, r) for r in rounds for key in keys]
+            if self.local.windows is not None and keys[0][1] == "cpu":
+                side_by_side(work, run_one, self.local.stop)
+            else:
+                for key, repeat in work:
+                    run_one(key, repeat)
 
         gpu_lanes, cpu_lanes = lanes(self.run_folder.cases)
         run_lanes(gpu_lanes, cpu_lanes, run_lane, self.local.stop, self.serial)
+
+    def _side_by_side(self) -> dict:
+        """How long the CPU lane's side-by-side workers were stopped inside their
+        phases, and overlapped, for the time table (harness/report/time_spent.py)."""
+        windows = self.local.windows
+        if windows is None:
+            return {}
+        return {"stopped_s": round(windows.stopped_s, 3), "overlap_s": round(windows.overlap_s, 3)}
 
     def _wait_for_quiet(self, key: tuple[str, str]) -> None:
         """Before a CPU batch (the GPU lanes are done by then), wait until others

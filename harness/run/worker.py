@@ -113,12 +113,14 @@ def save_outputs(path: Path, got: dict) -> None:
 
 def ask_for_quiet(emit, index: int):
     """Before a cell is timed: say so, and wait for the runner's "go", which it
-    sends once it has recorded every earlier row, so that it does not work beside
-    the timed calls (a row's write and fsync read as 18-54 % of the CPUs in a
-    20 ms timed window)."""
-    def wait() -> None:
+    sends once it has recorded every earlier row and stopped every other worker
+    of the CPU lane (harness/run/executors/quiet.py), so that nothing of ours
+    works beside the timed calls (a row's write and fsync read as 18-54 % of the
+    CPUs in a 20 ms timed window). Returns what says the timed calls are over."""
+    def wait():
         emit({"event": "quiet", "index": index})
         sys.stdin.readline()           # "go"; end of file (no runner) goes on as well
+        return lambda: emit({"event": "untimed", "index": index})
     return wait
 
 

@@ -11,6 +11,7 @@ harness.spec.catalog._register_plugins). Each variant plants one way a cell can 
            (something to interrupt)
   crashes  step SIGKILLs its own worker: error, and a fresh worker goes on
   wrong    the exact results with the output scaled by 1.01: ok but not correct
+  spins    prepare keeps a CPU busy for 0.5 s (untimed work), then computes as exact
 
 This module is imported while harness.spec.catalog registers its plugins, the last
 thing that module does: the catalogue's names (BackendInfo, Variant,
@@ -32,6 +33,7 @@ PLANTED_OOM = "planted allocation failure"
 WRONG_SCALE = 1.01
 SLEEP_S = 60
 SLOW_S = 0.2
+SPIN_S = 0.5
 
 _CPU = ("cpu",)
 INFO = BackendInfo(
@@ -44,6 +46,7 @@ INFO = BackendInfo(
         Variant("slow", f"step sleeps {SLOW_S} s, then computes as exact", devices=_CPU),
         Variant("crashes", "step SIGKILLs its own process", devices=_CPU),
         Variant("wrong", f"the exact output scaled by {WRONG_SCALE}", devices=_CPU),
+        Variant("spins", f"prepare busy for {SPIN_S} s, then as exact", devices=_CPU),
     ),
 )
 
@@ -96,6 +99,10 @@ class FaultyBackend:
         return static_unsupported(case)
 
     def prepare(self, case, weights: dict, inputs: dict) -> Prepared:
+        if case.variant == "spins":
+            end = time.perf_counter() + SPIN_S
+            while time.perf_counter() < end:
+                pass
         return Prepared(case, weights, inputs)
 
     def forward(self, case, weights: dict, inputs: dict) -> np.ndarray:

@@ -35,6 +35,7 @@ def test_check_passes_exact_and_fails_every_planted_fault(tmp_path):
         verdicts.setdefault(row["variant"], set()).add(row["verdict"])
     assert verdicts.pop("exact") == {"pass"}
     assert verdicts.pop("slow") == {"pass"}
+    assert verdicts.pop("spins") == {"pass"}
     assert verdicts == {v: {"FAIL"} for v in FAILING}
     assert sum(1 for r in rows if r["variant"] == "exact") == 4
     md = (out / "check.md").read_text()

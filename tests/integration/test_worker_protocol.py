@@ -16,7 +16,8 @@ from .test_recovery import env
 
 def test_a_worker_times_a_cell_only_after_the_runners_go():
     """The handshake (harness/run/worker.py): before timing a cell the worker says
-    `quiet` and waits; the runner answers once every earlier row is recorded."""
+    `quiet` and waits; the runner answers once every earlier row is recorded and
+    every other worker stopped; the worker says `untimed` when its samples are in."""
     case = Case("hs", "attention", "faulty", "exact", "forward", "float32", "cpu",
                 1, 16, 2, 8, False, 1)
     job = {"backend": "faulty", "device": "cpu", "threads": 1, "run_id": "hs", "gpus": [],
@@ -38,6 +39,7 @@ def test_a_worker_times_a_cell_only_after_the_runners_go():
             assert [message()["event"] for _ in range(2)] == ["start", "quiet"]
             assert select.select([out], [], [], 0.5)[0] == []     # waits: nothing more
             proc.stdin.write(b"go\n")
+            assert message() == {"event": "untimed", "index": index}   # samples taken
             row = message()
             assert row["event"] == "row" and row["row"]["status"] == "ok", row
             assert row["index"] == index and row["row"]["n_samples"] >= 3

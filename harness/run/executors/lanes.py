@@ -1,10 +1,12 @@
 """Batches side by side where they share nothing: one thread per GPU lane (a
 lane's batches run one after another, so no two workers share a GPU), then the
-CPU lanes one by one, alone, since a timed CPU cell must not share its cores.
+CPU lanes one by one, alone, since a timed CPU cell must not share its cores: a
+CPU lane runs two batches side by side, whose workers time in turn.
 Used by the local runner (a lane per GPU) and the Ray executor (a lane per task)."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable
 
 
@@ -32,3 +34,24 @@ def run_lanes(gpu_lanes: list, cpu_lanes: list, run_lane: Callable[[object], Non
         raise
     for lane in cpu_lanes:
         run_lane(lane)
+
+
+SIDE_BY_SIDE = 2         # CPU batches at once: one timing, one doing untimed work
+
+
+def side_by_side(work: list[tuple], run_one: Callable[..., None], stop: threading.Event,
+                 at_once: int = SIDE_BY_SIDE) -> None:
+    """run_one(*item) for each item, `at_once` at a time, in order of starting:
+    the CPU lane's batches, whose workers time in turn (harness/run/executors/
+    quiet.py). Ctrl-C sets `stop`, waits for the threads, and re-raises."""
+    pool = ThreadPoolExecutor(max_workers=at_once)
+    try:
+        for future in [pool.submit(run_one, *item) for item in work]:
+            while not future.done():
+                wait([future], timeout=0.5)      # wakes for Ctrl-C
+            future.result()
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)

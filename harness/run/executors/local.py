@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.run.environment import environment_for
+from harness.run.executors.quiet import Member, QuietWindows
 from harness.run.rows import base_row
 from harness.spec import Case
 
@@ -89,8 +90,10 @@ class LocalExecutor:
     batch at once, killing its worker, so that batches can run in threads."""
     name = "local"
 
-    def __init__(self, stop: threading.Event | None = None):
+    def __init__(self, stop: threading.Event | None = None,
+                 windows: QuietWindows | None = None):
         self.stop = stop or threading.Event()
+        self.windows = windows           # CPU workers side by side, timing in turn
 
     def run_batch(self, batch: Batch, on_start: Callable[[Case], None],
                   on_row: Callable[[dict], None]) -> None:
@@ -115,38 +118,39 @@ class LocalExecutor:
             proc.stdin.flush()
         except BrokenPipeError:
             pass                         # it died at once; reported below with its stderr
+        member = None
+        if self.windows is not None and batch.device == "cpu":
+            member = self.windows.join(proc.pid, lambda: _answer(proc))
+        state = _WorkerState(deadline=time.monotonic() + STARTUP_TIMEOUT_S, offset=offset,
+                             spawned=spawned, member=member)
         try:
-            return self._follow(proc, lines, log, offset, spawned, batch, cases, on_start,
-                                on_row)
+            return self._follow(proc, lines, log, state, batch, cases, on_start, on_row)
         finally:
+            if member is not None:
+                self.windows.leave(member)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             log.close()
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _follow(self, proc: subprocess.Popen, lines: queue.Queue, log, offset: int,
-                spawned: float, batch: Batch, cases: list[Case], on_start,
-                on_row) -> list[Case]:
+    def _follow(self, proc: subprocess.Popen, lines: queue.Queue, log, state: _WorkerState,
+                batch: Batch, cases: list[Case], on_start, on_row) -> list[Case]:
         """The worker's messages, each cell under its deadline, until the worker
         ends; a row for the cell it failed in, and the cases after that one."""
-        state = _WorkerState(deadline=time.monotonic() + STARTUP_TIMEOUT_S, offset=offset,
-                             spawned=spawned)
         while not self.stop.is_set():    # when set, the caller's finally kills the worker
             try:
-                wait = min(POLL_S, max(0.0, state.deadline - time.monotonic()))
+                wait = min(POLL_S, max(0.0, state.left()))
                 message = lines.get(timeout=wait)
             except queue.Empty:
-                if time.monotonic() < state.deadline:
+                if state.left() > 0:
                     continue
                 proc.kill()
                 proc.wait()
                 status, reason = state.stalled(batch)
             else:
                 if message is not None:
-                    state.take(message, log, batch, cases, on_start, on_row)
-                    if message["event"] == "quiet":
-                        _answer(proc)
+                    self._take(proc, message, state, log, batch, cases, on_start, on_row)
                     continue
                 code = proc.wait()           # the worker's stdout closed: it ended
                 if state.current is None and state.done == len(cases) - 1:
@@ -160,6 +164,22 @@ class LocalExecutor:
             return cases[failed + 1:]
         return []
 
+    def _take(self, proc, message: dict, state: _WorkerState, log, batch: Batch,
+              cases: list[Case], on_start, on_row) -> None:
+        """One message; with quiet windows, never while another worker times."""
+        member = state.member
+        if member is None:
+            state.take(message, log, batch, cases, on_start, on_row)
+            if message["event"] == "quiet":
+                _answer(proc)
+            return
+        with self.windows.handling(member):
+            state.take(message, log, batch, cases, on_start, on_row)
+            if message["event"] == "quiet":
+                self.windows.ask(member)
+            elif message["event"] in ("untimed", "row"):
+                self.windows.release(member)
+
 
 @dataclass
 class _WorkerState:
@@ -171,6 +191,17 @@ class _WorkerState:
     version: str = ""            # its backend's version, once a row said it
     spawned: float = 0.0         # time.monotonic() when it was started
     worker_s: float | None = None  # start and import: from spawn to its first cell
+    member: Member | None = None   # its place in the quiet windows, if any
+    credit: float = 0.0            # member.credit() when the deadline was set
+
+    def set_deadline(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.credit = self.member.credit() if self.member else 0.0
+
+    def left(self) -> float:
+        """Seconds to the deadline, plus those spent stopped or waiting since it was set."""
+        held = self.member.credit() - self.credit if self.member else 0.0
+        return self.deadline + held - time.monotonic()
 
 
     def take(self, message: dict, log, batch: Batch, cases: list[Case], on_start,
@@ -181,14 +212,14 @@ class _WorkerState:
             self.current = message["index"]
             log.flush()
             self.offset = os.path.getsize(batch.log_path)
-            self.deadline = time.monotonic() + batch.measure["timeout_s"]
+            self.set_deadline(batch.measure["timeout_s"])
             on_start(cases[self.current])
         elif message["event"] == "row":
             first = self.done == -1      # the worker's first row pays its start
             on_row({**message["row"], "phase_worker_s": self.worker_s if first else None})
             self.version = message["row"].get("backend_version") or self.version
             self.done, self.current = message["index"], None
-            self.deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            self.set_deadline(STARTUP_TIMEOUT_S)
 
     def stalled(self, batch: Batch) -> tuple[str, str]:
         """(status, reason) for a worker past its deadline."""
