@@ -15,7 +15,7 @@ import time
 import timeit
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--workload", choices=["attention", "mha"], default="attention")
     p.add_argument("--batch", type=int, default=2)
@@ -24,7 +24,11 @@ def main() -> None:
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=2.0)
-    a = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    a = parse_args()
     # Before jax is imported: XLA sizes its CPU pool from the affinity mask.
     cpus = sorted(os.sched_getaffinity(0))
     if a.threads < len(cpus):

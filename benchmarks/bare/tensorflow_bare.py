@@ -16,7 +16,7 @@ import time
 import timeit
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--workload", choices=["attention", "mha"], default="attention")
     p.add_argument("--variant", choices=["eager", "function", "xla"], default="eager")
@@ -26,13 +26,21 @@ def main() -> None:
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=2.0)
-    a = p.parse_args()
+    return p.parse_args()
 
-    import tensorflow as tf   # after parsing: --help needs no TensorFlow
 
-    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
+def import_tensorflow(threads: int):
+    """After parsing (--help needs no TensorFlow), with the harness's settings."""
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.experimental.enable_tensor_float_32_execution(False)
+    return tf
+
+
+def main() -> None:
+    a = parse_args()
+    tf = import_tensorflow(a.threads)
     b, n, h, d = a.batch, a.seq_len, a.heads, a.head_dim
     dm = h * d
 
