@@ -128,7 +128,7 @@ class Sweep:
             stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
             run_folder.env.update(versions=self.versions, worker_settings=self.workers,
                                   wall_s=time.monotonic() - began,   # of this pass
-                                  **self._side_by_side())
+                                  **self.local.side_by_side_figures())
             run_folder.env["interrupted_at" if interrupted else "finished_at"] = stamp
             self.writer.write_env(run_folder.env)
             # Without the cache, references are this run's alone.
@@ -155,8 +155,9 @@ class Sweep:
                 return
             if key[1] == "cpu" and self.quiet_machine_s is not None:
                 self._wait_for_quiet(key)
-            self.local.run_batch(self._batch(key, grouped[key], repeat), self.on_start,
-                                 self.on_row)
+            with self.local.quietly(key[1]):         # its refused cells' rows
+                batch = self._batch(key, grouped[key], repeat)
+            self.local.run_batch(batch, self.on_start, self.on_row)
 
         def run_lane(keys: list[tuple[str, str]]) -> None:
             work = [(key, r) for r in rounds for key in keys]
@@ -168,14 +169,6 @@ class Sweep:
 
         gpu_lanes, cpu_lanes = lanes(self.run_folder.cases)
         run_lanes(gpu_lanes, cpu_lanes, run_lane, self.local.stop, self.serial)
-
-    def _side_by_side(self) -> dict:
-        """How long the CPU lane's side-by-side workers were stopped inside their
-        phases, and overlapped, for the time table (harness/report/time_spent.py)."""
-        windows = self.local.windows
-        if windows is None:
-            return {}
-        return {"stopped_s": round(windows.stopped_s, 3), "overlap_s": round(windows.overlap_s, 3)}
 
     def _wait_for_quiet(self, key: tuple[str, str]) -> None:
         """Before a CPU batch (the GPU lanes are done by then), wait until others
@@ -194,7 +187,9 @@ class Sweep:
         `repeat`: which of --repeat K's rounds (None without --repeat)."""
         backend, device = key
         folder = self.run_folder.path.resolve()   # absolute: a Ray task's cwd is elsewhere
-        log = folder / "logs" / f"{backend}-{device.replace(':', '')}.log"
+        # A log per --repeat round: two rounds of one batch may run side by side.
+        round_ = "" if repeat is None else f"-r{repeat}"
+        log = folder / "logs" / f"{backend}-{device.replace(':', '')}{round_}.log"
         # References shared on this machine's disk; a Ray node computes its own.
         shared = (None if self.target.cluster else
                   self.cache_root / "references" if self.cache_root else folder / "references")

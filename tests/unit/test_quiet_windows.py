@@ -119,7 +119,7 @@ def test_a_cells_deadline_moves_by_the_time_its_worker_was_held(workers):
     from harness.run.executors.local import _WorkerState
     windows = QuietWindows()
     (a, b, _), _ = join_all(windows, workers)
-    cell = _WorkerState(deadline=0.0, offset=0, member=b)
+    cell = _WorkerState(deadline=0.0, offset=0, windows=windows, member=b)
     cell.set_deadline(0.1)
     windows.ask(a)
     time.sleep(0.2)
@@ -127,3 +127,51 @@ def test_a_cells_deadline_moves_by_the_time_its_worker_was_held(workers):
     windows.release(a)
     time.sleep(0.2)
     assert cell.left() < 0                       # running again: its clock runs
+
+
+def test_the_runners_own_work_waits_out_a_window_and_holds_the_next_one(workers):
+    windows = QuietWindows()
+    (a, b, _), said = join_all(windows, workers)
+    done = threading.Event()
+
+    def refusal_rows():
+        with windows.outside():
+            done.set()
+
+    windows.ask(a)
+    thread = threading.Thread(target=refusal_rows)
+    thread.start()
+    assert not done.wait(0.2)                    # a times: the runner waits
+    windows.release(a)
+    assert done.wait(5)
+    thread.join()
+    with windows.outside():                      # and no window opens meanwhile
+        windows.ask(b)
+        assert said == [0]
+    assert said == [0, 1]
+
+
+def test_leaving_continues_a_stopped_worker_and_twice_is_once(workers):
+    windows = QuietWindows()
+    (a, b, _), _ = join_all(windows, workers)
+    windows.ask(a)
+    windows.leave(b)                             # b ends while stopped: continued first
+    assert stopped(workers[1:2]) == [False]
+    windows.leave(b)
+    windows.release(a)
+    assert windows.credit(b) == b.credit()
+
+
+def test_a_failing_batch_ends_the_side_by_side_lane():
+    from harness.run.executors.lanes import side_by_side
+    stop, ran = threading.Event(), []
+
+    def run_one(n):
+        if n == 0:
+            raise OSError("disk full")
+        time.sleep(0.05)
+        ran.append(n)
+
+    with pytest.raises(OSError):
+        side_by_side([(n,) for n in range(6)], run_one, stop)
+    assert stop.is_set() and len(ran) <= 2       # the queued batches never started

@@ -43,15 +43,16 @@ def side_by_side(work: list[tuple], run_one: Callable[..., None], stop: threadin
                  at_once: int = SIDE_BY_SIDE) -> None:
     """run_one(*item) for each item, `at_once` at a time, in order of starting:
     the CPU lane's batches, whose workers time in turn (harness/run/executors/
-    quiet.py). Ctrl-C sets `stop`, waits for the threads, and re-raises."""
+    quiet.py). Ctrl-C, or an error in one, sets `stop`, waits for the threads, and
+    re-raises."""
     pool = ThreadPoolExecutor(max_workers=at_once)
     try:
         for future in [pool.submit(run_one, *item) for item in work]:
             while not future.done():
                 wait([future], timeout=0.5)      # wakes for Ctrl-C
             future.result()
-    except KeyboardInterrupt:
+    except BaseException:           # Ctrl-C, or a batch's own failure: end the lane
         stop.set()
         raise
     finally:
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -7,6 +7,7 @@ fresh worker takes the remaining cells.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -107,8 +108,14 @@ class LocalExecutor:
         batch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(batch.log_path, "ab")
         offset = log.tell()              # before the worker shares (and moves) it
-        spawned = time.monotonic()
-        proc = _start_worker(batch, scratch, log)
+        state = _WorkerState(deadline=0.0, offset=offset)
+        with self.quietly(batch.device):
+            state.spawned = time.monotonic()
+            proc = _start_worker(batch, scratch, log)
+            if self.windows is not None and batch.device == "cpu":
+                state.windows = self.windows
+                state.member = self.windows.join(proc.pid, lambda: _answer(proc))
+        state.set_deadline(STARTUP_TIMEOUT_S)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
         try:
@@ -118,21 +125,31 @@ class LocalExecutor:
             proc.stdin.flush()
         except BrokenPipeError:
             pass                         # it died at once; reported below with its stderr
-        member = None
-        if self.windows is not None and batch.device == "cpu":
-            member = self.windows.join(proc.pid, lambda: _answer(proc))
-        state = _WorkerState(deadline=time.monotonic() + STARTUP_TIMEOUT_S, offset=offset,
-                             spawned=spawned, member=member)
         try:
             return self._follow(proc, lines, log, state, batch, cases, on_start, on_row)
         finally:
-            if member is not None:
-                self.windows.leave(member)
+            state.leave()                # before it is reaped: its pid may be reused after
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             log.close()
-            shutil.rmtree(scratch, ignore_errors=True)
+            with self.quietly(batch.device):
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def side_by_side_figures(self) -> dict:
+        """For the time table (harness/report/time_spent.py): how long the CPU
+        workers were stopped inside their phases, and what overlapped."""
+        if self.windows is None:
+            return {}
+        return {"stopped_s": round(self.windows.stopped_s, 3),
+                "overlap_s": round(self.windows.overlap_s, 3)}
+
+    def quietly(self, device: str):
+        """Around the runner's own work beside CPU workers (rows no message carries,
+        starting or cleaning up after a worker): never inside a timed window."""
+        if self.windows is None or device != "cpu":
+            return contextlib.nullcontext()
+        return self.windows.outside()
 
     def _follow(self, proc: subprocess.Popen, lines: queue.Queue, log, state: _WorkerState,
                 batch: Batch, cases: list[Case], on_start, on_row) -> list[Case]:
@@ -145,6 +162,7 @@ class LocalExecutor:
             except queue.Empty:
                 if state.left() > 0:
                     continue
+                state.leave()
                 proc.kill()
                 proc.wait()
                 status, reason = state.stalled(batch)
@@ -152,6 +170,7 @@ class LocalExecutor:
                 if message is not None:
                     self._take(proc, message, state, log, batch, cases, on_start, on_row)
                     continue
+                state.leave()
                 code = proc.wait()           # the worker's stdout closed: it ended
                 if state.current is None and state.done == len(cases) - 1:
                     return []
@@ -160,7 +179,8 @@ class LocalExecutor:
                 tail = _tail(batch.log_path, state.offset)
                 reason = f"{reason}: {tail}" if tail else reason
             failed = state.failed_index()
-            on_row(failure_row(cases[failed], batch, status, reason, state.version))
+            with self.quietly(batch.device):
+                on_row(failure_row(cases[failed], batch, status, reason, state.version))
             return cases[failed + 1:]
         return []
 
@@ -191,17 +211,25 @@ class _WorkerState:
     version: str = ""            # its backend's version, once a row said it
     spawned: float = 0.0         # time.monotonic() when it was started
     worker_s: float | None = None  # start and import: from spawn to its first cell
-    member: Member | None = None   # its place in the quiet windows, if any
-    credit: float = 0.0            # member.credit() when the deadline was set
+    windows: QuietWindows | None = None   # the CPU lane's, when side by side
+    member: Member | None = None   # its place in them
+    credit: float = 0.0            # its credit there when the deadline was set
+
+    def held(self) -> float:
+        """Seconds stopped or waiting for a window so far."""
+        return self.windows.credit(self.member) if self.member else 0.0
 
     def set_deadline(self, seconds: float) -> None:
         self.deadline = time.monotonic() + seconds
-        self.credit = self.member.credit() if self.member else 0.0
+        self.credit = self.held()
 
     def left(self) -> float:
         """Seconds to the deadline, plus those spent stopped or waiting since it was set."""
-        held = self.member.credit() - self.credit if self.member else 0.0
-        return self.deadline + held - time.monotonic()
+        return self.deadline + self.held() - self.credit - time.monotonic()
+
+    def leave(self) -> None:
+        if self.member is not None:
+            self.windows.leave(self.member)
 
 
     def take(self, message: dict, log, batch: Batch, cases: list[Case], on_start,

@@ -78,8 +78,12 @@ class QuietWindows:
         return member
 
     def leave(self, member: Member) -> None:
-        """The member ended, or is about to be killed."""
+        """The member ended, or is about to be killed: call before reaping it, so
+        that no signal can reach its process group once its pid is free again.
+        Leaving twice is leaving once."""
         with self.cond:
+            if member not in self.members:
+                return
             self._tick()
             self._signal(member, stop=False)  # its held time ends here
             member.set(waiting=False)
@@ -107,6 +111,27 @@ class QuietWindows:
             self._tick()
             if self.holder is member:
                 self._close()
+
+    def credit(self, member: Member) -> float:
+        """member.credit(), read under the lock (a stop may end mid-read)."""
+        with self.cond:
+            return member.credit()
+
+    @contextmanager
+    def outside(self):
+        """Around the runner's own work that no member's message carries (refusal
+        and failure rows, starting a worker, removing its scratch folder): it waits
+        for the open window to close, and none opens meanwhile."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.holder is None)
+            self.busy += 1
+        try:
+            yield
+        finally:
+            with self.cond:
+                self._tick()
+                self.busy -= 1
+                self._open_when_idle()
 
     @contextmanager
     def handling(self, member: Member):
