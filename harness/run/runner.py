@@ -160,12 +160,12 @@ class Sweep:
             self.local.run_batch(batch, self.on_start, self.on_row)
 
         def run_lane(keys: list[tuple[str, str]]) -> None:
-            work = [(key, r) for r in rounds for key in keys]
-            if self.local.windows is not None and keys[0][1] == "cpu":
-                side_by_side(work, run_one, self.local.stop)
-            else:
-                for key, repeat in work:
-                    run_one(key, repeat)
+            for repeat in rounds:            # side by side within a round, never across
+                if self.local.windows is not None and keys[0][1] == "cpu":
+                    side_by_side([(key, repeat) for key in keys], run_one, self.local.stop)
+                else:
+                    for key in keys:
+                        run_one(key, repeat)
 
         gpu_lanes, cpu_lanes = lanes(self.run_folder.cases)
         run_lanes(gpu_lanes, cpu_lanes, run_lane, self.local.stop, self.serial)
