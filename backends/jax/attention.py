@@ -28,7 +28,11 @@ BHND, BNHD = "bhnd", "bnhd"
 def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array, causal: bool,
                      precision=None) -> jax.Array:
     """softmax(q k^T / sqrt(D) + mask) v on (B, H, N, D), op by op as the torch
-    backend's eager core: scores in the storage dtype, softmax in float32."""
+    backend's eager core: scores in the storage dtype, softmax in float32. Grouped
+    heads: k and v repeated for each query head of their group, as torch's does."""
+    if k.shape[1] != q.shape[1]:
+        group = q.shape[1] // k.shape[1]
+        k, v = jnp.repeat(k, group, axis=1), jnp.repeat(v, group, axis=1)
     scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, precision=precision)
     scores = (scores * jnp.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype)).astype(jnp.float32)
     if causal:

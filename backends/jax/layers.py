@@ -62,18 +62,20 @@ def _linear(d_in: int, d_out: int, param_dtype, precision, rngs: nnx.Rngs) -> Li
 
 class MultiHeadAttention(nnx.Module):
     def __init__(self, d_model: int, heads: int, causal: bool, core: Core, *,
-                 param_dtype, rngs: nnx.Rngs):
+                 kv_heads: int, param_dtype, rngs: nnx.Rngs):
         self.heads, self.causal, self.core = heads, causal, core
-        p = core.precision
-        self.q, self.k, self.v, self.o = (
-            _linear(d_model, d_model, param_dtype, p, rngs) for _ in range(4))
+        p, kv_width = core.precision, kv_heads * (d_model // heads)   # grouped: narrower
+        self.q = _linear(d_model, d_model, param_dtype, p, rngs)
+        self.k = _linear(d_model, kv_width, param_dtype, p, rngs)
+        self.v = _linear(d_model, kv_width, param_dtype, p, rngs)
+        self.o = _linear(d_model, d_model, param_dtype, p, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         b, n, d = x.shape
         bhnd = self.core.layout == BHND
 
         def split(t):       # (B, N, d) -> (B, N, H, D): head h owns features h*D:(h+1)*D
-            t = t.reshape(b, n, self.heads, d // self.heads)
+            t = t.reshape(b, n, -1, d // self.heads)
             return t.transpose(0, 2, 1, 3) if bhnd else t      # -> the core's layout
 
         o = self.core(split(self.q(x)), split(self.k(x)), split(self.v(x)), self.causal)
@@ -86,10 +88,10 @@ class Block(nnx.Module):
     """Pre-LN: h = x + mha(LN1(x)); out = h + W2 gelu(W1 LN2(h) + b1) + b2."""
 
     def __init__(self, d_model: int, heads: int, causal: bool, core: Core, *,
-                 param_dtype, rngs: nnx.Rngs):
+                 kv_heads: int, param_dtype, rngs: nnx.Rngs):
         p = core.precision
         self.ln1 = LayerNorm(d_model, param_dtype=param_dtype, rngs=rngs)
-        self.mha = MultiHeadAttention(d_model, heads, causal, core,
+        self.mha = MultiHeadAttention(d_model, heads, causal, core, kv_heads=kv_heads,
                                       param_dtype=param_dtype, rngs=rngs)
         self.ln2 = LayerNorm(d_model, param_dtype=param_dtype, rngs=rngs)
         self.w1 = _linear(d_model, MLP_RATIO * d_model, param_dtype, p, rngs)
@@ -102,8 +104,8 @@ class Block(nnx.Module):
 
 class Transformer(nnx.Module):
     def __init__(self, d_model: int, heads: int, causal: bool, core: Core, layers: int, *,
-                 param_dtype, rngs: nnx.Rngs):
-        self.blocks = nnx.List([Block(d_model, heads, causal, core,
+                 kv_heads: int, param_dtype, rngs: nnx.Rngs):
+        self.blocks = nnx.List([Block(d_model, heads, causal, core, kv_heads=kv_heads,
                                       param_dtype=param_dtype, rngs=rngs)
                                 for _ in range(layers)])
         self.lnf = LayerNorm(d_model, param_dtype=param_dtype, rngs=rngs)

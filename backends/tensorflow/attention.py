@@ -19,7 +19,11 @@ import tensorflow as tf
 
 
 def attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, causal: bool) -> tf.Tensor:
-    """softmax(q k^T / sqrt(D) + mask) v per head, on (B, H, N, D) tensors."""
+    """softmax(q k^T / sqrt(D) + mask) v per head, on (B, H, N, D) tensors; k and
+    v may have fewer heads (grouped), each repeated for its group of query heads."""
+    if k.shape[1] != q.shape[1]:
+        group = q.shape[1] // k.shape[1]
+        k, v = tf.repeat(k, group, axis=1), tf.repeat(v, group, axis=1)
     scale = 1.0 / math.sqrt(q.shape[-1])
     # The spec computes softmax in float32 whatever the storage dtype, and the
     # scaling goes with it: a scale stored in float16 or bfloat16 is itself

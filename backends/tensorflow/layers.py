@@ -87,17 +87,19 @@ def gelu(x: tf.Tensor) -> tf.Tensor:
 
 
 class MultiHeadAttention(tf.Module):
-    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType):
+    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, kv_heads: int):
         super().__init__()
         self.heads, self.causal = heads, causal
-        self.q, self.k, self.v, self.o = (Dense(d_model, d_model, dtype) for _ in range(4))
+        kv_width = kv_heads * (d_model // heads)      # grouped heads: narrower k and v
+        self.q, self.o = Dense(d_model, d_model, dtype), Dense(d_model, d_model, dtype)
+        self.k, self.v = Dense(d_model, kv_width, dtype), Dense(d_model, kv_width, dtype)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         b, n, d = x.shape
-        h = self.heads
+        size = d // self.heads
 
         def split(t):       # (B, N, d) -> (B, H, N, D): head h owns features h*D:(h+1)*D
-            return tf.transpose(tf.reshape(t, [b, n, h, d // h]), [0, 2, 1, 3])
+            return tf.transpose(tf.reshape(t, [b, n, t.shape[-1] // size, size]), [0, 2, 1, 3])
 
         o = attention(split(self.q(x)), split(self.k(x)), split(self.v(x)), self.causal)
         return self.o(tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [b, n, d]))
@@ -106,10 +108,10 @@ class MultiHeadAttention(tf.Module):
 class Block(tf.Module):
     """Pre-LN: h = x + mha(LN1(x)); out = h + W2 gelu(W1 LN2(h) + b1) + b2."""
 
-    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType):
+    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, kv_heads: int):
         super().__init__()
         self.ln1 = LayerNorm(d_model, dtype)
-        self.mha = MultiHeadAttention(d_model, heads, causal, dtype)
+        self.mha = MultiHeadAttention(d_model, heads, causal, dtype, kv_heads)
         self.ln2 = LayerNorm(d_model, dtype)
         self.w1 = Dense(d_model, MLP_RATIO * d_model, dtype)
         self.w2 = Dense(MLP_RATIO * d_model, d_model, dtype)
@@ -120,9 +122,10 @@ class Block(tf.Module):
 
 
 class Transformer(tf.Module):
-    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, layers: int):
+    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, layers: int,
+                 kv_heads: int):
         super().__init__()
-        self.blocks = [Block(d_model, heads, causal, dtype) for _ in range(layers)]
+        self.blocks = [Block(d_model, heads, causal, dtype, kv_heads) for _ in range(layers)]
         self.lnf = LayerNorm(d_model, dtype)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:

@@ -25,6 +25,9 @@ SDPA_KERNELS = {
 
 def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     causal: bool) -> torch.Tensor:
+    if k.shape[1] != q.shape[1]:      # grouped heads: query head h reads k, v head h // g
+        group = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
     scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
     if causal:
         n = q.shape[-2]
@@ -37,7 +40,8 @@ def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                    causal: bool) -> torch.Tensor:
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                          enable_gqa=k.shape[1] != q.shape[1])
 
 
 def core_for(variant: str):
@@ -65,7 +69,7 @@ REFUSALS = ("No available kernel", "No viable backend", "Invalid backend")
 
 
 def sdpa_choice(shape: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype,
-                causal: bool, train: bool) -> tuple[str | None, str]:
+                causal: bool, train: bool, kv_heads: int | None = None) -> tuple[str | None, str]:
     """The SDPA kernel torch dispatches to for q, k, v of this (B, H, N, D) shape,
     under the kernels enabled now (pin_sdpa_kernel), or None and torch's own words
     when none of them can run it (head_dim, dtype, GPU generation...). Asks the
@@ -75,9 +79,12 @@ def sdpa_choice(shape: tuple[int, int, int, int], device: torch.device, dtype: t
     said: list = []
     try:
         q = torch.empty(shape, device=device, dtype=dtype, requires_grad=train)
+        kv = q if kv_heads in (None, shape[1]) else torch.empty(
+            (shape[0], kv_heads, *shape[2:]), device=device, dtype=dtype, requires_grad=train)
         with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always")
-            choice = SDPBackend(torch._fused_sdp_choice(q, q, q, is_causal=causal))
+            choice = SDPBackend(torch._fused_sdp_choice(q, kv, kv, is_causal=causal,
+                                                        enable_gqa=kv is not q))
     except RuntimeError as exc:
         text = str(exc)
         # torch 2.11 says "Invalid backend" where earlier versions said the others.

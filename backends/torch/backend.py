@@ -81,7 +81,8 @@ class TorchBackend(BackendCommon):
             # would raise "No available kernel" mid-run: say so up front instead.
             pin_sdpa_kernel(case.variant)
             choice, why = sdpa_choice(_core_shape(case), torch.device(case.device),
-                                      DTYPES[case.dtype], case.causal, case.mode == "train")
+                                      DTYPES[case.dtype], case.causal, case.mode == "train",
+                                      case.kv_heads)
             if choice is None:
                 reason = f"torch {case.variant} refuses this case: {why}"[:300]
         return reason
@@ -115,7 +116,8 @@ class TorchBackend(BackendCommon):
             g = tensor(inputs["g"], bhnd=case.workload == "attention").requires_grad_(False)
         choice = ""
         if case.variant != "eager":
-            choice, _ = sdpa_choice(_core_shape(case), device, dtype, case.causal, train)
+            choice, _ = sdpa_choice(_core_shape(case), device, dtype, case.causal, train,
+                                    case.kv_heads)
         kernel = kernel_name(case.variant, choice)
         if case.variant == "compile":
             # Each cell compiles afresh: past 8 cached graphs per function torch

@@ -32,16 +32,18 @@ class LayerNorm(nn.LayerNorm):
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, d_model: int, heads: int, causal: bool, core):
+    def __init__(self, d_model: int, heads: int, causal: bool, core, kv_heads: int):
         super().__init__()
         self.heads, self.causal, self.core = heads, causal, core
-        self.q, self.k, self.v, self.o = (nn.Linear(d_model, d_model) for _ in range(4))
+        kv_width = kv_heads * (d_model // heads)      # grouped heads: narrower k and v
+        self.q, self.o = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
+        self.k, self.v = nn.Linear(d_model, kv_width), nn.Linear(d_model, kv_width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
 
         def split(t):       # (B, N, d) -> (B, H, N, D): head h owns features h*D:(h+1)*D
-            return t.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+            return t.view(b, n, -1, d // self.heads).transpose(1, 2)
 
         o = self.core(split(self.q(x)), split(self.k(x)), split(self.v(x)), self.causal)
         return self.o(o.transpose(1, 2).reshape(b, n, d))
@@ -50,10 +52,10 @@ class MultiHeadAttention(nn.Module):
 class Block(nn.Module):
     """Pre-LN: h = x + mha(LN1(x)); out = h + W2 gelu(W1 LN2(h) + b1) + b2."""
 
-    def __init__(self, d_model: int, heads: int, causal: bool, core):
+    def __init__(self, d_model: int, heads: int, causal: bool, core, kv_heads: int):
         super().__init__()
         self.ln1 = LayerNorm(d_model, eps=LAYERNORM_EPS)
-        self.mha = MultiHeadAttention(d_model, heads, causal, core)
+        self.mha = MultiHeadAttention(d_model, heads, causal, core, kv_heads)
         self.ln2 = LayerNorm(d_model, eps=LAYERNORM_EPS)
         self.w1 = nn.Linear(d_model, MLP_RATIO * d_model)
         self.gelu = nn.GELU(approximate="tanh")
@@ -65,9 +67,11 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, d_model: int, heads: int, causal: bool, core, layers: int):
+    def __init__(self, d_model: int, heads: int, causal: bool, core, layers: int,
+                 kv_heads: int):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(d_model, heads, causal, core) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(d_model, heads, causal, core, kv_heads)
+                                    for _ in range(layers))
         self.lnf = LayerNorm(d_model, eps=LAYERNORM_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

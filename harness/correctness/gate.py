@@ -18,7 +18,14 @@ FAILED = ("error", "oom", "timeout")
 
 def config_key(case_or_row) -> tuple:
     get = case_or_row.get if isinstance(case_or_row, dict) else case_or_row.to_dict().get
-    return tuple(str(get(k)) for k in CONFIG_FIELDS)
+    return tuple(str(get(k)) for k in CONFIG_FIELDS) + (("grouped",) if is_grouped(get) else ())
+
+
+def is_grouped(get) -> bool:
+    """Fewer key/value heads than query heads: a configuration of its own, since
+    grouping is code of its own in every backend. Rows from before kv_heads: no."""
+    kv = get("kv_heads")
+    return kv is not None and not pd.isna(kv) and int(kv) != int(get("heads"))
 
 
 def is_failure(row: dict) -> bool:

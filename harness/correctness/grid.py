@@ -54,9 +54,11 @@ def gate_cases(cases: list[Case]) -> list[Case]:
         if key in seen:
             continue
         seen.add(key)
+        # Grouped heads: one key/value head for the shapes' 2 and 3 query heads.
+        kv = 1 if case.kv_heads != case.heads else None
         for shape in SHAPES:
             out.append(Case("check", case.workload, case.backend, case.variant, case.mode,
-                            case.dtype, case.device, causal=case.causal, **shape))
+                            case.dtype, case.device, causal=case.causal, kv_heads=kv, **shape))
     return out
 
 

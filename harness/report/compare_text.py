@@ -9,6 +9,7 @@ import pandas as pd
 
 from harness.measure.stats import ALPHA, RATIO_CONFIDENCE
 from harness.report.compare import VERDICTS, is_regression
+from harness.report.tables import shape_text
 
 RULE = """\
 A cell is a **regression** when its new median is more than {pct:g}% slower than the
@@ -103,7 +104,7 @@ def _ratio_text(row: dict) -> str:
 
 
 def _shape(row: dict) -> str:
-    shape = f"{row['batch']}·{row['seq_len']}·{row['heads']}·{row['head_dim']}"
+    shape = shape_text(row)
     return shape + (f" ×{row['layers']}" if row["workload"] == "transformer" else "")
 
 

@@ -21,7 +21,8 @@ Conventions. Latency: median of per-call samples (IQR beside it), after a
 separately timed first call (tracing and compiling) and a warm-up; in a run made
 with --repeat K, the median of its K processes' medians, with [the spread between
 them] after it. FLOPs: attention
-core 4·B·H·N²·D (causal: half), projections 8·B·N·d², MLP 16·B·N·d²; train = 3.5x
+core 4·B·H·N²·D (causal: half), projections 8·B·N·d² (grouped heads: 4·B·N·d·(d + kv·D)),
+MLP 16·B·N·d²; train = 3.5x
 the core and 3x the matmuls; softmax, LayerNorm and GELU not counted. Peak memory:
 what one step adds above the resident weights and inputs (CPU: resident high-water
 mark). Error: max |backend − float64 reference| over the output (and every
@@ -192,7 +193,7 @@ def print_summary(frame: pd.DataFrame, console: Console) -> None:
             and not r.get("correct")
         summary.add_row(
             r["workload"], f"{r['backend']} {r['variant']}", r["mode"], r["dtype"],
-            f"{r['batch']}·{r['seq_len']}·{r['heads']}·{r['head_dim']}",
+            tables.shape_text(r),
             "yes" if r["causal"] else "no",
             _num(r["median_ms"], ".3f") if ok else "", _num(r["tflops"], ".3f") if ok else "",
             _mb(r["peak_mem_bytes"]) if ok else "",

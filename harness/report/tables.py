@@ -64,6 +64,8 @@ def default_baseline(frame: pd.DataFrame) -> str | None:
 
 def _index(frame: pd.DataFrame) -> list[str]:
     index = list(INDEX)
+    if "kv_heads" in frame and (frame["kv_heads"] != frame["heads"]).any():
+        index.insert(index.index("heads") + 1, "kv_heads")      # grouped heads in the run
     if (frame["workload"] == "transformer").any():
         index.append("layers")
     return index
@@ -238,3 +240,11 @@ def versions_text(env: dict) -> str:
     already start with its framework's name (jax's names flax too)."""
     return ", ".join(v if str(v).startswith(k) else f"{k} {v}"
                      for k, v in (env.get("versions") or {}).items())
+
+
+def shape_text(row) -> str:
+    """B·N·H·D of a row, H as `query/kv` heads where they are grouped (6/2)."""
+    kv = row.get("kv_heads")
+    grouped = kv is not None and not pd.isna(kv) and int(kv) != int(row["heads"])
+    heads = f"{row['heads']}/{int(kv)}" if grouped else f"{row['heads']}"
+    return f"{row['batch']}·{row['seq_len']}·{heads}·{row['head_dim']}"

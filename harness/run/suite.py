@@ -52,7 +52,7 @@ class Suite:
 TOP_KEYS = ("name", "description", "measure", "sweep")
 MEASURE_KEYS = tuple(f.name for f in fields(Measure))
 SWEEP_KEYS = ("workload", "backend", "mode", "dtype", "device", "batch", "tokens", "seq_len",
-              "heads", "d_model", "head_dim", "causal", "layers", "variants")
+              "heads", "d_model", "head_dim", "causal", "layers", "kv_heads", "variants")
 REQUIRED = ("workload", "backend", "seq_len", "head_dim")
 # Either key of each pair, not both: `tokens` fixes batch * seq_len (batch =
 # tokens / seq_len) and `d_model` fixes heads * head_dim, as the FlashAttention
@@ -91,7 +91,7 @@ CHECKS = {
     "batch": _POSITIVE, "tokens": _POSITIVE, "seq_len": _POSITIVE, "heads": _POSITIVE,
     "d_model": _POSITIVE, "head_dim": _POSITIVE,
     "causal": (lambda v: isinstance(v, bool), "true or false", ()),
-    "layers": _POSITIVE,
+    "layers": _POSITIVE, "kv_heads": _POSITIVE,
 }
 
 
@@ -182,7 +182,8 @@ def _sweep(path: str, index: int, raw: object, suite: str, budget: int) -> list[
 
     # `layers` shapes the transformer alone: other workloads get one cell with
     # layers=1, not one identical cell per value.
-    axes = ("mode", "dtype", "device", sizes[0], "seq_len", sizes[1], "head_dim", "causal")
+    axes = ("mode", "dtype", "device", sizes[0], "seq_len", sizes[1], "head_dim", "causal",
+            *(("kv_heads",) if "kv_heads" in grid else ()))
     per_workload = [(w, grid["layers"] if w == "transformer" else (1,)) for w in grid["workload"]]
     count = sum(len(pairs) * math.prod(len(grid[a]) for a in axes) * len(layers)
                 for _, layers in per_workload)
@@ -202,7 +203,8 @@ def _sweep(path: str, index: int, raw: object, suite: str, budget: int) -> list[
 
 
 def _check_divisible(path: str, where: str, grid: dict, sizes: tuple[str, str]) -> None:
-    """tokens must be a multiple of every seq_len, d_model of every head_dim."""
+    """tokens must be a multiple of every seq_len, d_model of every head_dim, and
+    every kv_heads must divide every number of heads."""
     for total, part in (("tokens", "seq_len"), ("d_model", "head_dim")):
         if total not in sizes:
             continue
@@ -211,6 +213,13 @@ def _check_divisible(path: str, where: str, grid: dict, sizes: tuple[str, str]) 
                 if whole % piece:
                     raise msg.error(path, f"{where}.{total}",
                                     f"{total} = {whole} is not a multiple of {part} = {piece}")
+    heads = grid["heads"] if "heads" in grid else [
+        d // h for d in grid["d_model"] for h in grid["head_dim"]]
+    for kv in grid.get("kv_heads", ()):
+        for h in heads:
+            if h % kv:
+                raise msg.error(path, f"{where}.kv_heads",
+                                f"kv_heads = {kv} does not divide heads = {h}")
 
 
 def _concrete(shape: dict) -> dict:

@@ -23,7 +23,7 @@ GELU_APPROXIMATE = "tanh"
 
 CASE_FIELDS = (
     "suite", "workload", "backend", "variant", "mode", "dtype", "device",
-    "batch", "seq_len", "heads", "head_dim", "causal", "layers",
+    "batch", "seq_len", "heads", "head_dim", "causal", "layers", "kv_heads",
 )
 
 RESULT_COLUMNS = (
@@ -52,6 +52,22 @@ class Case:
     head_dim: int
     causal: bool
     layers: int = 1
+    # Key/value heads, dividing `heads`: query head h reads key/value head
+    # h // (heads // kv_heads). Equal to heads (the default) is multi-head
+    # attention, 1 multi-query, in between grouped-query (Llama 3: 32 and 8).
+    kv_heads: int | None = None
+
+    def __post_init__(self):
+        kv = self.kv_heads
+        kv = self.heads if kv is None or kv != kv or kv == 0 else int(kv)   # None, NaN: MHA
+        if kv < 1 or self.heads % kv:
+            raise ValueError(f"kv_heads = {kv} must divide heads = {self.heads}")
+        object.__setattr__(self, "kv_heads", kv)
+
+    @property
+    def group(self) -> int:
+        """Query heads per key/value head."""
+        return self.heads // self.kv_heads
 
     @property
     def d_model(self) -> int:
@@ -66,7 +82,9 @@ class Case:
     def shape_key(self) -> str:
         """What fixes the numbers: same key, same weights, inputs and reference."""
         causal = "causal" if self.causal else "full"
-        return (f"{self.workload}-B{self.batch}-N{self.seq_len}-H{self.heads}"
+        # Named only when grouped, so multi-head keys (seeds, caches) stay as they were.
+        kv = "" if self.kv_heads == self.heads else f"-KV{self.kv_heads}"
+        return (f"{self.workload}-B{self.batch}-N{self.seq_len}-H{self.heads}{kv}"
                 f"-D{self.head_dim}-L{self.n_layers}-{causal}")
 
     @property
@@ -91,7 +109,10 @@ class Case:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Case":
-        return cls(**{k: d[k] for k in CASE_FIELDS})
+        return cls(**{k: d[k] for k in CASE_FIELDS if k != "kv_heads"},
+                   kv_heads=d.get("kv_heads"))      # rows from before it: MHA
 
     def replace(self, **changes) -> "Case":
+        if "heads" in changes and "kv_heads" not in changes and self.kv_heads == self.heads:
+            changes["kv_heads"] = None        # multi-head stays multi-head
         return dataclasses.replace(self, **changes)

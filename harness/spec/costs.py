@@ -3,7 +3,9 @@
 FLOPs (docs/measurement.md, the FlashAttention benchmarks' convention):
 - attention core forward: 4*B*H*N^2*D; causal counts half; train is 3.5x forward
   (backward is 2.5x);
-- projections of mha: 8*B*N*d^2; the MLP of a block: 16*B*N*d^2; a matmul's
+- projections of mha: 4*B*N*d^2 for Q and O, 4*B*N*d*(kv_heads*D) for K and V
+  (8*B*N*d^2 with as many key/value heads as query heads); the MLP of a block:
+  16*B*N*d^2; grouped heads leave the core's count as it is; a matmul's
   backward is 2x its forward, so train is 3x;
 - softmax, LayerNorm, GELU, bias adds and residuals are not counted.
 
@@ -40,7 +42,8 @@ def flops(case: Case) -> int:
     core = core * 7 // 2 if train else core          # 3.5x, exact in integers
     if case.workload == "attention":
         return core
-    dense = 8 * b * n * d * d                        # Q, K, V, O projections
+    kv = case.kv_heads * case.head_dim
+    dense = 4 * b * n * d * d + 4 * b * n * d * kv   # Q and O, then K and V
     if case.workload in ("block", "transformer"):
         dense += 16 * b * n * d * d                  # the MLP, width 4d
     if train:

@@ -25,17 +25,18 @@ class Param:
     name: str                   # inside one block: "wq", "ln1_g"
     module: str                 # the sub-layer holding it: "mha/q", "ln1", "w1"
     role: str                   # WEIGHT, BIAS, GAIN or SHIFT
-    shape: tuple[str, ...]      # "d" = d_model, "mlp" = MLP_RATIO * d_model
+    shape: tuple[str, ...]      # "d" = d_model, "mlp" = MLP_RATIO * d_model,
+                                # "kv" = kv_heads * head_dim
 
 
 # The block's parameters; its mha's are the first eight, a stack's final LayerNorm follows.
 BLOCK = (
     Param("wq", "mha/q", WEIGHT, ("d", "d")),
     Param("bq", "mha/q", BIAS, ("d",)),
-    Param("wk", "mha/k", WEIGHT, ("d", "d")),
-    Param("bk", "mha/k", BIAS, ("d",)),
-    Param("wv", "mha/v", WEIGHT, ("d", "d")),
-    Param("bv", "mha/v", BIAS, ("d",)),
+    Param("wk", "mha/k", WEIGHT, ("d", "kv")),
+    Param("bk", "mha/k", BIAS, ("kv",)),
+    Param("wv", "mha/v", WEIGHT, ("d", "kv")),
+    Param("bv", "mha/v", BIAS, ("kv",)),
     Param("wo", "mha/o", WEIGHT, ("d", "d")),
     Param("bo", "mha/o", BIAS, ("d",)),
     Param("ln1_g", "ln1", GAIN, ("d",)),
@@ -68,7 +69,8 @@ def layer_module(i: int) -> str:
 def layer_params(case: Case) -> tuple[Placed, ...]:
     """Every parameter of the workload, in draw order (none for the attention core).
     The mha workload's module is the attention layer itself, so its paths start at q."""
-    sizes = {"d": case.d_model, "mlp": MLP_RATIO * case.d_model}
+    sizes = {"d": case.d_model, "mlp": MLP_RATIO * case.d_model,
+             "kv": case.kv_heads * case.head_dim}
 
     def place(p: Param, name: str, module: str) -> Placed:
         return Placed(name, module, p.role, tuple(sizes[s] for s in p.shape))

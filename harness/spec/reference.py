@@ -100,7 +100,8 @@ def _add_rows(nx: Numerics, full, part, rows):
 def mha(nx: Numerics, x, w: dict, heads: int, causal: bool, rows=None):
     """Queries for the wanted rows only; keys and values for every row."""
     b, _, d = x.shape
-    split = lambda t: t.reshape(b, t.shape[1], heads, d // heads)   # head h: h*D:(h+1)*D
+    # head h: columns h*D:(h+1)*D; k and v have as many heads as their width holds
+    split = lambda t: t.reshape(b, t.shape[1], t.shape[2] // (d // heads), d // heads)
     q, cq = linear(nx, _take(x, rows), w["q"])
     k, ck = linear(nx, x, w["k"])
     v, cv = linear(nx, x, w["v"])
@@ -117,8 +118,8 @@ def mha_backward(nx: Numerics, dout, cache):
     heads = ca[0].shape[1]
     dq, dk, dv = attention_backward(nx, do.reshape(b, wanted, heads, d // heads), ca)
     dxq, grads["q"] = linear_backward(nx, dq.reshape(b, wanted, d), cq)
-    dxk, grads["k"] = linear_backward(nx, dk.reshape(b, dk.shape[1], d), ck)
-    dxv, grads["v"] = linear_backward(nx, dv.reshape(b, dv.shape[1], d), cv)
+    dxk, grads["k"] = linear_backward(nx, dk.reshape(b, dk.shape[1], -1), ck)
+    dxv, grads["v"] = linear_backward(nx, dv.reshape(b, dv.shape[1], -1), cv)
     return nx.r(_add_rows(nx, dxk, dxq, rows).astype(nx.wide, copy=False) + dxv), grads
 
 

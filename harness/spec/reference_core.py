@@ -61,9 +61,12 @@ def _probabilities(nx: Numerics, qt, kt, q_pos, causal: bool):
 def attention(nx: Numerics, q, k, v, causal: bool, q_pos=None):
     """softmax(q k^T / sqrt(D) + mask) v per head, softmax in float32 or wider.
     q: (B, S, H, D), the query rows at positions q_pos (all N rows when None);
-    k, v: (B, N, H, D). Returns the S output rows and the backward's cache."""
+    k, v: (B, N, KV, D), KV dividing H: query head h reads key/value head
+    h // (H // KV). Returns the S output rows and the backward's cache."""
     q_pos = np.arange(q.shape[1]) if q_pos is None else np.asarray(q_pos)
+    group = q.shape[2] // k.shape[2]
     qt, kt, vt = (a.transpose(0, 2, 1, 3) for a in (q, k, v))      # (B, H, rows, D)
+    kt, vt = (np.repeat(a, group, axis=1) for a in (kt, vt))       # a copy per query head
     blocks = _blocks(q_pos, q.shape[0] * q.shape[2], k.shape[1])
     outs, kept = [], None
     for block in blocks:
@@ -71,14 +74,14 @@ def attention(nx: Numerics, q, k, v, causal: bool, q_pos=None):
         outs.append(nx.mm(probs[0], vt))
         kept = probs if len(blocks) == 1 else None    # one small block: keep, not recompute
     o = np.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
-    return o.transpose(0, 2, 1, 3), (qt, kt, vt, q_pos, causal, blocks, kept)
+    return o.transpose(0, 2, 1, 3), (qt, kt, vt, q_pos, causal, blocks, kept, group)
 
 
 def attention_backward(nx: Numerics, do, cache, key_rows=None):
     """Gradients for the query rows of the forward (dq) and for the keys and
-    values at `key_rows` (all when None): dk, dv sum over those query rows, each
-    stored once."""
-    qt, kt, vt, q_pos, causal, blocks, kept = cache
+    values at `key_rows` (all when None): dk, dv sum over those query rows (and
+    over the query heads sharing a key/value head), each stored once."""
+    qt, kt, vt, q_pos, causal, blocks, kept, group = cache
     dot = do.transpose(0, 2, 1, 3)
     keys = slice(None) if key_rows is None else key_rows
     dq_parts, dk, dv = [], 0.0, 0.0
@@ -92,4 +95,6 @@ def attention_backward(nx: Numerics, do, cache, key_rows=None):
         dq_parts.append(nx.mm(ds, kt))
         dk = dk + nx.mm_wide(ds[..., keys].swapaxes(-1, -2), qb)
     dq = np.concatenate(dq_parts, axis=2) if len(dq_parts) > 1 else dq_parts[0]
+    b, h, rows, d = dk.shape
+    dk, dv = (a.reshape(b, h // group, group, rows, d).sum(axis=2) for a in (dk, dv))
     return tuple(a.transpose(0, 2, 1, 3) for a in (dq, nx.r(dk), nx.r(dv)))

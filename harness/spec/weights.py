@@ -23,9 +23,9 @@ def weight_shapes(case: Case) -> dict[str, tuple[int, ...]]:
 
 def input_shapes(case: Case) -> dict[str, tuple[int, ...]]:
     """Inputs in draw order; `g` (the output cotangent) only in train mode."""
-    b, n, h, dh = case.batch, case.seq_len, case.heads, case.head_dim
+    b, n, h, dh, kv = case.batch, case.seq_len, case.heads, case.head_dim, case.kv_heads
     if case.workload == "attention":
-        shapes = {"q": (b, n, h, dh), "k": (b, n, h, dh), "v": (b, n, h, dh)}
+        shapes = {"q": (b, n, h, dh), "k": (b, n, kv, dh), "v": (b, n, kv, dh)}
         out = (b, n, h, dh)
     else:
         shapes = {"x": (b, n, case.d_model)}
