@@ -64,3 +64,19 @@ def test_torch_sdpa_with_enable_gqa_agrees_with_the_reference_in_float64(kv):
                                                            enable_gqa=True)
     want = reference.outputs(case, {}, x)["out"]
     np.testing.assert_allclose(out.transpose(1, 2).numpy(), want, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("kv, bites", [(2, True), (3, True), (1, False)])
+def test_a_planted_wrong_grouping_is_caught_where_it_bites(kv, bites):
+    """Tiling the key/value heads (query head h reads h % kv_heads) in place of
+    repeating each (h // group): the check must fail it, except with one key/value
+    head, where both read the same head and the planted fault changes nothing."""
+    torch = pytest.importorskip("torch")
+    case = grouped("torch", "eager", "attention", "forward", kv).replace(device="cpu")
+    w, x, exact, low = data(case)
+    q, k, v = (torch.from_numpy(x[n]).transpose(1, 2) for n in "qkv")
+    group = HEADS // kv
+    tiled = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1), is_causal=True)
+    verdict = judge({"out": tiled.transpose(1, 2).numpy()}, exact, low, case.dtype)
+    assert verdict.correct is not bites, verdict
