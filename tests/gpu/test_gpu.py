@@ -111,6 +111,22 @@ def test_each_pinned_sdpa_kernel_runs_correctly_and_is_recorded(variant, kernel,
     assert verdict.correct, verdict
 
 
+@pytest.mark.parametrize("backend, variant", [
+    ("torch", "sdpa"), ("torch", "sdpa-flash"), ("torch", "sdpa-efficient"),
+    ("torch", "sdpa-math"), ("torch", "sdpa-cudnn"), ("torch", "eager"),
+    ("jax", "jit"), ("jax", "dpa"), ("jax", "dpa-cudnn")])
+@pytest.mark.parametrize("mode", ["forward", "train"])
+def test_grouped_heads_on_every_gpu_kernel_match_float64(backend, variant, mode):
+    """kv_heads 2 of 6 query heads, bfloat16: a kernel that cannot group heads is
+    refused up front with its reason (a skip here); one that runs must be right,
+    and torch's must be the kernel the probe named."""
+    c = case(backend, variant, mode=mode).replace(heads=6, kv_heads=2, head_dim=64)
+    prepared, _, _, verdict = run(c)
+    if backend == "torch" and variant.startswith("sdpa-"):
+        assert prepared.kernel.startswith("sdpa ") and "unknown" not in prepared.kernel
+    assert verdict.correct, verdict
+
+
 @pytest.mark.parametrize("head_dim", [64, 512])
 def test_the_pinned_kernel_probe_agrees_with_running_the_case(head_dim):
     """`unsupported` asks torch up front which SDPA kernel would run. Where it says
