@@ -54,6 +54,9 @@ def _faulty_core(fault: str):
     import torch
 
     def core(q, k, v, causal):
+        if k.shape[1] != q.shape[1]:        # grouped heads, as torch eager groups them
+            group = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         d = q.shape[-1]
         scores = torch.matmul(q, k.transpose(-2, -1)) * _scale(fault, d)
         if causal:

@@ -37,12 +37,13 @@ def test_check_passes_exact_and_fails_every_planted_fault(tmp_path):
     assert verdicts.pop("slow") == {"pass"}
     assert verdicts.pop("spins") == {"pass"}
     assert verdicts == {v: {"FAIL"} for v in FAILING}
-    assert sum(1 for r in rows if r["variant"] == "exact") == 4
+    # and once more causal with grouped heads, per mode
+    assert sum(1 for r in rows if r["variant"] == "exact") == 6
     md = (out / "check.md").read_text()
     assert "| faulty | exact | pass" in md
     for variant in FAILING:
         assert f"| faulty | {variant} | FAIL" in md, md
-    assert f"## Failures: {4 * len(FAILING)}" in md
+    assert f"## Failures: {6 * len(FAILING)}" in md
 
 
 def test_check_catches_each_planted_bug_in_float32(tmp_path):
@@ -93,9 +94,10 @@ def test_check_compares_backends_pairwise_and_flags_the_one_that_differs(tmp_pat
     assert proc.returncode == 1, proc.stderr[-3000:]
     with open(out / "pairs.csv") as f:
         pairs = list(csv.DictReader(f))
-    # 2 modes x 2 masks, torch eager against each of the two planted variants (float32:
-    # a 2% scale error hides in bfloat16's rounding, as the planted check's docs say)
-    assert len(pairs) == 8
+    # 2 modes x (2 masks and grouped heads), torch eager against each of the two planted
+    # variants (float32: a 2% scale error hides in bfloat16's rounding, as the planted
+    # check's docs say)
+    assert len(pairs) == 12
     assert {(p["a"], p["b"]) for p in pairs} == {("torch eager", "planted none"),
                                                  ("torch eager", "planted scale")}
     for pair in pairs:
@@ -106,9 +108,9 @@ def test_check_compares_backends_pairwise_and_flags_the_one_that_differs(tmp_pat
     md = (out / "check.md").read_text()
     assert "## Backends against each other" in md
     assert "| torch : planted | agree" not in md       # the scale bug is in every cell
-    assert "## Disagreements: 4" in md
+    assert "## Disagreements: 6" in md
     assert "planted scale differs" not in md and "torch eager vs planted scale" in md
-    assert "8 backend pairs: 4 disagree" in proc.stderr
+    assert "12 backend pairs: 6 disagree" in proc.stderr
     assert not (out / "outputs").exists()                # removed once compared
 
 
@@ -130,7 +132,7 @@ def test_a_bfloat16_only_variant_says_what_its_check_resolves(tmp_path):
     with open(out / "check.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["verdict"] != "unsupported"]
     low = [r for r in rows if r["variant"] == LOW_SCALE]
-    assert {r["dtype"] for r in low} == {"bfloat16"} and len(low) == 8
+    assert {r["dtype"] for r in low} == {"bfloat16"} and len(low) == 12   # 2 x 2 x 3
     # The fault shows (worse than the control's bfloat16 cases), but stays under 2:
     # if this starts failing, the check resolves it now; say so in docs/correctness.md.
     control = max(float(r["err_ratio"]) for r in rows

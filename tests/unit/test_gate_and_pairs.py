@@ -15,9 +15,13 @@ from harness.spec import DTYPES, MODES, WORKLOADS, Case, reference
 from harness.spec.weights import make_inputs, make_weights
 
 
+def multi_head(cases: list[Case]) -> list[Case]:
+    return [c for c in cases if c.kv_heads == c.heads]
+
+
 def test_covering_design_meets_every_shape_with_every_factor_at_half_the_cases():
-    full = grid.grid(["torch"], all_shapes=True)
-    design = grid.grid(["torch"])
+    full = multi_head(grid.grid(["torch"], all_shapes=True))
+    design = multi_head(grid.grid(["torch"]))
     assert len(design) * len(grid.SHAPES) == len(full)
     assert set(design) <= set(full)
     shape_of = {tuple(s.values()): i for i, s in enumerate(grid.SHAPES)}
@@ -40,6 +44,23 @@ def test_covering_design_meets_every_shape_with_every_factor_at_half_the_cases()
         cpu = [c for c in cases if c.dtype != "tf32"]
         assert {(shape(c), c.causal) for c in cpu} == \
             {(s, m) for s in range(len(grid.SHAPES)) for m in (False, True)}
+
+
+def test_every_configuration_is_also_checked_with_grouped_heads_once():
+    cases = grid.grid(["torch", "jax"])
+    grouped = [c for c in cases if c.kv_heads != c.heads]
+    keys = {(c.backend, c.variant, c.workload, c.mode, c.dtype) for c in cases}
+    assert sorted((c.backend, c.variant, c.workload, c.mode, c.dtype) for c in grouped) \
+        == sorted(keys)
+    assert all(c.causal and c.group == 3 for c in grouped)
+
+
+def test_a_grouped_configuration_is_gated_on_its_own_with_grouped_cases():
+    base = Case("s", "mha", "torch", "sdpa", "train", "float32", "cpu", 1, 1024, 8, 64, True)
+    gated = grid.gate_cases([base, base.replace(kv_heads=2)])
+    assert len({gate.config_key(c) for c in gated}) == 2
+    assert sorted(c.kv_heads for c in gated) == sorted(
+        [s["heads"] for s in grid.SHAPES] + [1] * len(grid.SHAPES))
 
 
 def test_gate_cases_cover_each_configuration_once_at_every_shape():
