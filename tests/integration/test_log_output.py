@@ -13,6 +13,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from harness.correctness.grid import grid
 from harness.report.run_report import on_screen, print_whole
 
 from .runs_helpers import PLUGIN, ROOT, RUN_LIMIT_S, write_suite
@@ -46,11 +47,12 @@ def test_check_into_a_pipe_keeps_every_name_whole(tmp_path):
     header = next(line for line in proc.stdout.splitlines() if "float32" in line)
     assert all(d in header for d in ("tf32", "bfloat16", "float16")), header
     # One line per finished batch (a backend and mode), each whole:
-    # "torch train on cpu: 48 cases, 0 failed (30 s); 48/96 cases, ...".
+    # "torch train on cpu: 60 cases, 0 failed (30 s); 60/120 cases, ...".
     lines = [line for line in proc.stderr.splitlines() if BATCH_LINE.search(line)]
     assert {line.split(" on cpu")[0] for line in lines} == {"torch forward", "torch train"}
     done = [int(BATCH_LINE.search(line).group(1)) for line in lines]
-    assert done == sorted(done) and BATCH_LINE.search(lines[-1]).group(1, 2) == ("96", "96")
+    total = str(len(grid(["torch"], workloads=["attention"], variants=TORCH_VARIANTS)))
+    assert done == sorted(done) and BATCH_LINE.search(lines[-1]).group(1, 2) == (total, total)
 
 
 def test_run_into_a_pipe_prints_batch_lines_and_a_whole_summary(tmp_path):
