@@ -117,25 +117,19 @@ class QuietWindows:
         with self.cond:
             return member.credit()
 
-    @contextmanager
     def outside(self):
         """Around the runner's own work that no member's message carries (refusal
         and failure rows, starting a worker, removing its scratch folder): it waits
         for the open window to close, and none opens meanwhile."""
-        with self.cond:
-            self.cond.wait_for(lambda: self.holder is None)
-            self.busy += 1
-        try:
-            yield
-        finally:
-            with self.cond:
-                self._tick()
-                self.busy -= 1
-                self._open_when_idle()
+        return self._busy(None)
 
-    @contextmanager
     def handling(self, member: Member):
         """Around the runner's work on one of the member's messages."""
+        return self._busy(member)
+
+    @contextmanager
+    def _busy(self, member: Member | None):
+        """Once no window but `member`'s is open; no window opens until it ends."""
         with self.cond:
             self.cond.wait_for(lambda: self.holder in (None, member))
             self.busy += 1
