@@ -47,10 +47,10 @@ def swap_heads(a: np.ndarray) -> np.ndarray:
 def workload_module(case: Case, classes: tuple[Callable, Callable, Callable], *args, **kwargs):
     """The workload's module from a backend's (MultiHeadAttention, Block, Transformer)
     classes, each called as cls(d_model, heads, causal, *args, [layers=], kv_heads=,
-    **kwargs)."""
+    window=, **kwargs)."""
     mha, block, transformer = classes
     shape = (case.d_model, case.heads, case.causal, *args)
-    kwargs = {**kwargs, "kv_heads": case.kv_heads}
+    kwargs = {**kwargs, "kv_heads": case.kv_heads, "window": case.window}
     if case.workload == "mha":
         return mha(*shape, **kwargs)
     if case.workload == "block":

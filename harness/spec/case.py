@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 
 WORKLOADS = ("attention", "mha", "block", "transformer")
-MODES = ("forward", "train")
+MODES = ("forward", "train", "decode")
 DTYPES = ("float32", "tf32", "bfloat16", "float16")
 STATUSES = ("ok", "error", "oom", "timeout", "unsupported")
 
@@ -24,6 +24,7 @@ GELU_APPROXIMATE = "tanh"
 CASE_FIELDS = (
     "suite", "workload", "backend", "variant", "mode", "dtype", "device",
     "batch", "seq_len", "heads", "head_dim", "causal", "layers", "kv_heads",
+    "q_len", "window",
 )
 
 RESULT_COLUMNS = (
@@ -56,13 +57,35 @@ class Case:
     # h // (heads // kv_heads). Equal to heads (the default) is multi-head
     # attention, 1 multi-query, in between grouped-query (Llama 3: 32 and 8).
     kv_heads: int | None = None
+    # Query rows, against seq_len keys: fewer in decode (1 by default there), or on
+    # the attention core alone; the causal mask aligns bottom-right, so query i sits
+    # at position seq_len - q_len + i (FlashAttention >= 2.1).
+    q_len: int | None = None
+    # Sliding window (with causal): the query at position p sees keys p - window < j <= p.
+    window: int | None = None
 
     def __post_init__(self):
-        kv = self.kv_heads
-        kv = self.heads if kv is None or kv != kv or kv == 0 else int(kv)   # None, NaN: MHA
+        kv = _given(self.kv_heads) or self.heads                   # None, NaN: MHA
         if kv < 1 or self.heads % kv:
             raise ValueError(f"kv_heads = {kv} must divide heads = {self.heads}")
+        q_len = _given(self.q_len) or (1 if self.mode == "decode" else self.seq_len)
+        if not 1 <= q_len <= self.seq_len:
+            raise ValueError(f"q_len = {q_len} must be 1 to seq_len = {self.seq_len}")
+        if q_len < self.seq_len and self.workload != "attention" and self.mode != "decode":
+            raise ValueError(f"q_len < seq_len runs the attention core, or {self.workload} "
+                             "in mode decode (against a KV cache)")
+        window = _given(self.window)
+        if window is not None and (window < 1 or not self.causal):
+            raise ValueError(f"window = {window}: a sliding window is 1 key or more, "
+                             "with causal = true")
         object.__setattr__(self, "kv_heads", kv)
+        object.__setattr__(self, "q_len", q_len)
+        object.__setattr__(self, "window", window)
+
+    @property
+    def q_offset(self) -> int:
+        """The position of the first query row (bottom-right alignment)."""
+        return self.seq_len - self.q_len
 
     @property
     def group(self) -> int:
@@ -84,8 +107,10 @@ class Case:
         causal = "causal" if self.causal else "full"
         # Named only when grouped, so multi-head keys (seeds, caches) stay as they were.
         kv = "" if self.kv_heads == self.heads else f"-KV{self.kv_heads}"
-        return (f"{self.workload}-B{self.batch}-N{self.seq_len}-H{self.heads}{kv}"
-                f"-D{self.head_dim}-L{self.n_layers}-{causal}")
+        q = f"-Q{self.q_len}" if self.q_len != self.seq_len or self.mode == "decode" else ""
+        window = f"-W{self.window}" if self.window else ""
+        return (f"{self.workload}-B{self.batch}-N{self.seq_len}{q}-H{self.heads}{kv}"
+                f"-D{self.head_dim}-L{self.n_layers}-{causal}{window}")
 
     @property
     def name(self) -> str:
@@ -109,10 +134,25 @@ class Case:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Case":
-        return cls(**{k: d[k] for k in CASE_FIELDS if k != "kv_heads"},
-                   kv_heads=d.get("kv_heads"))      # rows from before it: MHA
+        # Rows from before an optional field: MHA, every query row, no window.
+        return cls(**{k: d[k] for k in CASE_FIELDS if k not in OPTIONAL_FIELDS},
+                   **{k: d.get(k) for k in OPTIONAL_FIELDS})
 
     def replace(self, **changes) -> "Case":
         if "heads" in changes and "kv_heads" not in changes and self.kv_heads == self.heads:
             changes["kv_heads"] = None        # multi-head stays multi-head
+        if ({"seq_len", "mode"} & set(changes) and "q_len" not in changes
+                and self.q_len == self.seq_len):
+            changes["q_len"] = None           # every row stays every row
         return dataclasses.replace(self, **changes)
+
+
+# Fields later than the first contract: None (or absent) means their default.
+OPTIONAL_FIELDS = ("kv_heads", "q_len", "window")
+
+
+def _given(value) -> int | None:
+    """An optional integer field as given: None for None, NaN (a pandas row) or 0."""
+    if value is None or value != value or value == 0:
+        return None
+    return int(value)

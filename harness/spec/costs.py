@@ -1,12 +1,14 @@
 """Analytic FLOPs and memory of a Case, by one stated convention.
 
 FLOPs (docs/measurement.md, the FlashAttention benchmarks' convention):
-- attention core forward: 4*B*H*N^2*D; causal counts half; train is 3.5x forward
-  (backward is 2.5x);
-- projections of mha: 4*B*N*d^2 for Q and O, 4*B*N*d*(kv_heads*D) for K and V
-  (8*B*N*d^2 with as many key/value heads as query heads); the MLP of a block:
-  16*B*N*d^2; grouped heads leave the core's count as it is; a matmul's
-  backward is 2x its forward, so train is 3x;
+- attention core forward: 4*B*H*D times the area the mask leaves visible, positions
+  taken as continuous: 4*B*H*N^2*D without a mask, half causal; q_len*N with fewer
+  queries (q_len*N - q_len^2/2 causal: half a pair a query under the exact count);
+  about window*q_len under a window; train is 3.5x forward (backward is 2.5x);
+- projections of mha: 4*T*d^2 for Q and O, 4*T*d*(kv_heads*D) for K and V, T the
+  tokens (B*N, or B*q_len in decode; 8*T*d^2 with as many key/value heads as
+  query heads); the MLP of a block: 16*T*d^2; grouped heads leave the core's
+  count as it is; a matmul's backward is 2x its forward, so train is 3x;
 - softmax, LayerNorm, GELU, bias adds and residuals are not counted.
 
 Memory, in the Case's storage dtype (tf32 stores float32):
@@ -14,7 +16,7 @@ Memory, in the Case's storage dtype (tf32 stores float32):
   before the step starts;
 - output_bytes: what one step returns: the output, and in train mode a gradient
   for every input and weight;
-- scores_bytes: one B x H x N x N attention matrix. A naive implementation
+- scores_bytes: one B x H x q_len x N attention matrix. A naive implementation
   materializes several per layer (scores, probabilities; train keeps the
   probabilities of every layer for the backward); fused kernels materialize none.
 Measured peak_mem_bytes (memory.py) excludes resident_bytes: it is what the step
@@ -29,23 +31,41 @@ from harness.spec.precision import ITEMSIZE
 from harness.spec.weights import input_shapes, weight_shapes
 
 
+def visible_area_x2(case: Case) -> int:
+    """Twice the area the mask leaves visible in the (query position, key position)
+    plane, positions taken as continuous (FlashAttention's N^2/2 for a causal square):
+    the queries sit at seq_len - q_len to seq_len (bottom-right), the one at p sees
+    keys up to p (causal) and past p - window (a window). Twice, to stay an integer."""
+    n, first = case.seq_len, case.q_offset
+    if not case.causal:
+        return 2 * case.q_len * n
+    w = case.window or n
+    ramp_end = min(n, max(first, w))            # up to here a query sees p keys, then w
+    return ramp_end ** 2 - first ** 2 + 2 * w * (n - ramp_end)
+
+
 def attention_flops(case: Case) -> int:
-    core = 4 * case.batch * case.heads * case.seq_len ** 2 * case.head_dim
-    return core // 2 if case.causal else core
+    """4 FLOPs per visible (query, key) pair and head_dim: q k^T and p v, 2 each."""
+    return 2 * case.batch * case.heads * case.head_dim * visible_area_x2(case)
+
+
+def tokens(case: Case) -> int:
+    """Rows the projections and the MLP run on: the new tokens in decode mode."""
+    return case.batch * (case.q_len if case.mode == "decode" else case.seq_len)
 
 
 def flops(case: Case) -> int:
     """Floating-point operations of one step (forward, or forward + backward)."""
     train = case.mode == "train"
-    b, n, d = case.batch, case.seq_len, case.d_model
+    d = case.d_model
     core = attention_flops(case)
     core = core * 7 // 2 if train else core          # 3.5x, exact in integers
     if case.workload == "attention":
         return core
     kv = case.kv_heads * case.head_dim
-    dense = 4 * b * n * d * d + 4 * b * n * d * kv   # Q and O, then K and V
+    dense = 4 * tokens(case) * d * (d + kv)          # Q and O, then K and V
     if case.workload in ("block", "transformer"):
-        dense += 16 * b * n * d * d                  # the MLP, width 4d
+        dense += 16 * tokens(case) * d * d           # the MLP, width 4d
     if train:
         dense *= 3
     return case.n_layers * (dense + core)
@@ -62,8 +82,19 @@ def memory(case: Case) -> dict[str, int]:
     return {
         "resident_bytes": size * (weights + input_elems),
         "output_bytes": size * output,
-        "scores_bytes": size * case.batch * case.heads * case.seq_len ** 2,
+        "scores_bytes": size * case.batch * case.heads * case.q_len * case.seq_len,
     }
+
+
+def bytes_moved(case: Case) -> int:
+    """The least a step must move to or from device memory: read every weight and
+    input once, write every output once and, in decode mode, the new tokens' keys and
+    values into the caches. Decoding is bound by it, not by FLOPs."""
+    mem = memory(case)
+    cache_writes = 0
+    if case.mode == "decode" and case.workload != "attention":
+        cache_writes = 2 * case.n_layers * tokens(case) * case.kv_heads * case.head_dim
+    return mem["resident_bytes"] + mem["output_bytes"] + ITEMSIZE[case.dtype] * cache_writes
 
 
 def reference_bytes(case: Case) -> int:
@@ -71,6 +102,6 @@ def reference_bytes(case: Case) -> int:
     were they to keep every attention matrix (float64 scores, probabilities and their
     gradients, a float32 copy of each; train keeps every layer's): past
     sampling.FULL_REFERENCE_LIMIT_BYTES a cell is judged on sampled rows instead."""
-    scores = case.batch * case.heads * case.seq_len ** 2
+    scores = case.batch * case.heads * case.q_len * case.seq_len
     layers = case.n_layers if case.mode == "train" else 1
     return scores * (3 * 8 + 3 * 4) * layers

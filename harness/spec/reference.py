@@ -97,15 +97,21 @@ def _add_rows(nx: Numerics, full, part, rows):
     return out
 
 
-def mha(nx: Numerics, x, w: dict, heads: int, causal: bool, rows=None):
-    """Queries for the wanted rows only; keys and values for every row."""
+def mha(nx: Numerics, x, w: dict, heads: int, mask: tuple, rows=None, cache=None):
+    """Queries for the wanted rows only; keys and values for every row. `mask` is
+    (causal, window). With `cache` (decode: this layer's k and v caches, (B, N, KV, D)),
+    x holds the new tokens, whose keys and values overwrite the caches' last rows."""
     b, _, d = x.shape
     # head h: columns h*D:(h+1)*D; k and v have as many heads as their width holds
     split = lambda t: t.reshape(b, t.shape[1], t.shape[2] // (d // heads), d // heads)
     q, cq = linear(nx, _take(x, rows), w["q"])
     k, ck = linear(nx, x, w["k"])
     v, cv = linear(nx, x, w["v"])
-    o, ca = attention(nx, split(q), split(k), split(v), causal, rows)
+    k, v = split(k), split(v)
+    if cache is not None:
+        k, v = (np.concatenate([c[:, :c.shape[1] - new.shape[1]], new], axis=1)
+                for c, new in zip(cache, (k, v)))
+    o, ca = attention(nx, split(q), k, v, mask[0], rows, mask[1])
     out, co = linear(nx, o.reshape(b, o.shape[1], d), w["o"])
     return out, (cq, ck, cv, ca, co, rows)
 
@@ -123,9 +129,9 @@ def mha_backward(nx: Numerics, dout, cache):
     return nx.r(_add_rows(nx, dxk, dxq, rows).astype(nx.wide, copy=False) + dxv), grads
 
 
-def block(nx: Numerics, x, w: dict, heads: int, causal: bool, rows=None):
+def block(nx: Numerics, x, w: dict, heads: int, mask: tuple, rows=None, cache=None):
     a, c1 = layernorm(nx, x, w["ln1"])
-    m, cm = mha(nx, a, params.within(w, params.ATTENTION), heads, causal, rows)
+    m, cm = mha(nx, a, params.within(w, params.ATTENTION), heads, mask, rows, cache)
     h = nx.r(_take(x, rows).astype(nx.wide, copy=False) + m)
     c, c2 = layernorm(nx, h, w["ln2"])
     u, cu = linear(nx, c, w["w1"])
@@ -154,8 +160,10 @@ def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool,
     # Queries and the output's cotangent only for the wanted rows; the rest in full.
     x = {k: nx.r(_take(v, rows) if k in ("q", "g") else v) for k, v in inputs.items()}
     g = x["g"] if train else None
+    mask = (case.causal, case.window)
     if case.workload == "attention":
-        out, cache = attention(nx, x["q"], x["k"], x["v"], case.causal, rows)
+        q_pos = None if rows is None else case.q_offset + np.asarray(rows)
+        out, cache = attention(nx, x["q"], x["k"], x["v"], case.causal, q_pos, case.window)
         if not train:
             return {"out": out}
         # With rows: dq of those queries, dk and dv of the keys at the same positions.
@@ -164,7 +172,7 @@ def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool,
     if case.workload in ("mha", "block"):
         layer, layer_backward = (mha, mha_backward) if case.workload == "mha" \
             else (block, block_backward)
-        out, cache = layer(nx, x["x"], w, case.heads, case.causal, rows)
+        out, cache = layer(nx, x["x"], w, case.heads, mask, rows, _kv_cache(x, 0))
         if not train:
             return {"out": out}
         dx, grads = layer_backward(nx, g, cache)
@@ -173,7 +181,8 @@ def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool,
     for i in range(case.n_layers):     # every row of every layer but the last feeds it
         last = i == case.n_layers - 1
         layer = params.within(w, params.layer_module(i))
-        h, c = block(nx, h, layer, case.heads, case.causal, rows if last else None)
+        h, c = block(nx, h, layer, case.heads, mask, rows if last else None,
+                     _kv_cache(x, i))
         caches.append(c)
     out, cf = layernorm(nx, h, w[params.FINAL_NORM])
     if not train:
@@ -186,6 +195,11 @@ def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool,
     return _pack(case, out, dh, grads)
 
 
+def _kv_cache(inputs: dict, layer: int):
+    """Layer `layer`'s (k, v) caches in decode mode; None otherwise."""
+    return (inputs["k_cache"][layer], inputs["v_cache"][layer]) if "k_cache" in inputs else None
+
+
 def _pack(case: Case, out, dx, grads: dict) -> dict:
     """Gradients by sub-layer, named as make_weights names the weights."""
     named = params.by_name(case, grads)
@@ -194,7 +208,7 @@ def _pack(case: Case, out, dx, grads: dict) -> dict:
 
 def outputs(case: Case, weights: dict, inputs: dict, dtype: str = "float64",
             rows=None) -> dict:
-    """The Case's results: {"out"} in forward mode; with "grad/<name>" for every
+    """The Case's results: {"out"} in forward and decode modes; with "grad/<name>" for every
     input and weight in train mode (gradients of sum(out * g)). With `rows`
     (sorted sequence positions), "out" holds those rows alone and the gradients
     are those of the loss on those rows, sum(out[:, rows] * g[:, rows]): whole,
@@ -202,7 +216,8 @@ def outputs(case: Case, weights: dict, inputs: dict, dtype: str = "float64",
     (harness/correctness/sampling.py). Under the causal mask the rows see no position past
     the last of them, so the sequence is cut there (its grad/x is zero past it)."""
     n = case.seq_len
-    seen = n if rows is None or not case.causal else int(np.max(rows)) + 1
+    cut = rows is not None and case.causal and case.q_len == n
+    seen = int(np.max(rows)) + 1 if cut else n
     if seen < n:
         inputs = {k: v[:, :seen] for k, v in inputs.items()}
     result = _run(case, Numerics(dtype), weights, inputs, case.mode == "train", rows)

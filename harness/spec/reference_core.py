@@ -46,48 +46,58 @@ def _blocks(q_pos: np.ndarray, batch_heads: int, n_keys: int) -> list[slice]:
     return [slice(i, i + rows) for i in range(0, len(q_pos), rows)]
 
 
-def _probabilities(nx: Numerics, qt, kt, q_pos, causal: bool):
+def hidden(q_pos: np.ndarray, n_keys: int, causal: bool, window: int | None) -> np.ndarray:
+    """(rows, keys): True where the query at position p may not see key j: j > p
+    under the causal mask, and j <= p - window under a sliding window."""
+    j, p = np.arange(n_keys)[None, :], np.asarray(q_pos)[:, None]
+    out = (j > p) if causal else np.zeros((len(q_pos), n_keys), bool)
+    return out | (j <= p - window) if window else out
+
+
+def _probabilities(nx: Numerics, qt, kt, q_pos, causal: bool, window: int | None):
     """Scores and softmax of one block of query rows: (p stored, p wide, scale)."""
     scale = 1.0 / np.sqrt(qt.shape[-1])
     s = nx.r(nx.mm(qt, kt.swapaxes(-1, -2)) * scale).astype(nx.wide, copy=False)
-    if causal:                        # key j is hidden from the query at position i when j > i
-        s = np.where(np.arange(kt.shape[2])[None, :] > q_pos[:, None], -np.inf, s)
+    if causal or window:
+        s = np.where(hidden(q_pos, kt.shape[2], causal, window), -np.inf, s)
     s -= s.max(axis=-1, keepdims=True)
     e = np.exp(s, out=s)
     p_wide = e / e.sum(axis=-1, keepdims=True)
     return nx.r(p_wide), p_wide, scale
 
 
-def attention(nx: Numerics, q, k, v, causal: bool, q_pos=None):
+def attention(nx: Numerics, q, k, v, causal: bool, q_pos=None, window: int | None = None):
     """softmax(q k^T / sqrt(D) + mask) v per head, softmax in float32 or wider.
-    q: (B, S, H, D), the query rows at positions q_pos (all N rows when None);
-    k, v: (B, N, KV, D), KV dividing H: query head h reads key/value head
+    q: (B, S, H, D), the query rows at positions q_pos (when None, the last S of
+    the N: the mask aligns bottom-right, as a decode step's queries follow the
+    cache); k, v: (B, N, KV, D), KV dividing H: query head h reads key/value head
     h // (H // KV). Returns the S output rows and the backward's cache."""
-    q_pos = np.arange(q.shape[1]) if q_pos is None else np.asarray(q_pos)
+    n = k.shape[1]
+    q_pos = np.arange(n - q.shape[1], n) if q_pos is None else np.asarray(q_pos)
     group = q.shape[2] // k.shape[2]
     qt, kt, vt = (a.transpose(0, 2, 1, 3) for a in (q, k, v))      # (B, H, rows, D)
     kt, vt = (np.repeat(a, group, axis=1) for a in (kt, vt))       # a copy per query head
     blocks = _blocks(q_pos, q.shape[0] * q.shape[2], k.shape[1])
     outs, kept = [], None
     for block in blocks:
-        probs = _probabilities(nx, qt[:, :, block], kt, q_pos[block], causal)
+        probs = _probabilities(nx, qt[:, :, block], kt, q_pos[block], causal, window)
         outs.append(nx.mm(probs[0], vt))
         kept = probs if len(blocks) == 1 else None    # one small block: keep, not recompute
     o = np.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
-    return o.transpose(0, 2, 1, 3), (qt, kt, vt, q_pos, causal, blocks, kept, group)
+    return o.transpose(0, 2, 1, 3), (qt, kt, vt, q_pos, (causal, window), blocks, kept, group)
 
 
 def attention_backward(nx: Numerics, do, cache, key_rows=None):
     """Gradients for the query rows of the forward (dq) and for the keys and
     values at `key_rows` (all when None): dk, dv sum over those query rows (and
     over the query heads sharing a key/value head), each stored once."""
-    qt, kt, vt, q_pos, causal, blocks, kept, group = cache
+    qt, kt, vt, q_pos, mask, blocks, kept, group = cache
     dot = do.transpose(0, 2, 1, 3)
     keys = slice(None) if key_rows is None else key_rows
     dq_parts, dk, dv = [], 0.0, 0.0
     for block in blocks:
         qb, dob = qt[:, :, block], dot[:, :, block]
-        p, p_wide, scale = kept or _probabilities(nx, qb, kt, q_pos[block], causal)
+        p, p_wide, scale = kept or _probabilities(nx, qb, kt, q_pos[block], *mask)
         dv = dv + nx.mm_wide(p[..., keys].swapaxes(-1, -2), dob)
         dp = nx.mm(dob, vt.swapaxes(-1, -2)).astype(nx.wide, copy=False)
         ds = nx.r(p_wide * (dp - (dp * p_wide).sum(axis=-1, keepdims=True)))

@@ -22,11 +22,19 @@ def weight_shapes(case: Case) -> dict[str, tuple[int, ...]]:
 
 
 def input_shapes(case: Case) -> dict[str, tuple[int, ...]]:
-    """Inputs in draw order; `g` (the output cotangent) only in train mode."""
+    """Inputs in draw order; `g` (the output cotangent) only in train mode; in
+    decode mode (mha, block, transformer) the KV caches, (layers, B, N, KV, D)."""
     b, n, h, dh, kv = case.batch, case.seq_len, case.heads, case.head_dim, case.kv_heads
+    q = case.q_len
     if case.workload == "attention":
-        shapes = {"q": (b, n, h, dh), "k": (b, n, kv, dh), "v": (b, n, kv, dh)}
-        out = (b, n, h, dh)
+        shapes = {"q": (b, q, h, dh), "k": (b, n, kv, dh), "v": (b, n, kv, dh)}
+        out = (b, q, h, dh)
+    elif case.mode == "decode":
+        # The new tokens, and every layer's cache as the device holds it: seq_len
+        # slots, the last q_len drawn too, as stale values the step must overwrite.
+        cache = (case.n_layers, b, n, kv, dh)
+        shapes = {"x": (b, q, case.d_model), "k_cache": cache, "v_cache": cache}
+        out = (b, q, case.d_model)
     else:
         shapes = {"x": (b, n, case.d_model)}
         out = (b, n, case.d_model)
