@@ -12,6 +12,13 @@ Precision: every einsum takes the cell's matmul precision explicitly
 (HIGHEST for float32, HIGH = TF32 for tf32, the storage dtype's own otherwise);
 dot_product_attention has no precision argument, so the backend also traces the
 whole step under jax.default_matmul_precision (see backends/jax/__init__.py).
+
+Masks: with fewer queries T than keys S, query i sits at position S - T + i
+(bottom-right, as harness/spec/case.py says), and a sliding window w hides keys
+at or before position - w. jax.nn.dot_product_attention's is_causal and
+local_window_size both count positions from the top-left (jax/_src/nn/functions.py,
+_get_causal_mask: tril of (T, S); _get_window_mask: query_pos from 0), so they
+are exact only when T == S; otherwise the core passes the mask itself.
 """
 from __future__ import annotations
 
@@ -22,34 +29,66 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from harness.spec import Case
+
 BHND, BNHD = "bhnd", "bnhd"
 
 
+def hides_keys(n_queries: int, n_keys: int, causal: bool, window: int | None) -> bool:
+    """Whether the mask hides any key at all: not when one query, at the last
+    position, sees every key (a decode step of one token, without a window)."""
+    return causal and (n_queries > 1 or (window is not None and window < n_keys))
+
+
+def visible_keys(n_queries: int, n_keys: int, window: int | None) -> jax.Array:
+    """(T, S) booleans, True where query i (at position S - T + i) sees key j:
+    j <= its position, and j > position - window under a window. Built from
+    iotas, so XLA fuses it rather than storing a T x S constant."""
+    position = jnp.arange(n_keys - n_queries, n_keys)[:, None]
+    key = jnp.arange(n_keys)[None, :]
+    seen = key <= position
+    return seen & (key > position - window) if window is not None else seen
+
+
 def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array, causal: bool,
-                     precision=None) -> jax.Array:
-    """softmax(q k^T / sqrt(D) + mask) v on (B, H, N, D), op by op as the torch
-    backend's eager core: scores in the storage dtype, softmax in float32. Grouped
-    heads: k and v repeated for each query head of their group, as torch's does."""
+                     window: int | None = None, precision=None) -> jax.Array:
+    """softmax(q k^T / sqrt(D) + mask) v on (B, H, T, D) queries and (B, KV, S, D)
+    keys and values, op by op as the torch backend's eager core: scores in the
+    storage dtype, softmax in float32. Grouped heads: k and v repeated for each
+    query head of their group, as torch's does."""
     if k.shape[1] != q.shape[1]:
         group = q.shape[1] // k.shape[1]
         k, v = jnp.repeat(k, group, axis=1), jnp.repeat(v, group, axis=1)
     scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, precision=precision)
     scores = (scores * jnp.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype)).astype(jnp.float32)
-    if causal:
-        n = q.shape[-2]
-        hidden = jnp.triu(jnp.ones((n, n), dtype=bool), k=1)     # key j > query i
+    t, s = q.shape[-2], k.shape[-2]
+    if causal and t == s and window is None:
+        hidden = jnp.triu(jnp.ones((t, t), dtype=bool), k=1)     # key j > query i
         scores = jnp.where(hidden, -jnp.inf, scores)
+    elif hides_keys(t, s, causal, window):
+        scores = jnp.where(visible_keys(t, s, window), scores, -jnp.inf)
     probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
     return jnp.einsum("bhqk,bhkd->bhqd", probs, v, precision=precision)
 
 
 def dpa_attention(implementation: str):
     def core(q: jax.Array, k: jax.Array, v: jax.Array, causal: bool,
-             precision=None) -> jax.Array:
+             window: int | None = None, precision=None) -> jax.Array:
         # float32: the logits einsum inside takes jax.default_matmul_precision;
         # bfloat16/float16: it pins BF16_BF16_F32 / F16_F16_F32 itself.
-        return jax.nn.dot_product_attention(q, k, v, is_causal=causal,
-                                            implementation=implementation)
+        t, s = q.shape[1], k.shape[1]
+        if causal and t == s:
+            # Native: is_causal, and the window as (left, right) = (w - 1, 0),
+            # which cuDNN takes as its sliding_window_length w (functions.py).
+            masking = {"is_causal": True,
+                       "local_window_size": None if window is None else (window - 1, 0)}
+        elif hides_keys(t, s, causal, window):
+            # Bottom-right: a boolean mask (cuDNN gets it as an additive bias).
+            masking = {"mask": visible_keys(t, s, window)[None, None]}
+        else:
+            masking = {}
+        return jax.nn.dot_product_attention(q, k, v, implementation=implementation,
+                                            **masking)
     return core
 
 
@@ -61,8 +100,9 @@ class Core:
     fn: Callable
     precision: object = None    # jax.lax.Precision for the einsums, or None
 
-    def __call__(self, q: jax.Array, k: jax.Array, v: jax.Array, causal: bool) -> jax.Array:
-        return self.fn(q, k, v, causal, precision=self.precision)
+    def __call__(self, q: jax.Array, k: jax.Array, v: jax.Array, causal: bool,
+                 window: int | None = None) -> jax.Array:
+        return self.fn(q, k, v, causal, window, precision=self.precision)
 
 
 _CORES = {
@@ -82,3 +122,20 @@ KERNELS = {
     "dpa": "dot_product_attention, implementation xla",
     "dpa-cudnn": "dot_product_attention, implementation cudnn (fused)",
 }
+
+
+def kernel(case: Case) -> str:
+    """What runs a case's attention core, with the mask as it is given to it."""
+    t, s, window = case.q_len, case.seq_len, case.window
+    base = KERNELS[case.variant]
+    if not case.causal or (t == s and window is None):
+        return base
+    if not hides_keys(t, s, True, window):
+        return f"{base}, no mask (its one query sees every key)"
+    if case.variant != "jit" and t == s:
+        native = "sliding_window_length" if case.variant == "dpa-cudnn" else "local_window_size"
+        return f"{base}, is_causal + {native}"
+    mask = ("bottom-right" if t < s else "causal") + " boolean mask" \
+        + (" with window" if window else "")
+    return f"{base}, {mask} as an additive bias" if case.variant == "dpa-cudnn" \
+        else f"{base}, {mask}"

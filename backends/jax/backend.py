@@ -1,13 +1,9 @@
 """JAX/Flax backend: variants jit, dpa and dpa-cudnn (CUDA).
 
 Imported only inside a worker process, after settings.environment() is applied.
-
-A step is one call of a jax.jit-compiled pure function of (parameters, inputs):
-the Flax NNX module is split into its graphdef and a flat tuple of parameters
-when the cell is prepared (layers.Built), so the timed call does no NNX
-bookkeeping. In train mode that one function returns (out, grads), the
-gradients of sum(out * g) with respect to the inputs and every weight (jax.vjp).
-The first call traces and compiles; the harness times it apart (first_call_ms).
+What a step is (one jitted pure function; in decode mode with its caches donated)
+is said in steps.py; this module puts a cell's weights, inputs and caches on the
+device, refuses what a variant cannot run, and probes the step's memory.
 """
 from __future__ import annotations
 
@@ -18,31 +14,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from backends.base import Outputs
-from backends.common import BackendCommon, canonical_outputs, input_names, swap_heads
-from backends.jax.attention import BHND, KERNELS, core_for
+from backends.common import BackendCommon, input_names, swap_heads
+from backends.jax.attention import BHND, core_for
 from backends.jax.layers import Built
+from backends.jax.steps import CACHES_ARGUMENT, DTYPES, PRECISION, Prepared, pure_step
 from harness.measure.memory import CPU_METHOD, cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
 from harness.spec.catalog import BackendInfo, device_kind, static_unsupported
 
-DTYPES = {"float32": jnp.float32, "tf32": jnp.float32,
-          "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-# float32 means full float32 and tf32 means TF32, in every framework: JAX's own
-# default on GPUs is TF32 for float32 matmuls, so both are pinned. tf32 names the
-# dot algorithm itself: Precision.HIGH ("tensorfloat32") is TF32 on some GPUs but
-# three bfloat16 passes elsewhere. bfloat16 and float16 operands have no precision
-# to choose (the setting acts on float32 operands).
-PRECISION = {"float32": jax.lax.Precision.HIGHEST,
-             "tf32": jax.lax.DotAlgorithmPreset.TF32_TF32_F32,
-             "bfloat16": None, "float16": None}
-MATMUL_PRECISION = {"float32": "float32", "tf32": "TF32_TF32_F32"}   # for the context
 XLA_METHOD = "xla_memory_analysis temp+output"
-
-
-def to_numpy(a: jax.Array) -> np.ndarray:
-    return np.asarray(a).astype(np.float32)
 
 
 def jax_device(device: str) -> jax.Device:
@@ -54,77 +35,6 @@ def jax_device(device: str) -> jax.Device:
 def _one_line(exc: BaseException) -> str:
     first = (str(exc).strip().splitlines() or [""])[0]
     return f"{type(exc).__name__}: {first}"[:300]
-
-
-def _pure(case: Case, built: Built | None, core):
-    """The function to jit: (params, *inputs[, g]) -> out, or (out, grads) in train
-    mode with grads = (gradients of the inputs, gradients of the params)."""
-    if built is None:                       # the attention core: no parameters
-        def forward(params, q, k, v):
-            return core(q, k, v, case.causal)
-    else:
-        forward = built.apply
-    precision = MATMUL_PRECISION.get(case.dtype)
-
-    def pinned(fn):
-        if precision is None:
-            return fn
-
-        def run(*args):
-            # Traced under the context, so every matmul (dot_product_attention's
-            # included, which takes no precision argument) and its transpose in
-            # the backward pass carries it; the layers also pass it explicitly.
-            with jax.default_matmul_precision(precision):
-                return fn(*args)
-        return run
-
-    if case.mode == "forward":
-        return pinned(forward)
-
-    def train(params, *args):
-        *inputs, g = args
-        out, vjp = jax.vjp(forward, params, *inputs)
-        dparams, *dinputs = vjp(g)                 # gradients of sum(out * g)
-        return out, (tuple(dinputs), dparams)
-    return pinned(train)
-
-
-class Prepared:
-    """One cell ready to run: the jitted step, its parameters and inputs on the device."""
-
-    def __init__(self, case: Case, fn, params: tuple, args: list, names: list[str],
-                 bhnd: bool):
-        self.case, self.fn, self.params, self.args = case, fn, params, args
-        self.names = names            # inputs, then weights, in gradient order
-        self.bhnd = bhnd              # attention workload: tensors kept as (B, H, N, D)
-        self.last = None
-        self.kernel = KERNELS[case.variant]    # what runs the attention core
-
-    def step(self):
-        self.last = self.fn(self.params, *self.args)
-        return self.last
-
-    def sync(self) -> None:
-        if self.last is not None:
-            jax.block_until_ready(self.last)
-
-    def outputs(self) -> Outputs:
-        result = self.step()
-        self.sync()
-        out, grads = (result, ((), ())) if self.case.mode == "forward" else result
-        dinputs, dparams = grads
-        # Weights are (in, out) in Flax already: only the core's tensors change layout.
-        return canonical_outputs(self.case, to_numpy(out),
-                                 zip(self.names, map(to_numpy, (*dinputs, *dparams))),
-                                 bhnd=self.bhnd)
-
-    def memory_analysis(self) -> int | None:
-        """XLA's own figure for the compiled step: temporaries plus outputs."""
-        compiled = self.fn.lower(self.params, *self.args).compile()
-        stats = compiled.memory_analysis()
-        if stats is None:
-            return None
-        return int(stats.temp_size_in_bytes + stats.output_size_in_bytes)
 
 
 class JaxBackend(BackendCommon):
@@ -165,8 +75,8 @@ class JaxBackend(BackendCommon):
         if key not in self._probes:
             core = core_for(case.variant, PRECISION[case.dtype])
             q = jax.device_put(jnp.ones((1, 4, 2, 8), DTYPES[case.dtype]), device)
-            fwd_bwd = _pure(case.replace(workload="attention", mode="train", causal=True),
-                            None, core)
+            fwd_bwd = pure_step(case.replace(workload="attention", mode="train", causal=True,
+                                             q_len=None, window=None), None, core)
             try:
                 jax.block_until_ready(jax.jit(fwd_bwd)((), q, q, q, q))
                 self._probes[key] = None
@@ -176,23 +86,32 @@ class JaxBackend(BackendCommon):
         return self._probes[key]
 
     def _probe_cudnn(self, case: Case, device) -> str | None:
-        """cuDNN's fused attention takes a subset of shapes and dtypes, checked when
-        jax lowers the call: lower (without compiling) the cell's own core, and in
-        train mode its backward, on abstract arrays of the cell's shape."""
-        key = (device.platform, case.batch, case.seq_len, case.heads, case.head_dim,
-               case.dtype, case.causal, case.mode)
+        """cuDNN's fused attention takes a subset of shapes, dtypes and masks, checked
+        when jax lowers the call (fused_attention_stablehlo.py: check_layout, float16
+        and bfloat16 alone; check_is_flash_attention, head_dim a multiple of 8 up to
+        128, or 256 from Hopper on, and in train mode with a bias, i.e. the mask of
+        q_len < seq_len, even query and key lengths): lower (without compiling) the
+        cell's own core, and in train mode its backward, on abstract arrays of the
+        cell's shapes."""
+        key = (device.platform, case.batch, case.seq_len, case.q_len, case.heads,
+               case.kv_heads, case.head_dim, case.dtype, case.causal, case.window,
+               case.mode == "train")
         if key not in self._probes:
             core = core_for(case.variant, PRECISION[case.dtype])
-            shape = jax.ShapeDtypeStruct((case.batch, case.seq_len, case.heads, case.head_dim),
-                                         DTYPES[case.dtype])
+            dtype = DTYPES[case.dtype]
+            q = jax.ShapeDtypeStruct((case.batch, case.q_len, case.heads, case.head_dim), dtype)
+            kv = jax.ShapeDtypeStruct((case.batch, case.seq_len, case.kv_heads, case.head_dim),
+                                      dtype)
+            def attend(q, k, v):
+                return core(q, k, v, case.causal, case.window)
 
             def step(q, k, v):
-                if case.mode == "forward":
-                    return core(q, k, v, case.causal)
-                out, vjp = jax.vjp(lambda *a: core(*a, case.causal), q, k, v)
+                if case.mode != "train":
+                    return attend(q, k, v)
+                out, vjp = jax.vjp(attend, q, k, v)
                 return out, vjp(out)
             try:
-                jax.jit(step).lower(shape, shape, shape)
+                jax.jit(step).lower(q, kv, kv)
                 self._probes[key] = None
             except Exception as exc:
                 self._probes[key] = f"cuDNN attention refuses this case: {_one_line(exc)}"
@@ -209,8 +128,8 @@ class JaxBackend(BackendCommon):
             # Already rounded to the dtype by harness.spec.weights: the cast is exact.
             return jax.device_put((swap_heads(a) if to_bhnd else a).astype(dtype), device)
 
+        built, params, caches = None, (), None
         if case.workload == "attention":
-            built, params = None, ()
             args = [put(inputs[n], bhnd) for n in input_names(case)]
             names = input_names(case)
         else:
@@ -220,8 +139,15 @@ class JaxBackend(BackendCommon):
             names = [*input_names(case), *built.names]
         if case.mode == "train":
             args.append(put(inputs["g"], bhnd))
-        fn = jax.jit(_pure(case, built, core))
-        prepared = Prepared(case, fn, params, args, names, bhnd)
+        if built is not None and case.mode == "decode":
+            # Each layer's (k, v) as the device holds it between steps, in the
+            # core's layout: (B, N, KV, D), or (B, KV, N, D) for jit's BHND.
+            to_bhnd = core.layout == BHND
+            caches = tuple((put(k, to_bhnd), put(v, to_bhnd))
+                           for k, v in zip(inputs["k_cache"], inputs["v_cache"]))
+        fn = jax.jit(pure_step(case, built, core),
+                     donate_argnums=() if caches is None else (CACHES_ARGUMENT,))
+        prepared = Prepared(case, fn, params, args, names, bhnd, caches)
         self._prepared = weakref.ref(prepared)
         return prepared
 

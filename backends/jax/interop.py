@@ -7,9 +7,8 @@ import jax
 import numpy as np
 
 # Read-back is the backend's own, so a user's call's output is compared as its cells' are.
-from backends.jax.backend import (  # noqa: F401
-    DTYPES, MATMUL_PRECISION, jax_device, to_numpy,
-)
+from backends.jax.backend import jax_device
+from backends.jax.steps import DTYPES, MATMUL_PRECISION, to_numpy  # noqa: F401
 
 
 def pin_precision(dtype: str) -> None:

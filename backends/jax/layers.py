@@ -6,8 +6,10 @@ path in the module's state is its table path and Flax's attribute for its role
 kernels: loading copies, nothing is transposed. The modules are built
 abstractly (nnx.eval_shape), so no initializer ever draws a number; `Built`
 holds the module split into its graphdef and a flat tuple of parameters, and
-its `apply` is the pure function the backend jits. LayerNorm epsilon (Flax's
-default is 1e-6), its float32 math and the tanh GELU are set from the spec.
+its `apply` is the pure function the backend jits, and its `decode` the decode
+step's (each layer writes the new tokens' keys and values into its cache, then
+attends over the whole cache). LayerNorm epsilon (Flax's default is 1e-6), its
+float32 math and the tanh GELU are set from the spec.
 """
 from __future__ import annotations
 
@@ -60,53 +62,82 @@ def _linear(d_in: int, d_out: int, param_dtype, precision, rngs: nnx.Rngs) -> Li
     return Linear(d_in, d_out, param_dtype=param_dtype, precision=precision, rngs=rngs)
 
 
+def write_last(cache: jax.Array, new: jax.Array, axis: int) -> jax.Array:
+    """The cache with its last slots along `axis` (positions) overwritten by `new`:
+    one dynamic_update_slice, done in place when the caller donates the cache."""
+    start = [0] * cache.ndim
+    start[axis] = cache.shape[axis] - new.shape[axis]
+    return jax.lax.dynamic_update_slice(cache, new, tuple(start))
+
+
 class MultiHeadAttention(nnx.Module):
     def __init__(self, d_model: int, heads: int, causal: bool, core: Core, *,
-                 kv_heads: int, param_dtype, rngs: nnx.Rngs):
-        self.heads, self.causal, self.core = heads, causal, core
+                 kv_heads: int, window: int | None, param_dtype, rngs: nnx.Rngs):
+        self.heads, self.causal, self.window, self.core = heads, causal, window, core
+        self.head_dim = d_model // heads
         p, kv_width = core.precision, kv_heads * (d_model // heads)   # grouped: narrower
         self.q = _linear(d_model, d_model, param_dtype, p, rngs)
         self.k = _linear(d_model, kv_width, param_dtype, p, rngs)
         self.v = _linear(d_model, kv_width, param_dtype, p, rngs)
         self.o = _linear(d_model, d_model, param_dtype, p, rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def _split(self, t: jax.Array) -> jax.Array:
+        """(B, T, width) -> (B, T, heads, D) in the core's layout: head h owns
+        features h*D:(h+1)*D."""
+        b, n, _ = t.shape
+        t = t.reshape(b, n, -1, self.head_dim)
+        return t.transpose(0, 2, 1, 3) if self.core.layout == BHND else t
+
+    def _attend(self, x: jax.Array, q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
         b, n, d = x.shape
-        bhnd = self.core.layout == BHND
-
-        def split(t):       # (B, N, d) -> (B, N, H, D): head h owns features h*D:(h+1)*D
-            t = t.reshape(b, n, -1, d // self.heads)
-            return t.transpose(0, 2, 1, 3) if bhnd else t      # -> the core's layout
-
-        o = self.core(split(self.q(x)), split(self.k(x)), split(self.v(x)), self.causal)
-        if bhnd:
+        o = self.core(q, k, v, self.causal, self.window)
+        if self.core.layout == BHND:
             o = o.transpose(0, 2, 1, 3)
         return self.o(o.reshape(b, n, d))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self._attend(x, self._split(self.q(x)), self._split(self.k(x)),
+                            self._split(self.v(x)))
+
+    def decode(self, x: jax.Array, cache: tuple) -> tuple[jax.Array, tuple]:
+        """x: the new tokens (B, T, d); cache: this layer's (k, v), N slots each in
+        the core's layout. The tokens' keys and values overwrite the last T slots,
+        then their queries attend over all N (the mask aligned bottom-right)."""
+        axis = 2 if self.core.layout == BHND else 1
+        k, v = (write_last(c, self._split(project(x)), axis)
+                for c, project in zip(cache, (self.k, self.v)))
+        return self._attend(x, self._split(self.q(x)), k, v), (k, v)
 
 
 class Block(nnx.Module):
     """Pre-LN: h = x + mha(LN1(x)); out = h + W2 gelu(W1 LN2(h) + b1) + b2."""
 
     def __init__(self, d_model: int, heads: int, causal: bool, core: Core, *,
-                 kv_heads: int, param_dtype, rngs: nnx.Rngs):
+                 kv_heads: int, window: int | None, param_dtype, rngs: nnx.Rngs):
         p = core.precision
         self.ln1 = LayerNorm(d_model, param_dtype=param_dtype, rngs=rngs)
         self.mha = MultiHeadAttention(d_model, heads, causal, core, kv_heads=kv_heads,
-                                      param_dtype=param_dtype, rngs=rngs)
+                                      window=window, param_dtype=param_dtype, rngs=rngs)
         self.ln2 = LayerNorm(d_model, param_dtype=param_dtype, rngs=rngs)
         self.w1 = _linear(d_model, MLP_RATIO * d_model, param_dtype, p, rngs)
         self.w2 = _linear(MLP_RATIO * d_model, d_model, param_dtype, p, rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = x + self.mha(self.ln1(x))
+    def _mlp(self, h: jax.Array) -> jax.Array:
         return h + self.w2(gelu(self.w1(self.ln2(h))))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self._mlp(x + self.mha(self.ln1(x)))
+
+    def decode(self, x: jax.Array, cache: tuple) -> tuple[jax.Array, tuple]:
+        a, cache = self.mha.decode(self.ln1(x), cache)
+        return self._mlp(x + a), cache
 
 
 class Transformer(nnx.Module):
     def __init__(self, d_model: int, heads: int, causal: bool, core: Core, layers: int, *,
-                 kv_heads: int, param_dtype, rngs: nnx.Rngs):
+                 kv_heads: int, window: int | None, param_dtype, rngs: nnx.Rngs):
         self.blocks = nnx.List([Block(d_model, heads, causal, core, kv_heads=kv_heads,
-                                      param_dtype=param_dtype, rngs=rngs)
+                                      window=window, param_dtype=param_dtype, rngs=rngs)
                                 for _ in range(layers)])
         self.lnf = LayerNorm(d_model, param_dtype=param_dtype, rngs=rngs)
 
@@ -114,6 +145,14 @@ class Transformer(nnx.Module):
         for block in self.blocks:
             x = block(x)
         return self.lnf(x)
+
+    def decode(self, x: jax.Array, caches: tuple) -> tuple[jax.Array, tuple]:
+        """caches: one (k, v) per block, in order."""
+        written = []
+        for block, cache in zip(self.blocks, caches):
+            x, cache = block.decode(x, cache)
+            written.append(cache)
+        return self.lnf(x), tuple(written)
 
 
 def _key(entry) -> object:
@@ -161,5 +200,16 @@ class Built:
     def apply(self, params: tuple, x: jax.Array) -> jax.Array:
         """The pure forward: rebuild the module from the parameters (at trace time
         only) and call it."""
-        module = nnx.merge(self.graphdef, jax.tree_util.tree_unflatten(self.treedef, params))
-        return module(x)
+        return self._module(params)(x)
+
+    def decode(self, params: tuple, x: jax.Array, caches: tuple) -> tuple[jax.Array, tuple]:
+        """The pure decode step: (out, caches written), caches one (k, v) per layer."""
+        module = self._module(params)
+        if isinstance(module, Transformer):
+            return module.decode(x, caches)
+        out, cache = module.decode(x, caches[0])        # mha, block: one layer
+        return out, (cache,)
+
+    def _module(self, params: tuple):
+        """The module rebuilt from the parameters (at trace time only)."""
+        return nnx.merge(self.graphdef, jax.tree_util.tree_unflatten(self.treedef, params))

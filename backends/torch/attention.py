@@ -4,6 +4,11 @@ Layout: (B, H, N, D), what F.scaled_dot_product_attention takes, so no variant
 pays for a transpose inside the core. The attention workload's inputs are
 converted to it before timing; mha transposes after its projections (timed,
 as any real model would).
+
+Masks: every query row and no window keeps the plain causal paths (triu in eager,
+is_causal=True in SDPA). Fewer query rows than keys (bottom-right causal) or a
+sliding window take an explicit boolean mask from `visible_keys`, built once per
+cell in prepare (untimed), as a server keeps its decode mask for a fixed shape.
 """
 from __future__ import annotations
 
@@ -23,13 +28,29 @@ SDPA_KERNELS = {
 }
 
 
+def visible_keys(q_len: int, n_keys: int, causal: bool, window: int | None,
+                 device: torch.device) -> torch.Tensor | None:
+    """(q_len, n_keys) boolean, True where a query may attend (SDPA's convention),
+    or None when the plain paths apply: no causal mask, or the square causal one.
+    Query i sits at position n_keys - q_len + i (bottom-right, FlashAttention >= 2.1);
+    it sees keys j <= that position, and only those past it - window."""
+    if not causal or (q_len == n_keys and window is None):
+        return None
+    keys = torch.arange(n_keys, device=device)[None, :]
+    positions = torch.arange(n_keys - q_len, n_keys, device=device)[:, None]
+    visible = keys <= positions
+    return visible & (keys > positions - window) if window else visible
+
+
 def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                    causal: bool) -> torch.Tensor:
+                    causal: bool, mask: torch.Tensor | None = None) -> torch.Tensor:
     if k.shape[1] != q.shape[1]:      # grouped heads: query head h reads k, v head h // g
         group = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
     scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
-    if causal:
+    if mask is not None:              # bottom-right causal or windowed (visible_keys)
+        scores = torch.where(mask, scores, float("-inf"))
+    elif causal:
         n = q.shape[-2]
         hidden = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
         scores = scores.masked_fill(hidden, float("-inf"))
@@ -39,8 +60,12 @@ def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                   causal: bool) -> torch.Tensor:
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                   causal: bool, mask: torch.Tensor | None = None) -> torch.Tensor:
+    # is_causal is top-left when q has fewer rows than k: those cases carry `mask`.
+    # A materialized mask rather than torch's causal_lower_right bias: that bias
+    # calls the flash and efficient ops itself, around the kernels pin_sdpa_kernel allows.
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                          is_causal=causal and mask is None,
                                           enable_gqa=k.shape[1] != q.shape[1])
 
 
@@ -69,22 +94,29 @@ REFUSALS = ("No available kernel", "No viable backend", "Invalid backend")
 
 
 def sdpa_choice(shape: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype,
-                causal: bool, train: bool, kv_heads: int | None = None) -> tuple[str | None, str]:
-    """The SDPA kernel torch dispatches to for q, k, v of this (B, H, N, D) shape,
-    under the kernels enabled now (pin_sdpa_kernel), or None and torch's own words
-    when none of them can run it (head_dim, dtype, GPU generation...). Asks the
+                causal: bool, train: bool, kv_heads: int | None = None, *,
+                q_len: int | None = None, mask: torch.Tensor | None = None,
+                ) -> tuple[str | None, str]:
+    """The SDPA kernel torch dispatches to for k, v of this (B, H, N, D) shape (KV
+    heads when grouped) and q of q_len rows (N when None), with the boolean `mask`
+    the real call passes (visible_keys), under the kernels enabled now
+    (pin_sdpa_kernel); or None and torch's own words when none of them can run it
+    (head_dim, dtype, GPU generation, a mask flash cannot take...). Asks the
     check F.scaled_dot_product_attention makes, which raises "No available kernel"
     after warning why each enabled kernel declined; the private entry point may
     move between versions, so failing to ask says so rather than failing the cell."""
     said: list = []
+    b, heads, n, d = shape
+    q_shape, kv_shape = (b, heads, q_len or n, d), (b, kv_heads or heads, n, d)
     try:
-        q = torch.empty(shape, device=device, dtype=dtype, requires_grad=train)
-        kv = q if kv_heads in (None, shape[1]) else torch.empty(
-            (shape[0], kv_heads, *shape[2:]), device=device, dtype=dtype, requires_grad=train)
+        q = torch.empty(q_shape, device=device, dtype=dtype, requires_grad=train)
+        kv = q if kv_shape == q_shape else torch.empty(
+            kv_shape, device=device, dtype=dtype, requires_grad=train)
         with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always")
-            choice = SDPBackend(torch._fused_sdp_choice(q, kv, kv, is_causal=causal,
-                                                        enable_gqa=kv is not q))
+            choice = SDPBackend(torch._fused_sdp_choice(
+                q, kv, kv, attn_mask=mask, is_causal=causal and mask is None,
+                enable_gqa=kv_shape[1] != heads))
     except RuntimeError as exc:
         text = str(exc)
         # torch 2.11 says "Invalid backend" where earlier versions said the others.
@@ -106,9 +138,9 @@ def _declined(said: list) -> str:
                      if r and not r.endswith("because:") and "runtime disabled" not in r)
 
 
-def kernel_name(variant: str, choice: str | None) -> str:
-    """What runs the attention core, for the row's `kernel` column."""
-    if variant == "eager":
-        return "matmul + softmax (torch ops)"
-    name = f"sdpa {choice}"
+def kernel_name(variant: str, choice: str | None, masked: bool = False) -> str:
+    """What runs the attention core, for the row's `kernel` column; `masked` when
+    it takes visible_keys' boolean mask rather than the plain causal path."""
+    name = "matmul + softmax (torch ops)" if variant == "eager" else f"sdpa {choice}"
+    name += " with a boolean mask" if masked else ""
     return f"inductor around {name}" if variant == "compile" else name

@@ -4,6 +4,7 @@ Imported only inside a worker process, after settings.environment() is applied.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -13,7 +14,7 @@ from backends.base import Outputs
 from backends.common import BackendCommon, canonical_outputs, input_names
 from backends.torch import layers
 from backends.torch.attention import (
-    SDPA_KERNELS, core_for, kernel_name, pin_sdpa_kernel, sdpa_choice,
+    SDPA_KERNELS, core_for, kernel_name, pin_sdpa_kernel, sdpa_choice, visible_keys,
 )
 from harness.measure.memory import cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
@@ -80,9 +81,8 @@ class TorchBackend(BackendCommon):
             # A pinned kernel that cannot take the case (head_dim, dtype, this GPU)
             # would raise "No available kernel" mid-run: say so up front instead.
             pin_sdpa_kernel(case.variant)
-            choice, why = sdpa_choice(_core_shape(case), torch.device(case.device),
-                                      DTYPES[case.dtype], case.causal, case.mode == "train",
-                                      case.kv_heads)
+            device = torch.device(case.device)
+            choice, why = _sdpa_choice(case, device, _mask(case, device))
             if choice is None:
                 reason = f"torch {case.variant} refuses this case: {why}"[:300]
         return reason
@@ -92,7 +92,10 @@ class TorchBackend(BackendCommon):
         pin_precision(case.dtype)
         if device.type == "cuda":
             pin_sdpa_kernel(case.variant)
+        mask = _mask(case, device)
         core = core_for(case.variant)
+        if mask is not None:          # the case's mask, bound once: not rebuilt per step
+            core = functools.partial(core, mask=mask)
         train = case.mode == "train"
 
         def tensor(a: np.ndarray, bhnd: bool = False) -> torch.Tensor:
@@ -110,15 +113,16 @@ class TorchBackend(BackendCommon):
             module, params = layers.build(case, core)
             layers.load(case, params, weights)
             module.to(device=device, dtype=dtype).requires_grad_(train)
+            if case.mode == "decode":     # each layer's caches, on the device before timing
+                k_caches, v_caches = ([tensor(c, bhnd=True) for c in inputs[name]]
+                                      for name in ("k_cache", "v_cache"))
+                layers.use_caches(module, k_caches, v_caches)
             args, fn = [tensor(inputs["x"])], module
         g = None
         if train:
             g = tensor(inputs["g"], bhnd=case.workload == "attention").requires_grad_(False)
-        choice = ""
-        if case.variant != "eager":
-            choice, _ = sdpa_choice(_core_shape(case), device, dtype, case.causal, train,
-                                    case.kv_heads)
-        kernel = kernel_name(case.variant, choice)
+        choice = "" if case.variant == "eager" else _sdpa_choice(case, device, mask)[0]
+        kernel = kernel_name(case.variant, choice, masked=mask is not None)
         if case.variant == "compile":
             # Each cell compiles afresh: past 8 cached graphs per function torch
             # would silently run the rest eagerly under the `compile` label.
@@ -149,8 +153,17 @@ class TorchBackend(BackendCommon):
                 "torch.cuda.max_memory_allocated")
 
 
-def _core_shape(case: Case) -> tuple[int, int, int, int]:
-    return (case.batch, case.heads, case.seq_len, case.head_dim)
+def _mask(case: Case, device: torch.device) -> torch.Tensor | None:
+    """The case's boolean mask (bottom-right causal, window), None on the plain paths."""
+    return visible_keys(case.q_len, case.seq_len, case.causal, case.window, device)
+
+
+def _sdpa_choice(case: Case, device: torch.device,
+                 mask: torch.Tensor | None) -> tuple[str | None, str]:
+    """The kernel SDPA picks for the call the cell makes: its shapes and mask."""
+    return sdpa_choice((case.batch, case.heads, case.seq_len, case.head_dim), device,
+                       DTYPES[case.dtype], case.causal, case.mode == "train",
+                       case.kv_heads, q_len=case.q_len, mask=mask)
 
 
 def make_backend(info: BackendInfo) -> TorchBackend:

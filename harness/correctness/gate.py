@@ -18,14 +18,27 @@ FAILED = ("error", "oom", "timeout")
 
 def config_key(case_or_row) -> tuple:
     get = case_or_row.get if isinstance(case_or_row, dict) else case_or_row.to_dict().get
-    return tuple(str(get(k)) for k in CONFIG_FIELDS) + (("grouped",) if is_grouped(get) else ())
+    flags = (("grouped", is_grouped(get)), ("fewer queries", has_fewer_queries(get)),
+             ("window", _given(get("window")) is not None))
+    return tuple(str(get(k)) for k in CONFIG_FIELDS) + tuple(f for f, on in flags if on)
 
 
+# Each flag is code of its own in every backend (a repeat of heads, a mask aligned
+# bottom-right, a window), so a configuration of its own. Rows from before: off.
 def is_grouped(get) -> bool:
-    """Fewer key/value heads than query heads: a configuration of its own, since
-    grouping is code of its own in every backend. Rows from before kv_heads: no."""
-    kv = get("kv_heads")
-    return kv is not None and not pd.isna(kv) and int(kv) != int(get("heads"))
+    """Fewer key/value heads than query heads."""
+    kv = _given(get("kv_heads"))
+    return kv is not None and kv != int(get("heads"))
+
+
+def has_fewer_queries(get) -> bool:
+    """Fewer query rows than keys (decode, or a core's q_len)."""
+    q_len = _given(get("q_len"))
+    return q_len is not None and q_len != int(get("seq_len"))
+
+
+def _given(value) -> int | None:
+    return None if value is None or pd.isna(value) or value == 0 else int(value)
 
 
 def is_failure(row: dict) -> bool:

@@ -136,7 +136,7 @@ def judge_outputs(case: Case, got: dict, weights: dict, inputs: dict, refs: Refe
     judged on sampled query rows; in train mode `rerun(inputs)` gives the backend's
     results for the loss on those rows (without it, a train cell is not checked)."""
     rows = sampling.check_rows(case)
-    judged = {"check_rows": case.seq_len if rows is None else len(rows)}
+    judged = {"check_rows": case.q_len if rows is None else len(rows)}
     try:
         checked = sampling.on_rows(inputs, rows)      # g zeroed outside the rows (train)
         if checked is not inputs:

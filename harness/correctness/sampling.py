@@ -45,12 +45,15 @@ _FIRST_EDGE = 64
 
 
 def check_rows(case: Case) -> np.ndarray | None:
-    """The sorted query positions a cell is judged on, or None: every row."""
-    cheaper = case.mode == "forward" and case.seq_len >= SAMPLE_FORWARD_FROM
-    if case.seq_len <= SAMPLED_ROWS or not (
+    """The sorted query rows a cell is judged on (positions, when the queries are the
+    whole sequence), or None: every row. A decode step's few rows are judged whole,
+    as is a train cell with fewer queries than keys (dk and dv have other rows)."""
+    n = case.q_len
+    cheaper = case.mode == "forward" and n >= SAMPLE_FORWARD_FROM
+    short = case.q_len < case.seq_len and case.mode != "forward"
+    if n <= SAMPLED_ROWS or short or not (
             cheaper or costs.reference_bytes(case) > FULL_REFERENCE_LIMIT_BYTES):
         return None
-    n = case.seq_len
     if case.workload == "transformer" and case.causal:
         n = min(n, CAUSAL_STACK_ROWS)
     edges = {0, 1, n - 2, n - 1}

@@ -49,6 +49,11 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     frame["device"] = name.fillna(frame["device"]).astype(str)
     frame["wrong"] = is_wrong(frame)
     frame["busy"] = is_contended(frame)
+    # Index columns without NaN, which a pivot would drop: 0 is no window.
+    for column, default in (("kv_heads", "heads"), ("q_len", "seq_len")):
+        frame[column] = frame[column].fillna(frame[default]) if column in frame \
+            else frame[default]
+    frame["window"] = frame["window"].fillna(0).astype(int) if "window" in frame else 0
     if "started_at" in frame:
         frame = frame.sort_values("started_at", kind="stable")
     keys = [c for c in CASE_FIELDS if c not in ("suite", "device")] + ["device"]
@@ -66,6 +71,10 @@ def _index(frame: pd.DataFrame) -> list[str]:
     index = list(INDEX)
     if "kv_heads" in frame and (frame["kv_heads"] != frame["heads"]).any():
         index.insert(index.index("heads") + 1, "kv_heads")      # grouped heads in the run
+    if "q_len" in frame and (frame["q_len"] != frame["seq_len"]).any():
+        index.insert(index.index("seq_len"), "q_len")           # decode steps in the run
+    if "window" in frame and (frame["window"] > 0).any():
+        index.append("window")                                  # 0: none
     if (frame["workload"] == "transformer").any():
         index.append("layers")
     return index
@@ -243,8 +252,13 @@ def versions_text(env: dict) -> str:
 
 
 def shape_text(row) -> str:
-    """B·N·H·D of a row, H as `query/kv` heads where they are grouped (6/2)."""
-    kv = row.get("kv_heads")
-    grouped = kv is not None and not pd.isna(kv) and int(kv) != int(row["heads"])
-    heads = f"{row['heads']}/{int(kv)}" if grouped else f"{row['heads']}"
-    return f"{row['batch']}·{row['seq_len']}·{heads}·{row['head_dim']}"
+    """B·N·H·D of a row, H as `query/kv` heads where they are grouped (6/2), N as
+    `queries/keys` where there are fewer queries (1/8192), a window after (w4096)."""
+    kv, q_len, window = (_given(row.get(k)) for k in ("kv_heads", "q_len", "window"))
+    heads = f"{row['heads']}/{kv}" if kv and kv != int(row["heads"]) else f"{row['heads']}"
+    n = f"{q_len}/{row['seq_len']}" if q_len and q_len != int(row["seq_len"]) else f"{row['seq_len']}"
+    return f"{row['batch']}·{n}·{heads}·{row['head_dim']}" + (f" w{window}" if window else "")
+
+
+def _given(value) -> int | None:
+    return None if value is None or pd.isna(value) or value == 0 else int(value)

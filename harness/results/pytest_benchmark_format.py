@@ -24,7 +24,8 @@ FORMAT = "pytest-benchmark"
 FOREIGN = {"workload": "custom", "backend": "pytest-benchmark", "mode": "forward",
            "dtype": "unknown", "device": "cpu", "batch": 0, "seq_len": 0, "heads": 0,
            "head_dim": 0, "causal": False, "layers": 1}
-FIGURES = ("device_name", "host", "threads", "backend_version", "flops", "tflops",
+FIGURES = ("device_name", "host", "threads", "backend_version", "flops", "tflops", "gb_s",
+           "bytes_moved",
            "pct_peak", "first_call_ms", "peak_mem_bytes", "mem_method", "kernel", "timer",
            "max_abs_err", "err_ratio", "correct", "err_tensor", "check_note", "tuned",
            "nvml_mem_bytes", "driver")
@@ -162,6 +163,8 @@ def _row(bench: dict, machine: dict, run_id: str) -> dict:
         row["p10_ms"], row["p90_ms"] = summary["p10_ms"], summary["p90_ms"]
     if ours and row.get("flops") and median:           # TFLOP/s of this file's median
         row["tflops"] = row["flops"] / (median * 1e-3) / 1e12
+    if ours and row.get("bytes_moved") and median:
+        row["gb_s"] = row["bytes_moved"] / (median * 1e-3) / 1e9
     # The analytic sizes follow from the Case (as a worker writes them); none without one.
     from harness.spec import costs
     sizes = costs.memory(Case.from_dict(case)) if ours else dict.fromkeys(MEMORY_KEYS)

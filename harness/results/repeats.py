@@ -54,7 +54,7 @@ def _pooled(ordered: list[dict]) -> dict:
               "contended": any(r.get("contended") is True for r in ordered),
               **_worst_check(ordered),
               "repeat": None, "repeats": len(ordered)}
-    for column in ("tflops", "pct_peak"):    # at the merged median, not the last one's
+    for column in ("tflops", "pct_peak", "gb_s"):   # at the merged median, not the last one's
         if last.get(column) is not None and last.get("median_ms"):
             merged[column] = last[column] * last["median_ms"] / median
     return merged

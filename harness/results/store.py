@@ -205,8 +205,15 @@ def load(*folders: str | os.PathLike) -> pd.DataFrame:
 
 
 def _upgraded(row: dict) -> dict:
-    """A row written before the gate had its own columns carries its verdict in the
-    note's words; read them once, here, so that nothing else parses text."""
+    """A row as today's rows read. One written before kv_heads and q_len has them
+    filled as the Case defaults them (every head, every row), so it merges with a
+    row of the same cell written since. One written before the gate had its own
+    columns carries its verdict in the note's words; read them once, here, so that
+    nothing else parses text."""
+    if row.get("heads") is not None and row.get("kv_heads") is None:
+        row = {**row, "kv_heads": row["heads"]}
+    if row.get("seq_len") is not None and row.get("q_len") is None and row.get("mode") != "decode":
+        row = {**row, "q_len": row["seq_len"]}
     if "judged_by" in row or row.get("correct") is None:
         return row
     note = row.get("check_note") or ""

@@ -99,11 +99,14 @@ def judged(case: Case, got: dict, weights: dict, inputs: dict, refs: References,
 
 def throughput(case: Case, device_name: str, median_ms: float | None) -> dict:
     """TFLOP/s at the median (docs/measurement.md, "FLOPs convention") and its share
-    of the GPU's dense peak for the dtype; None where either is unknown."""
-    tflops = costs.flops(case) / (median_ms * 1e-3) / 1e12 if median_ms else None
+    of the GPU's dense peak for the dtype, and the GB/s the least bytes a step moves
+    come to (costs.bytes_moved); None where either is unknown."""
+    seconds = median_ms * 1e-3 if median_ms else None
+    tflops = costs.flops(case) / seconds / 1e12 if seconds else None
     peak = devices.peak_tflops(device_name, case.dtype) \
         if device_kind(case.device) == "cuda" else None
-    return {"tflops": tflops, "pct_peak": 100 * tflops / peak if peak and tflops else None}
+    return {"tflops": tflops, "pct_peak": 100 * tflops / peak if peak and tflops else None,
+            "gb_s": costs.bytes_moved(case) / seconds / 1e9 if seconds else None}
 
 
 def cache_flusher(backend, case: Case):

@@ -30,7 +30,8 @@ def case_columns(case: Case, gpus: list[dict]) -> dict:
     """What a cell is, where it runs and its FLOPs: the columns a worker's row and
     a pytest-benchmark benchmark's extra_info (harness/pytest_plugin) share."""
     return {**case.to_dict(), "host": devices.host(),
-            **devices.describe(case.device, gpus), "flops": costs.flops(case)}
+            **devices.describe(case.device, gpus), "flops": costs.flops(case),
+            "bytes_moved": costs.bytes_moved(case)}
 
 
 def _tuned(case: Case) -> bool | None:

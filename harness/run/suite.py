@@ -52,7 +52,8 @@ class Suite:
 TOP_KEYS = ("name", "description", "measure", "sweep")
 MEASURE_KEYS = tuple(f.name for f in fields(Measure))
 SWEEP_KEYS = ("workload", "backend", "mode", "dtype", "device", "batch", "tokens", "seq_len",
-              "heads", "d_model", "head_dim", "causal", "layers", "kv_heads", "variants")
+              "heads", "d_model", "head_dim", "causal", "layers", "kv_heads", "q_len", "window",
+              "variants")
 REQUIRED = ("workload", "backend", "seq_len", "head_dim")
 # Either key of each pair, not both: `tokens` fixes batch * seq_len (batch =
 # tokens / seq_len) and `d_model` fixes heads * head_dim, as the FlashAttention
@@ -62,37 +63,22 @@ DEFAULTS = {"mode": ["forward"], "dtype": ["float32"], "device": ["cpu"],
             "causal": [False], "layers": [1]}
 DEVICE_RE = re.compile(r"cpu|cuda(:[0-9]+)?|auto|gpu:[A-Za-z0-9 _-]+")
 
-def _finite(value: object) -> float | None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:   # an int beyond float range
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _positive_int(value: object) -> bool:
-    # bool is a subclass of int, but `heads = true` is a mistake, not 1.
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _among(names: tuple[str, ...]):
-    return (lambda v: isinstance(v, str) and v in names), f"one of {', '.join(names)}", names
-
-
-_POSITIVE = (_positive_int, "positive integers", ())
+_POSITIVE = (msg.positive_int, "positive integers", ())
 # Grid key -> (test of one value, what is allowed, names to suggest a close match from).
 CHECKS = {
-    "workload": _among(WORKLOADS), "backend": _among(tuple(REGISTRY)),
-    "mode": _among(MODES), "dtype": _among(DTYPES),
+    "workload": msg.among(WORKLOADS), "backend": msg.among(tuple(REGISTRY)),
+    "mode": msg.among(MODES), "dtype": msg.among(DTYPES),
     "device": (lambda v: isinstance(v, str) and DEVICE_RE.fullmatch(v) is not None,
                "cpu, cuda, cuda:N, auto or gpu:<type name>", ()),
     "batch": _POSITIVE, "tokens": _POSITIVE, "seq_len": _POSITIVE, "heads": _POSITIVE,
     "d_model": _POSITIVE, "head_dim": _POSITIVE,
     "causal": (lambda v: isinstance(v, bool), "true or false", ()),
-    "layers": _POSITIVE, "kv_heads": _POSITIVE,
+    "layers": _POSITIVE, "kv_heads": _POSITIVE, "q_len": _POSITIVE,
+    "window": (lambda v: msg.positive_int(v) or v == 0 and not isinstance(v, bool),
+               "positive integers, or 0 for no window", ()),
 }
+# Axes that give a cell a field of its own only where the sweep names them.
+OPTIONAL_AXES = ("kv_heads", "q_len", "window")
 
 
 def _grid(path: str, where: str, raw: object, check) -> tuple:
@@ -126,12 +112,12 @@ def _measure(path: str, raw: object) -> Measure:
             values[key] = value
             continue
         if key == "min_samples":
-            if not _positive_int(value):
+            if not msg.positive_int(value):
                 raise msg.error(path, f"measure.{key}",
                                 f"expected an integer >= 1, got {msg.show(value)}")
             values[key] = value
             continue
-        number = _finite(value)
+        number = msg.finite(value)
         zero_ok = key == "warmup_ms"   # no warm-up is a choice; no run time or timeout is not
         if number is None or number < 0 or (number == 0 and not zero_ok):
             allowed = ">= 0" if zero_ok else "> 0"
@@ -154,7 +140,7 @@ def _variants(path: str, where: str, raw: object, backends: tuple) -> list[tuple
                                 f"backend {msg.show(backend)} is not in this sweep's backend "
                                 f"list ({', '.join(backends)})" + msg.hint(backend, backends))
             chosen[backend] = _grid(path, f"{where}.variants.{backend}", names,
-                                    _among(REGISTRY[backend].variant_names))
+                                    msg.among(REGISTRY[backend].variant_names))
     return [(b, v) for b in backends for v in chosen[b]]
 
 
@@ -183,7 +169,7 @@ def _sweep(path: str, index: int, raw: object, suite: str, budget: int) -> list[
     # `layers` shapes the transformer alone: other workloads get one cell with
     # layers=1, not one identical cell per value.
     axes = ("mode", "dtype", "device", sizes[0], "seq_len", sizes[1], "head_dim", "causal",
-            *(("kv_heads",) if "kv_heads" in grid else ()))
+            *(a for a in OPTIONAL_AXES if a in grid))
     per_workload = [(w, grid["layers"] if w == "transformer" else (1,)) for w in grid["workload"]]
     count = sum(len(pairs) * math.prod(len(grid[a]) for a in axes) * len(layers)
                 for _, layers in per_workload)
@@ -194,12 +180,15 @@ def _sweep(path: str, index: int, raw: object, suite: str, budget: int) -> list[
     for workload, layers in per_workload:
         for (backend, variant), *values, n_layers in itertools.product(
                 pairs, *(grid[a] for a in axes), layers):
-            shape = _concrete(dict(zip(axes, values)))
-            cases.append(Case(suite=suite, workload=workload, backend=backend, variant=variant,
-                              layers=n_layers, **shape))
+            shape = _concrete(dict(zip(axes, values)), workload)
+            try:
+                cases.append(Case(suite=suite, workload=workload, backend=backend,
+                                  variant=variant, layers=n_layers, **shape))
+            except ValueError as exc:              # q_len past seq_len, window without causal
+                raise msg.error(path, where, str(exc)) from None
     if not cases:
         raise msg.error(path, where, "yields no cases")
-    return cases
+    return cases                   # parse_suite keeps each once (q_len dropped: _concrete)
 
 
 def _check_divisible(path: str, where: str, grid: dict, sizes: tuple[str, str]) -> None:
@@ -222,8 +211,12 @@ def _check_divisible(path: str, where: str, grid: dict, sizes: tuple[str, str]) 
                                 f"kv_heads = {kv} does not divide heads = {h}")
 
 
-def _concrete(shape: dict) -> dict:
-    """batch and heads from tokens and d_model, where the sweep gave those."""
+def _concrete(shape: dict, workload: str) -> dict:
+    """batch and heads from tokens and d_model, where the sweep gave those. q_len is
+    the query rows of a decode step, and of the attention core in any mode: the
+    layers' forward and train steps run every row, so it is dropped there."""
+    if "q_len" in shape and workload != "attention" and shape["mode"] != "decode":
+        del shape["q_len"]
     if "tokens" in shape:
         shape["batch"] = shape.pop("tokens") // shape["seq_len"]
     if "d_model" in shape:

@@ -1,9 +1,10 @@
-"""One-line messages about a suite file's values (harness/run/suite.py): each names
-the file, the key and what is allowed, and shows the user's value escaped and cut
-short."""
+"""A suite file's values (harness/run/suite.py): the tests of one value, and the
+one-line messages about them, each naming the file, the key and what is allowed and
+showing the user's value escaped and cut short."""
 from __future__ import annotations
 
 import difflib
+import math
 import reprlib
 
 from harness.spec.errors import UserError
@@ -52,3 +53,24 @@ def hint(value: object, choices) -> str:
 def unknown(path: str, where: str, key: object, allowed) -> SuiteError:
     return error(path, where, f"unknown key {show(key)} (allowed: {', '.join(allowed)})"
                  + hint(key, allowed))
+
+
+def finite(value: object) -> float | None:
+    """A TOML number as a finite float; None for anything else."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:   # an int beyond float range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def positive_int(value: object) -> bool:
+    # bool is a subclass of int, but `heads = true` is a mistake, not 1.
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def among(names: tuple[str, ...]):
+    """A grid check (test, what is allowed, names to suggest from): one of `names`."""
+    return (lambda v: isinstance(v, str) and v in names), f"one of {', '.join(names)}", names

@@ -96,13 +96,14 @@ def test_a_prepared_step_passed_inline_is_freed_on_return():
 
 def test_throughput_at_the_median_and_share_of_a_known_gpus_peak():
     flops = costs.flops(CASE)
-    assert cell.throughput(CASE, "Some CPU", 1.0) == {"tflops": pytest.approx(flops / 1e9),
-                                                      "pct_peak": None}
+    assert cell.throughput(CASE, "Some CPU", 1.0) == {
+        "tflops": pytest.approx(flops / 1e9), "pct_peak": None,
+        "gb_s": pytest.approx(costs.bytes_moved(CASE) / 1e6)}
     gpu = CASE.replace(device="cuda:0", dtype="bfloat16")
     got = cell.throughput(gpu, "NVIDIA H100 80GB HBM3", 1.0)
     assert got["pct_peak"] == pytest.approx(100 * got["tflops"] / 989)
-    assert cell.throughput(gpu, "NVIDIA H100 80GB HBM3", None) == {"tflops": None,
-                                                                  "pct_peak": None}
+    assert cell.throughput(gpu, "NVIDIA H100 80GB HBM3", None) == {
+        "tflops": None, "pct_peak": None, "gb_s": None}
 
 
 def test_finish_adds_throughput_and_the_verdict():
