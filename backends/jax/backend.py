@@ -87,12 +87,15 @@ class JaxBackend(BackendCommon):
 
     def _probe_cudnn(self, case: Case, device) -> str | None:
         """cuDNN's fused attention takes a subset of shapes, dtypes and masks, checked
-        when jax lowers the call (fused_attention_stablehlo.py: check_layout, float16
-        and bfloat16 alone; check_is_flash_attention, head_dim a multiple of 8 up to
-        128, or 256 from Hopper on, and in train mode with a bias, i.e. the mask of
-        q_len < seq_len, even query and key lengths): lower (without compiling) the
-        cell's own core, and in train mode its backward, on abstract arrays of the
-        cell's shapes."""
+        when jax lowers the call (jax/_src/cudnn/fused_attention_stablehlo.py:
+        check_layout, float16 and bfloat16 alone; check_is_flash_attention, head_dim
+        a multiple of 8 up to 128, 256 from Hopper on, and in train mode even query
+        and key lengths, its rule for a bias, which the backward always sees as its
+        placeholder is never None). The q_len < seq_len mask goes in as a bias
+        (combine_bias_and_mask), the window with it: cuDNN takes a sliding window
+        only beside its own causal mask and no bias (cudnn-frontend's SDPA
+        checks). So lower (without compiling) the cell's own core, and in train
+        mode its backward, on abstract arrays of the cell's shapes."""
         key = (device.platform, case.batch, case.seq_len, case.q_len, case.heads,
                case.kv_heads, case.head_dim, case.dtype, case.causal, case.window,
                case.mode == "train")
@@ -102,6 +105,7 @@ class JaxBackend(BackendCommon):
             q = jax.ShapeDtypeStruct((case.batch, case.q_len, case.heads, case.head_dim), dtype)
             kv = jax.ShapeDtypeStruct((case.batch, case.seq_len, case.kv_heads, case.head_dim),
                                       dtype)
+
             def attend(q, k, v):
                 return core(q, k, v, case.causal, case.window)
 

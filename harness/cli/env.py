@@ -44,12 +44,14 @@ def show_env(console: Console) -> int:
                                   for v in info.variants))
     table.add_row("cache", cache_text())
     console.print(table)
-    peaks = Table(title="dense peaks, TFLOP/s (docs/measurement.md); pct_peak = tflops / peak",
+    peaks = Table(title="dense peaks, TFLOP/s, and memory bandwidth (docs/measurement.md); "
+                        "pct_peak = tflops / peak",
                   caption="GPU names are matched on these model names, most specific first")
-    for name in ("model", "float32", "tf32", "bfloat16 / float16"):
+    for name in ("model", "float32", "tf32", "bfloat16 / float16", "GB/s"):
         peaks.add_column(name, justify="left" if name == "model" else "right")
-    for model, (fp32, tf32, half) in devices.GPU_PEAKS:
-        peaks.add_row(model, f"{fp32:g}", f"{tf32:g}" if tf32 else "-", f"{half:g}")
+    for model, (fp32, tf32, half, gb_s) in devices.GPU_PEAKS:
+        peaks.add_row(model, f"{fp32:g}", f"{tf32:g}" if tf32 else "-", f"{half:g}",
+                      f"{gb_s:g}")
     console.print(peaks)
     return 0
 

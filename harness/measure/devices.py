@@ -14,18 +14,19 @@ import platform
 import re
 import socket
 
-# Dense peaks, TFLOP/s, from docs/measurement.md: (fp32, tf32, bf16/fp16). None: no such unit.
-# Keys are matched against the NVML name, most specific first.
-GPU_PEAKS: tuple[tuple[str, tuple[float, float | None, float]], ...] = (
-    ("H100 PCIe", (51.0, 378.0, 756.0)),
-    ("H100", (67.0, 495.0, 989.0)),
-    ("H200", (67.0, 495.0, 989.0)),
-    ("A100", (19.5, 156.0, 312.0)),
-    ("V100", (15.7, None, 125.0)),
-    ("L4", (30.3, 60.0, 121.0)),
-    ("A10", (31.2, 62.5, 125.0)),
-    ("RTX 4090", (82.6, 82.6, 165.0)),
-    ("T4", (8.1, None, 65.0)),
+# Dense peaks, TFLOP/s, from docs/measurement.md: (fp32, tf32, bf16/fp16), then memory
+# bandwidth, GB/s. None: no such unit. Keys are matched against the NVML name, most
+# specific first.
+GPU_PEAKS: tuple[tuple[str, tuple[float, float | None, float, float]], ...] = (
+    ("H100 PCIe", (51.0, 378.0, 756.0, 2000.0)),
+    ("H100", (67.0, 495.0, 989.0, 3350.0)),
+    ("H200", (67.0, 495.0, 989.0, 4800.0)),
+    ("A100", (19.5, 156.0, 312.0, 1555.0)),        # 80 GB: 2039 (peak_bandwidth_gb_s)
+    ("V100", (15.7, None, 125.0, 900.0)),
+    ("L4", (30.3, 60.0, 121.0, 300.0)),
+    ("A10", (31.2, 62.5, 125.0, 600.0)),
+    ("RTX 4090", (82.6, 82.6, 165.0, 1008.0)),
+    ("T4", (8.1, None, 65.0, 320.0)),
 )
 _DTYPE_INDEX = {"float32": 0, "tf32": 1, "bfloat16": 2, "float16": 2}
 
@@ -43,6 +44,13 @@ def peak_tflops(device_name: str, dtype: str) -> float | None:
         if is_model(device_name, key):
             return peaks[_DTYPE_INDEX[dtype]]
     return None
+
+
+def peak_bandwidth_gb_s(device_name: str) -> float | None:
+    """A GPU's memory bandwidth, GB/s, or None where it is not known (CPUs)."""
+    if is_model(device_name, "A100") and "80GB" in device_name.replace(" ", ""):
+        return 2039.0
+    return next((peaks[3] for key, peaks in GPU_PEAKS if is_model(device_name, key)), None)
 
 
 def cpu_name() -> str:

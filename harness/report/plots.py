@@ -20,7 +20,7 @@ from harness.measure import devices  # noqa: E402
 from harness.report import tables
 from harness.spec import DTYPES, WORKLOADS  # noqa: E402
 
-SHAPE = ["batch", "heads", "head_dim", "causal", "layers"]
+SHAPE = ["batch", "heads", "head_dim", "causal", "layers", "kv_heads", "q_len", "window"]
 # Text stays text in the SVG (searchable, a third of the size); any sans font renders it.
 plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "font.size": 9,
                      # A report holds many figures at once; svg() closes each.
@@ -32,15 +32,28 @@ def _series(rows: pd.DataFrame, several_devices: bool):
     at one fixed shape, by seq_len. The shape goes into the name only where a label
     has several in the panel."""
     order = {label: i for i, label in enumerate(tables.label_order(rows))}
+    if "q_len" in rows:              # every row (q_len = seq_len) is one line along seq_len
+        rows = rows.assign(q_len=rows["q_len"].where(rows["q_len"] != rows["seq_len"], 0))
+    rows = rows.assign(**{c: rows[c] if c in rows else 0 for c in SHAPE})
     groups = rows.groupby(["label", "device"], sort=False)
     for (label, device), group in sorted(groups, key=lambda g: order[g[0][0]]):
         shapes = list(group.groupby(SHAPE, sort=False, dropna=False))
         for shape, points in shapes:
             name = label + (f" @ {device}" if several_devices else "")
             if len(shapes) > 1:
-                b, h, d, causal, _ = shape
-                name += f" (B{b} H{h} D{d}{' causal' if causal else ''})"
+                name += f" ({_shape_name(dict(zip(SHAPE, shape)))})"
             yield name, points.sort_values("seq_len")
+
+
+def _shape_name(shape: dict) -> str:
+    """B2 H8/2 D64 q1 w4096 causal: what tells lines of one label apart."""
+    kv, q_len, window = (shape.get(k) for k in ("kv_heads", "q_len", "window"))
+    grouped = kv and kv == kv and kv != shape["heads"]            # kv == kv: not NaN
+    heads = f"{shape['heads']}/{kv:g}" if grouped else f"{shape['heads']}"
+    return " ".join([f"B{shape['batch']}", f"H{heads}", f"D{shape['head_dim']}"]
+                    + ([f"q{q_len:g}"] if q_len and q_len == q_len else [])
+                    + ([f"w{window:g}"] if window and window == window else [])
+                    + (["causal"] if shape["causal"] else []))
 
 
 def _panels(frame: pd.DataFrame, title: str, ylabel: str):
@@ -55,7 +68,8 @@ def _panels(frame: pd.DataFrame, title: str, ylabel: str):
     fig.suptitle(title)
     for ax, dtype in zip(axes[0], dtypes):
         ax.set_title(dtype)
-        ax.set_xlabel("seq_len")
+        decode = (frame["mode"] == "decode").any()
+        ax.set_xlabel("cache length (seq_len)" if decode else "seq_len")
         ax.set_ylabel(ylabel)
         _log_scale(ax, "x", 2)
         ax.grid(True, which="major", alpha=0.3)
@@ -139,6 +153,21 @@ def throughput(frame: pd.DataFrame, workload: str, mode: str):
     return fig
 
 
+def bandwidth(frame: pd.DataFrame, workload: str, mode: str):
+    """GB/s of the least bytes a step moves (the decode view, beside its latency):
+    a decode step reads its whole KV cache for a few FLOPs a byte."""
+    rows = frame[(frame["workload"] == workload) & (frame["mode"] == mode)]
+    fig, axes = _panels(rows, f"{workload} {mode}: bandwidth", "GB/s")
+    for dtype, ax in axes.items():
+        _lines(ax, rows[rows["dtype"] == dtype], "gb_s", rows["device"].nunique() > 1)
+        for device in dict.fromkeys(rows.loc[rows["dtype"] == dtype, "device"]):
+            peak = devices.peak_bandwidth_gb_s(device)
+            if peak:
+                ax.axhline(peak, linestyle=":", color="gray", label=f"{device} {peak:g} GB/s")
+    _finish(fig, axes)
+    return fig
+
+
 def device_comparison(frame: pd.DataFrame):
     """The cells measured on more than one device, side by side: one group of
     bars per cell, one bar per device (median ms, log scale). None if no cell was."""
@@ -176,7 +205,10 @@ def all_figures(frame: pd.DataFrame) -> dict[str, object]:
     return figures
 
 
-DRAW = {"latency": latency, "memory": memory, "throughput": throughput}
+DRAW = {"latency": latency, "memory": memory, "throughput": throughput,
+        "bandwidth": bandwidth}
+# A decode step's view: latency and GB/s against the cache length.
+DECODE_DRAW = ("latency", "bandwidth", "memory")
 
 
 def figure_plan(frame: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
@@ -186,7 +218,8 @@ def figure_plan(frame: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
     plan = {}
     for workload in [w for w in dict.fromkeys(frame["workload"]) if w in WORKLOADS]:
         for mode in dict.fromkeys(frame.loc[frame["workload"] == workload, "mode"]):
-            for kind in DRAW:
+            kinds = DECODE_DRAW if mode == "decode" else ("latency", "memory", "throughput")
+            for kind in kinds:
                 plan[f"{workload}-{mode}-{kind}"] = (kind, workload, mode)
     return plan
 

@@ -23,6 +23,8 @@ TABLES = {                # name -> what its cells hold
               "for the whole worker: CUDA context and pools); `scores MB` is one B·H·N² "
               "matrix in the dtype",
     "throughput": "TFLOP/s (percent of the device's dense peak)",
+    "bandwidth": "GB/s: the least bytes a step moves (weights, inputs, the KV cache, outputs) "
+                 "over its median; what bounds a decode step",
     "correctness": "verdict and worst error ratio against float64 (pass: ≤ 2)",
     "first_call": "first call ms: tracing and compiling included",
 }
@@ -184,6 +186,14 @@ def throughput(frame: pd.DataFrame) -> pd.DataFrame:
     return _pivot(frame, frame.apply(text, axis=1))
 
 
+def bandwidth(frame: pd.DataFrame) -> pd.DataFrame:
+    def text(row) -> str:
+        if _failed(row) or pd.isna(row.get("gb_s")):
+            return _failed(row) or ""
+        return _mark(f"{row['gb_s']:.3g}", row)
+    return _pivot(frame, frame.apply(text, axis=1))
+
+
 def correctness(frame: pd.DataFrame) -> pd.DataFrame:
     def text(row) -> str:
         if _failed(row):
@@ -217,6 +227,8 @@ def all_tables(frame: pd.DataFrame, baseline: str | None) -> dict[str, dict[str,
             tables["speedup"] = speedup(rows, baseline)
         tables["memory"] = memory(rows)
         tables["throughput"] = throughput(rows)
+        if (rows["mode"] == "decode").any():
+            tables["bandwidth"] = bandwidth(rows)
         tables["correctness"] = correctness(rows)
         tables["first_call"] = first_call(rows)
         out[workload] = tables
@@ -226,7 +238,7 @@ def all_tables(frame: pd.DataFrame, baseline: str | None) -> dict[str, dict[str,
 def split_constant(table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """For display: the index columns that hold one value in every row (the device,
     B, H, D of a one-shape sweep) move out of the table into a caption."""
-    fixed = {c: table[c].iloc[0] for c in INDEX + ["layers"]
+    fixed = {c: table[c].iloc[0] for c in INDEX + ["layers", "q_len", "kv_heads", "window"]
              if c in table and len(table) > 1 and table[c].nunique(dropna=False) == 1}
     return table.drop(columns=list(fixed)), fixed
 
