@@ -31,7 +31,8 @@ class BackendCommon:
         self.info = info
 
     def forward(self, case: Case, weights: dict, inputs: dict) -> np.ndarray:
-        return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
+        step = case if case.mode == "decode" else case.replace(mode="forward")  # no grads
+        return self.prepare(step, weights, inputs).outputs()["out"]
 
 
 def input_names(case: Case) -> list[str]:
@@ -49,7 +50,7 @@ def workload_module(case: Case, classes: tuple[Callable, Callable, Callable], *a
     classes, each called as cls(d_model, heads, causal, *args, [layers=], kv_heads=,
     window=, **kwargs)."""
     mha, block, transformer = classes
-    shape = (case.d_model, case.heads, case.causal, *args)
+    shape = (case.d_model, case.heads, case.mask_hides_keys, *args)
     kwargs = {**kwargs, "kv_heads": case.kv_heads, "window": case.window}
     if case.workload == "mha":
         return mha(*shape, **kwargs)

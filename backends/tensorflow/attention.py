@@ -10,6 +10,8 @@ after its projections (timed, as any real model would), as the torch backend doe
 
 TensorFlow has no fused attention op; under the `xla` variant XLA fuses what it
 can of this same code. Every variant (eager, function, xla) runs this one function.
+Fewer query rows than keys (q_len < N, a decode step) and sliding windows go
+through the same boolean mask, built for (q_len, N) and aligned bottom-right.
 """
 from __future__ import annotations
 
@@ -18,9 +20,26 @@ import math
 import tensorflow as tf
 
 
-def attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, causal: bool) -> tf.Tensor:
-    """softmax(q k^T / sqrt(D) + mask) v per head, on (B, H, N, D) tensors; k and
-    v may have fewer heads (grouped), each repeated for its group of query heads."""
+def visible(rows: int, keys: int, causal: bool, window: int | None) -> tf.Tensor | None:
+    """(rows, keys), True where query row i may see key j; None when it sees every
+    key. Bottom-right: row i sits at position keys - rows + i and sees j <= that
+    position, and with a window only j > position - window. With rows == keys and
+    no window this is the square causal mask, the same values as ever."""
+    if not causal:                  # a window comes only with causal (harness.spec.Case)
+        return None
+    position = tf.range(keys - rows, keys)[:, None]
+    key = tf.range(keys)[None, :]
+    allowed = position >= key
+    if window:
+        allowed = tf.logical_and(allowed, key > position - window)
+    return allowed
+
+
+def attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, causal: bool,
+              window: int | None = None) -> tf.Tensor:
+    """softmax(q k^T / sqrt(D) + mask) v per head, on (B, H, S, D) queries and
+    (B, KV, N, D) keys and values; k and v may have fewer heads (grouped), each
+    repeated for its group of query heads."""
     if k.shape[1] != q.shape[1]:
         group = q.shape[1] // k.shape[1]
         k, v = tf.repeat(k, group, axis=1), tf.repeat(v, group, axis=1)
@@ -30,11 +49,10 @@ def attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, causal: bool) -> tf.Tens
     # rounded (1/sqrt(8) by 1.1e-4 of itself in float16), an error in every score that
     # torch, which multiplies by a Python float in float32, does not make.
     scores = tf.cast(tf.linalg.matmul(q, k, transpose_b=True), tf.float32) * scale
-    if causal:
-        n = scores.shape[-1]
-        # Key j is visible to query i when j <= i (True = allowed); built in the
-        # step, as the torch backend builds its mask (a graph folds it to a constant).
-        allowed = tf.range(n)[:, None] >= tf.range(n)[None, :]
+    # Built in the step, as the torch backend builds its mask (a graph folds it
+    # to a constant).
+    allowed = visible(scores.shape[-2], scores.shape[-1], causal, window)
+    if allowed is not None:
         scores = tf.where(allowed, scores, tf.constant(float("-inf"), tf.float32))
     probs = tf.cast(tf.nn.softmax(scores, axis=-1), q.dtype)
     return tf.linalg.matmul(probs, v)

@@ -5,6 +5,11 @@ Imported only inside a worker process, after settings.environment() is applied.
 
 Layout: the attention core runs on (B, H, N, D); attention.py says why.
 
+Decode mode (mha, block, transformer): each layer's KV caches are tf.Variables
+made in prepare (untimed, layers.attach_caches); the timed step takes the new
+tokens alone, writes their keys and values into the caches' last slots in place
+and attends over all of them (layers.KVCache), in every variant.
+
 What the timed step relies on to be complete when it returns: TF's synchronous
 execution (its default, pinned in make_backend), under which an op or a
 tf.function call returns only once its outputs exist on the CPU; so sync() does
@@ -21,22 +26,17 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from backends.base import Outputs
-from backends.common import BackendCommon, canonical_outputs, input_names, swap_heads
+from backends.common import BackendCommon, input_names, swap_heads
 from backends.tensorflow import layers
 from backends.tensorflow.attention import attention
 from backends.tensorflow.settings import INTEROP_THREADS
+from backends.tensorflow.steps import DTYPES, Prepared
 from harness.measure.memory import cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
 from harness.spec.catalog import BackendInfo, static_unsupported
 from harness.spec.weights import make_inputs, make_weights
 
-DTYPES = {"float32": tf.float32, "tf32": tf.float32,
-          "bfloat16": tf.bfloat16, "float16": tf.float16}
-KERNELS = {"eager": "matmul + softmax (TF ops, eager)",
-           "function": "matmul + softmax (TF graph)",
-           "xla": "matmul + softmax (XLA fusion)"}
 GPU_METHOD = "tf get_memory_info peak"
 CPU_METHOD = "tf get_memory_info peak (cpu pool)"
 # The smallest cell that runs every op of every workload (the transformer adds
@@ -59,36 +59,23 @@ def pin_precision(dtype: str) -> None:
     tf.config.experimental.enable_tensor_float_32_execution(dtype == "tf32")
 
 
-def to_numpy(t: tf.Tensor) -> np.ndarray:
-    return tf.cast(t, tf.float32).numpy()
+def _model(case: Case, weights: dict, inputs: dict, dtype: tf.DType):
+    """The callable the step runs and its variables by canonical name; in decode
+    mode the layers also hold their KV caches. Call it inside the device's scope."""
+    if case.workload == "attention":
+        return (lambda q, k, v: attention(q, k, v, case.mask_hides_keys, case.window)), {}
+    model, params = layers.build(case, weights, dtype)
+    if case.mode == "decode":
+        layers.attach_caches(model, inputs, dtype, share_reads=case.variant != "xla")
+    return model, params
 
 
-class Prepared:
-    """One cell ready to run: variables and inputs on the device, the step built."""
-
-    def __init__(self, case: Case, fn, args: list[tf.Tensor], names: list[str],
-                 train: bool, bhnd: bool):
-        self.case, self.fn, self.args, self.names = case, fn, args, names
-        self.train = train
-        self.bhnd = bhnd              # attention workload: tensors kept as (B, H, N, D)
-        self.gpu = case.device.startswith("cuda")
-        self.kernel = KERNELS[case.variant]    # what runs the attention core
-
-    def step(self):
-        """Forward: out. Train: (out, [gradients of sum(out * g) w.r.t. names])."""
-        return self.fn(*self.args)
-
-    def sync(self) -> None:
-        if self.gpu:                  # the CPU is synchronous (module docstring)
-            tf.test.experimental.sync_devices()
-
-    def outputs(self) -> Outputs:
-        result = self.step()
-        self.sync()
-        out, grads = result if self.train else (result, ())
-        # Weights are (in, out) in TF already: only the core's tensors change layout.
-        return canonical_outputs(self.case, to_numpy(out),
-                                 zip(self.names, map(to_numpy, grads)), bhnd=self.bhnd)
+def _fed(case: Case) -> list[str]:
+    """The inputs the step takes as arguments: in decode the new tokens alone (the
+    caches live in the layers' variables), else what a train step differentiates."""
+    if case.mode == "decode" and case.workload != "attention":
+        return ["x"]
+    return input_names(case)
 
 
 def _build_step(case: Case, weights: dict, inputs: dict):
@@ -104,13 +91,9 @@ def _build_step(case: Case, weights: dict, inputs: dict):
         return tf.identity(tf.cast(tf.constant(a), dtype))
 
     with tf.device(device):
-        if bhnd:
-            model = lambda q, k, v: attention(q, k, v, case.causal)
-            params = {}
-        else:
-            model, params = layers.build(case, weights, dtype)
-        names, variables = [*input_names(case), *params], list(params.values())
-        args = [tensor(inputs[n]) for n in input_names(case)]
+        model, params = _model(case, weights, inputs, dtype)
+        names, variables = [*_fed(case), *params], list(params.values())
+        args = [tensor(inputs[n]) for n in _fed(case)]
         if train:
             args.append(tensor(inputs["g"]))
 

@@ -7,9 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 # Precision and read-back are the backend's own, so a user's call runs as its cells do.
-from backends.tensorflow.backend import (  # noqa: F401
-    DTYPES, pin_precision, tf_device, to_numpy,
-)
+from backends.tensorflow.backend import pin_precision, tf_device  # noqa: F401
+from backends.tensorflow.steps import DTYPES, to_numpy  # noqa: F401
 
 
 def to_device(array: np.ndarray, device: str, dtype: str) -> tf.Tensor:

@@ -8,6 +8,8 @@ defaults differ from the spec (LayerNormalization epsilon 1e-3, activations.gelu
 exact), and plain modules keep every op in sight. Set from the spec explicitly:
 LayerNorm epsilon 1e-5 with its math in float32, GELU in its tanh form (in float32,
 as the reference computes it), MLP width 4 * d_model, pre-LN blocks.
+In decode mode each MultiHeadAttention also holds its layer's KV caches
+(KVCache, attach_caches).
 """
 from __future__ import annotations
 
@@ -86,32 +88,76 @@ def gelu(x: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.nn.gelu(tf.cast(x, tf.float32), approximate=True), x.dtype)
 
 
-class MultiHeadAttention(tf.Module):
-    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, kv_heads: int):
+class KVCache(tf.Module):
+    """One layer's decode caches, k and v, as tf.Variables in the core's layout
+    (B, KV, N, D), filled from the canonical (B, N, KV, D) arrays (untimed). A step
+    writes the new tokens' keys and values into the last slots in place and reads
+    the whole cache back: the same slots every call, so the step repeats."""
+
+    def __init__(self, k: tf.Tensor, v: tf.Tensor, share_reads: bool):
         super().__init__()
-        self.heads, self.causal = heads, causal
+        self.k = tf.Variable(k, trainable=False)
+        self.v = tf.Variable(v, trainable=False)
+        self.share_reads = share_reads
+
+    def update(self, k_new: tf.Tensor, v_new: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Writes (B, KV, S, D) into slots [N - S, N) of each cache; both whole caches."""
+        return self._write(self.k, k_new), self._write(self.v, v_new)
+
+    def _write(self, cache: tf.Variable, new: tf.Tensor) -> tf.Tensor:
+        b, kv, n, d = cache.shape
+        # The raw op, as Variable[...].assign would run it, without the slice of the
+        # old value that __getitem__ reads first (a dead op, and a live reference
+        # to the buffer that can force a copy of it).
+        tf.raw_ops.ResourceStridedSliceAssign(
+            ref=cache.handle, begin=[0, 0, n - new.shape[2], 0], end=[b, kv, n, d],
+            strides=[1, 1, 1, 1], value=new)
+        if self.share_reads:
+            # TF's slice-assign kernel switches the variable to copy-on-read
+            # (EnsureSparseVariableAccess), after which every read copies the whole
+            # cache (B 8, N 4096, two 128 MiB caches: +45 ms a step, 258 MiB of
+            # peak). Switched back, reads share the buffer, and a write while a read
+            # still holds it copies first (TF's copy-on-write): no reader sees it
+            # change. Not an XLA op; under XLA the write is a dynamic-update-slice
+            # aliased to the variable, no copy either.
+            tf.raw_ops.DisableCopyOnRead(resource=cache.handle)
+        return cache.value()
+
+
+class MultiHeadAttention(tf.Module):
+    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, kv_heads: int,
+                 window: int | None = None):
+        super().__init__()
+        self.heads, self.causal, self.window = heads, causal, window
         kv_width = kv_heads * (d_model // heads)      # grouped heads: narrower k and v
         self.q, self.o = Dense(d_model, d_model, dtype), Dense(d_model, d_model, dtype)
         self.k, self.v = Dense(d_model, kv_width, dtype), Dense(d_model, kv_width, dtype)
+        self.cache: KVCache | None = None       # decode mode: set by attach_caches
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        """x: every token (B, N, d), or in decode the new tokens (B, S, d), whose keys
+        and values go into the cache before the attention reads all N of them."""
         b, n, d = x.shape
         size = d // self.heads
 
         def split(t):       # (B, N, d) -> (B, H, N, D): head h owns features h*D:(h+1)*D
             return tf.transpose(tf.reshape(t, [b, n, t.shape[-1] // size, size]), [0, 2, 1, 3])
 
-        o = attention(split(self.q(x)), split(self.k(x)), split(self.v(x)), self.causal)
+        k, v = split(self.k(x)), split(self.v(x))
+        if self.cache is not None:
+            k, v = self.cache.update(k, v)
+        o = attention(split(self.q(x)), k, v, self.causal, self.window)
         return self.o(tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [b, n, d]))
 
 
 class Block(tf.Module):
     """Pre-LN: h = x + mha(LN1(x)); out = h + W2 gelu(W1 LN2(h) + b1) + b2."""
 
-    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, kv_heads: int):
+    def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, kv_heads: int,
+                 window: int | None = None):
         super().__init__()
         self.ln1 = LayerNorm(d_model, dtype)
-        self.mha = MultiHeadAttention(d_model, heads, causal, dtype, kv_heads)
+        self.mha = MultiHeadAttention(d_model, heads, causal, dtype, kv_heads, window)
         self.ln2 = LayerNorm(d_model, dtype)
         self.w1 = Dense(d_model, MLP_RATIO * d_model, dtype)
         self.w2 = Dense(MLP_RATIO * d_model, d_model, dtype)
@@ -123,9 +169,10 @@ class Block(tf.Module):
 
 class Transformer(tf.Module):
     def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, layers: int,
-                 kv_heads: int):
+                 kv_heads: int, window: int | None = None):
         super().__init__()
-        self.blocks = [Block(d_model, heads, causal, dtype, kv_heads) for _ in range(layers)]
+        self.blocks = [Block(d_model, heads, causal, dtype, kv_heads, window)
+                       for _ in range(layers)]
         self.lnf = LayerNorm(d_model, dtype)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
@@ -143,3 +190,23 @@ def build(case: Case, weights: dict, dtype: tf.DType) -> tuple[tf.Module, dict]:
     for name, variable in variables.items():
         variable.assign(tf.cast(tf.constant(weights[name]), dtype))
     return module, variables
+
+
+def attach_caches(module: tf.Module, inputs: dict, dtype: tf.DType, share_reads: bool) -> None:
+    """Decode mode: gives each layer's attention its KVCache, layer i's from
+    inputs["k_cache"][i] and inputs["v_cache"][i] (B, N, KV, D), stored (B, KV, N, D).
+    `share_reads`: everywhere but under XLA (KVCache._write). Call it inside the
+    device's scope."""
+    if isinstance(module, MultiHeadAttention):
+        layers = [module]
+    elif isinstance(module, Block):
+        layers = [module.mha]
+    else:
+        layers = [block.mha for block in module.blocks]
+
+    def stored(a):          # (B, N, KV, D) -> (B, KV, N, D), already of the storage dtype
+        return tf.cast(tf.constant(common.swap_heads(a)), dtype)
+
+    for i, mha in enumerate(layers):
+        mha.cache = KVCache(stored(inputs["k_cache"][i]), stored(inputs["v_cache"][i]),
+                            share_reads)

@@ -10,19 +10,16 @@ import os
 import numpy as np
 import torch
 
-from backends.base import Outputs
-from backends.common import BackendCommon, canonical_outputs, input_names
+from backends.common import BackendCommon, input_names
 from backends.torch import layers
 from backends.torch.attention import (
     SDPA_KERNELS, core_for, kernel_name, pin_sdpa_kernel, sdpa_choice, visible_keys,
 )
+from backends.torch.steps import DTYPES, Prepared
 from harness.measure.memory import cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case
 from harness.spec.catalog import BackendInfo, static_unsupported
-
-DTYPES = {"float32": torch.float32, "tf32": torch.float32,
-          "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def pin_precision(dtype: str) -> None:
@@ -31,42 +28,6 @@ def pin_precision(dtype: str) -> None:
     torch.set_float32_matmul_precision("high" if dtype == "tf32" else "highest")
     torch.backends.cudnn.allow_tf32 = dtype == "tf32"
 
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float32).numpy()
-
-
-class Prepared:
-    """One cell ready to run: module, inputs and parameters on the device."""
-
-    def __init__(self, case: Case, fn, args: list[torch.Tensor], params: dict,
-                 g: torch.Tensor | None, bhnd: bool):
-        self.case, self.fn, self.args, self.params, self.g = case, fn, args, params, g
-        self.bhnd = bhnd              # attention workload: tensors kept as (B, H, N, D)
-        self.cuda = case.device.startswith("cuda")
-        self.names = [*input_names(case), *params]
-        self.wrt = [*args, *params.values()]
-        self.kernel = ""              # what runs the attention core (the row's `kernel`)
-
-    def step(self):
-        if self.g is None:
-            with torch.no_grad():
-                return self.fn(*self.args)
-        out = self.fn(*self.args)
-        # Gradients of sum(out * g) with respect to inputs and every weight.
-        return out, torch.autograd.grad(out, self.wrt, self.g)
-
-    def sync(self) -> None:
-        if self.cuda:        # this cell's GPU, which need not be the current one
-            torch.cuda.synchronize(self.case.device)
-
-    def outputs(self) -> Outputs:
-        result = self.step()
-        self.sync()
-        out, grads = (result, ()) if self.g is None else result
-        return canonical_outputs(self.case, to_numpy(out),
-                                 zip(self.names, map(to_numpy, grads)),
-                                 bhnd=self.bhnd, transposed=layers.TRANSPOSED)
 
 
 class TorchBackend(BackendCommon):
@@ -107,7 +68,7 @@ class TorchBackend(BackendCommon):
 
         if case.workload == "attention":
             args = [tensor(inputs[n], bhnd=True) for n in input_names(case)]
-            fn = lambda q, k, v: core(q, k, v, case.causal)
+            fn = lambda q, k, v: core(q, k, v, case.mask_hides_keys)
             params = {}
         else:
             module, params = layers.build(case, core)
@@ -155,14 +116,14 @@ class TorchBackend(BackendCommon):
 
 def _mask(case: Case, device: torch.device) -> torch.Tensor | None:
     """The case's boolean mask (bottom-right causal, window), None on the plain paths."""
-    return visible_keys(case.q_len, case.seq_len, case.causal, case.window, device)
+    return visible_keys(case.q_len, case.seq_len, case.mask_hides_keys, case.window, device)
 
 
 def _sdpa_choice(case: Case, device: torch.device,
                  mask: torch.Tensor | None) -> tuple[str | None, str]:
     """The kernel SDPA picks for the call the cell makes: its shapes and mask."""
     return sdpa_choice((case.batch, case.heads, case.seq_len, case.head_dim), device,
-                       DTYPES[case.dtype], case.causal, case.mode == "train",
+                       DTYPES[case.dtype], case.mask_hides_keys, case.mode == "train",
                        case.kv_heads, q_len=case.q_len, mask=mask)
 
 

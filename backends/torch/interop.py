@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 # Precision and read-back are the backend's own, so a user's call runs as its cells do.
-from backends.torch.backend import DTYPES, pin_precision, to_numpy  # noqa: F401
+from backends.torch.backend import pin_precision  # noqa: F401
+from backends.torch.steps import DTYPES, to_numpy  # noqa: F401
 
 
 def to_device(array: np.ndarray, device: str, dtype: str) -> torch.Tensor:

@@ -26,7 +26,7 @@ from harness.spec.weights import make_inputs, make_weights
 
 # What fixes the numbers a case computes, apart from who computes them.
 SAME_NUMBERS = ("workload", "mode", "dtype", "device", "batch", "seq_len", "heads",
-                "head_dim", "causal", "layers")
+                "head_dim", "causal", "layers", "kv_heads", "q_len", "window")
 COLUMNS = (*SAME_NUMBERS, "a", "b", "max_abs_diff", "pair_ratio", "tensor", "agree")
 
 
@@ -43,7 +43,8 @@ def compare(frame: pd.DataFrame, outputs: Path) -> pd.DataFrame:
     the same case shape: the worst tensor's difference and its ratio."""
     rows = []
     ok = frame[frame["status"] == "ok"]
-    for _, group in ok.groupby(list(SAME_NUMBERS), sort=False):
+    # dropna=False: no window is None (NaN in the frame), and those cases count too.
+    for _, group in ok.groupby(list(SAME_NUMBERS), sort=False, dropna=False):
         # Registry order, so that a pair reads the same way whichever worker
         # finished first: "torch eager" : "jax jit", never the other way round.
         cases = sorted((Case.from_dict(r) for r in group.to_dict("records")), key=_rank)

@@ -83,6 +83,16 @@ class Case:
         object.__setattr__(self, "window", window)
 
     @property
+    def mask_hides_keys(self) -> bool:
+        """Whether the mask hides any key from any query: not when causal leaves one
+        query at the last position every key (a one-token decode step, no window
+        short of the cache). Backends run that step unmasked, as serving does (a
+        kernel's is_causal would align its one row top-left, and a mask of all
+        True would keep the fused kernels out)."""
+        return self.causal and not (self.q_len == 1 and (self.window or self.seq_len)
+                                    >= self.seq_len)
+
+    @property
     def q_offset(self) -> int:
         """The position of the first query row (bottom-right alignment)."""
         return self.seq_len - self.q_len

@@ -10,6 +10,9 @@ right after, or applied to the outputs.
           sdpa-cudnn and dpa-cudnn run): no float32 case shows it, and bfloat16's
           check cannot tell it from rounding (2 % it can; test_check.py)
   mask    causal mask off by one: each query also sees the next key
+  topleft the causal mask aligned top-left (query i at position i, as torch's is_causal
+          and a plain triu mask align it) where there are fewer queries than keys
+  window  a sliding window one key too wide
   late    the same, for the queries past position 1024 alone (as a kernel whose
           later tiles are wrong): the check's small shapes never reach it, the
           sampled check of a long cell does
@@ -30,7 +33,7 @@ import math
 
 from harness.spec.catalog import BackendInfo, Variant, static_unsupported
 
-FAULTS = ("scale", "mask", "late", "eps", "gelu", "grad")
+FAULTS = ("scale", "mask", "late", "topleft", "window", "eps", "gelu", "grad")
 LATE = 1024
 LOW_SCALE = "scale-bf16"          # a 1 % scale error in a bfloat16-only variant
 LOW_SCALE_ERROR = 1.01
@@ -50,35 +53,48 @@ def _scale(fault: str, d: int) -> float:
     return 1 / math.sqrt(d + (fault == "scale"))
 
 
-def _faulty_core(fault: str):
+def _faulty_core(fault: str, case):
+    """torch eager's core with the fault, its mask built from the Case's definition
+    (whatever mask the backend would bind): query row i at position p, bottom-right
+    (p = seq_len - q_len + i) but for `topleft` (p = i, as torch's is_causal aligns)."""
     import torch
 
-    def core(q, k, v, causal):
+    def core(q, k, v, causal, mask=None):
         if k.shape[1] != q.shape[1]:        # grouped heads, as torch eager groups them
             group = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         d = q.shape[-1]
         scores = torch.matmul(q, k.transpose(-2, -1)) * _scale(fault, d)
-        if causal:
-            n = q.shape[-2]
-            hidden = torch.ones(n, n, dtype=torch.bool).triu(2 if fault == "mask" else 1)
-            if fault == "late":
-                hidden[LATE:] = torch.ones(n, n, dtype=torch.bool).triu(2)[LATE:]
-            scores = scores.masked_fill(hidden, float("-inf"))
+        if case.causal:
+            scores = scores.masked_fill(_hidden(fault, case), float("-inf"))
         return torch.matmul(torch.softmax(scores.float(), dim=-1).to(q.dtype), v)
     return core
 
 
+def _hidden(fault: str, case):
+    """(q_len, seq_len), True where the faulty core hides a key."""
+    import torch
+    rows, keys = torch.arange(case.q_len)[:, None], torch.arange(case.seq_len)[None, :]
+    p = rows if fault == "topleft" else rows + case.q_offset
+    ahead = 1 if fault == "mask" else 0              # `mask`: the next key seen too
+    if fault == "late":
+        ahead = (p >= LATE).to(torch.int64)
+    hidden = keys > p + ahead
+    if case.window:
+        hidden |= keys <= p - case.window - int(fault == "window")
+    return hidden
+
+
 @contextlib.contextmanager
-def planted(fault: str):
-    """The fault in place while torch's backend builds the step."""
+def planted(fault: str, case):
+    """The fault in place while torch's backend builds the case's step."""
     import torch
 
     from backends.torch import backend as torch_backend
     from backends.torch import layers
     saved = (torch_backend.core_for, layers.LAYERNORM_EPS, torch.nn.GELU)
-    if fault in ("scale", "mask", "late", LOW_SCALE):
-        torch_backend.core_for = lambda variant: _faulty_core(fault)
+    if fault in ("scale", "mask", "late", "topleft", "window", LOW_SCALE):
+        torch_backend.core_for = lambda variant: _faulty_core(fault, case)
     if fault == "eps":
         layers.LAYERNORM_EPS = 1e-3
     if fault == "gelu":
@@ -123,12 +139,13 @@ class PlantedBackend:
         return case.replace(backend="torch", variant="eager")
 
     def prepare(self, case, weights: dict, inputs: dict):
-        with planted(case.variant):
+        with planted(case.variant, case):
             prepared = self.torch.prepare(self._eager(case), weights, inputs)
         return Dropped(prepared) if case.variant == "grad" else prepared
 
     def forward(self, case, weights: dict, inputs: dict):
-        return self.prepare(case.replace(mode="forward"), weights, inputs).outputs()["out"]
+        step = case if case.mode == "decode" else case.replace(mode="forward")
+        return self.prepare(step, weights, inputs).outputs()["out"]
 
     def step_peak(self, case, run_step):
         return self.torch.step_peak(self._eager(case), run_step)

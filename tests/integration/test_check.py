@@ -8,6 +8,9 @@ import os
 import subprocess
 import sys
 
+from harness.correctness import grid
+from harness.correctness.grid import grid as grid_cases
+
 from .planted_backend import LOW_SCALE
 from .runs_helpers import PLUGIN, ROOT
 
@@ -36,14 +39,16 @@ def test_check_passes_exact_and_fails_every_planted_fault(tmp_path):
     assert verdicts.pop("exact") == {"pass"}
     assert verdicts.pop("slow") == {"pass"}
     assert verdicts.pop("spins") == {"pass"}
-    assert verdicts == {v: {"FAIL"} for v in FAILING}
-    # and once more causal with grouped heads, per mode
-    assert sum(1 for r in rows if r["variant"] == "exact") == 6
+    assert verdicts.pop("sleeps") == {"FAIL", "unsupported"}
+    assert verdicts == {v: {"FAIL"} for v in FAILING if v != "sleeps"}
+    # and once more causal with grouped heads, per mode; and the newer axes: fewer
+    # queries (3), a window (2) and a one-token decode step with a window (1)
+    assert sum(1 for r in rows if r["variant"] == "exact") == 12
     md = (out / "check.md").read_text()
     assert "| faulty | exact | pass" in md
     for variant in FAILING:
         assert f"| faulty | {variant} | FAIL" in md, md
-    assert f"## Failures: {6 * len(FAILING)}" in md
+    assert f"## Failures: {12 * len(FAILING) - 6}" in md
 
 
 def test_check_catches_each_planted_bug_in_float32(tmp_path):
@@ -58,27 +63,29 @@ def test_check_catches_each_planted_bug_in_float32(tmp_path):
     assert proc.returncode == 1, proc.stderr[-3000:]
     with open(out / "check.csv") as f:
         rows = list(csv.DictReader(f))
-    failed = {(r["variant"], r["workload"], r["mode"], r["causal"]) for r in rows
-              if r["verdict"] == "FAIL"}
     variants = {r["variant"] for r in rows}
-    assert variants == {"none", "scale", "mask", "late", "eps", "gelu", "grad", LOW_SCALE}
-    assert not any(v == "none" for v, *_ in failed), sorted(failed)
-    bites = {
-        "scale": {(w, m, c) for w in ("attention", "mha", "block", "transformer")
-                  for m in ("forward", "train") for c in ("True", "False")},
-        "mask": {(w, m, "True") for w in ("attention", "mha", "block", "transformer")
-                 for m in ("forward", "train")},
-        "eps": {(w, m, c) for w in ("block", "transformer") for m in ("forward", "train")
-                for c in ("True", "False")},
-        "gelu": {(w, m, c) for w in ("block", "transformer") for m in ("forward", "train")
-                 for c in ("True", "False")},
-        "grad": {(w, "train", c) for w in ("attention", "mha", "block", "transformer")
-                 for c in ("True", "False")},
-        "late": set(),      # past position 1024 only: the long cells' own check sees it
+    assert variants == {"none", "scale", "mask", "late", "topleft", "window", "eps", "gelu",
+                        "grad", LOW_SCALE}
+    layers = ("block", "transformer")
+    bites = {       # where each fault changes what the case computes
+        "none": lambda r: False,
+        "scale": lambda r: True,
+        "mask": lambda r: r["causal"] == "True" and int(r["q_len"]) > 1,
+        "topleft": lambda r: r["causal"] == "True" and r["q_len"] != r["seq_len"],
+        "window": lambda r: r["window"] not in ("", "0"),
+        "eps": lambda r: r["workload"] in layers,
+        "gelu": lambda r: r["workload"] in layers,
+        "grad": lambda r: r["mode"] == "train",
+        "late": lambda r: False,    # past position 1024 only: the long cells' own check sees it
     }
-    for fault, where in bites.items():
-        caught = {(w, m, c) for v, w, m, c in failed if v == fault}
-        assert caught == where, (fault, sorted(where - caught), sorted(caught - where))
+    name = lambda r: "/".join(r[k] for k in ("workload", "mode", "causal", "q_len", "seq_len",
+                                            "kv_heads", "window", "status"))
+    for fault, bites_here in bites.items():
+        mine = [r for r in rows if r["variant"] == fault and r["verdict"] != "unsupported"]
+        missed = [name(r) for r in mine if bites_here(r) and r["verdict"] != "FAIL"]
+        spurious = [name(r) for r in mine if not bites_here(r) and r["verdict"] == "FAIL"]
+        assert mine and not missed and not spurious, (fault, missed, spurious)
+        assert fault in ("none", "late") or any(map(bites_here, mine)), fault
 
 
 def test_check_compares_backends_pairwise_and_flags_the_one_that_differs(tmp_path):
@@ -94,10 +101,12 @@ def test_check_compares_backends_pairwise_and_flags_the_one_that_differs(tmp_pat
     assert proc.returncode == 1, proc.stderr[-3000:]
     with open(out / "pairs.csv") as f:
         pairs = list(csv.DictReader(f))
-    # 2 modes x (2 masks and grouped heads), torch eager against each of the two planted
-    # variants (float32: a 2% scale error hides in bfloat16's rounding, as the planted
-    # check's docs say)
-    assert len(pairs) == 12
+    # Every mha case of the grid, torch eager against each of the two planted variants
+    # (float32: a 2% scale error hides in bfloat16's rounding, as the planted check's
+    # docs say)
+    cases = len(grid_cases(["torch"], dtypes=["float32"], workloads=["mha"],
+                           variants=["eager"]))
+    assert len(pairs) == 2 * cases
     assert {(p["a"], p["b"]) for p in pairs} == {("torch eager", "planted none"),
                                                  ("torch eager", "planted scale")}
     for pair in pairs:
@@ -108,9 +117,9 @@ def test_check_compares_backends_pairwise_and_flags_the_one_that_differs(tmp_pat
     md = (out / "check.md").read_text()
     assert "## Backends against each other" in md
     assert "| torch : planted | agree" not in md       # the scale bug is in every cell
-    assert "## Disagreements: 6" in md
+    assert f"## Disagreements: {cases}" in md
     assert "planted scale differs" not in md and "torch eager vs planted scale" in md
-    assert "12 backend pairs: 6 disagree" in proc.stderr
+    assert f"{2 * cases} backend pairs: {cases} disagree" in proc.stderr
     assert not (out / "outputs").exists()                # removed once compared
 
 
@@ -128,9 +137,9 @@ def test_a_bfloat16_only_variant_says_what_its_check_resolves(tmp_path):
                            "--workload", "attention", "mha", "--threads", "1", "--out",
                            str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out / "check.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r["verdict"] != "unsupported"]
+        rows = [r for r in csv.DictReader(f) if r["verdict"] != "unsupported"
+                and not _newer_axes(r)]
     low = [r for r in rows if r["variant"] == LOW_SCALE]
     assert {r["dtype"] for r in low} == {"bfloat16"} and len(low) == 12   # 2 x 2 x 3
     # The fault shows (worse than the control's bfloat16 cases), but stays under 2:
@@ -144,3 +153,14 @@ def test_a_bfloat16_only_variant_says_what_its_check_resolves(tmp_path):
                 for line in md.splitlines() if line.startswith("| planted |")}
     assert resolves[LOW_SCALE] > 1.0, resolves                # percent
     assert resolves["none"] < 1e-3, resolves
+    # The newer axes' shape resolves it in one case (seven queries on 33 keys, train:
+    # grad/q 2.4 times what bfloat16 allows), so the check fails there and only there.
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    with open(out / "check.csv") as f:
+        failed = [r for r in csv.DictReader(f) if r["verdict"] == "FAIL"]
+    assert failed and all(_newer_axes(r) and r["variant"] == LOW_SCALE for r in failed)
+
+
+def _newer_axes(row: dict) -> bool:
+    """A case on grid.NEW_AXES_SHAPE (fewer queries, windows, decode)."""
+    return all(row[k] == str(v) for k, v in grid.NEW_AXES_SHAPE.items() if k != "layers")

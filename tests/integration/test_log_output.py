@@ -49,7 +49,8 @@ def test_check_into_a_pipe_keeps_every_name_whole(tmp_path):
     # One line per finished batch (a backend and mode), each whole:
     # "torch train on cpu: 60 cases, 0 failed (30 s); 60/120 cases, ...".
     lines = [line for line in proc.stderr.splitlines() if BATCH_LINE.search(line)]
-    assert {line.split(" on cpu")[0] for line in lines} == {"torch forward", "torch train"}
+    assert {line.split(" on cpu")[0] for line in lines} == {"torch forward", "torch train",
+                                                           "torch decode"}
     done = [int(BATCH_LINE.search(line).group(1)) for line in lines]
     total = str(len(grid(["torch"], workloads=["attention"], variants=TORCH_VARIANTS)))
     assert done == sorted(done) and BATCH_LINE.search(lines[-1]).group(1, 2) == (total, total)

@@ -179,6 +179,22 @@ def test_pairs_agree_within_the_allowance_and_differ_beyond_it(tmp_path, mode):
     assert table.loc["torch : tensorflow", ("float32", mode)].startswith("DIFFER")
 
 
+def test_pairs_never_match_cases_that_differ_only_in_the_newer_axes(tmp_path):
+    """Two decode steps of one shape, one token and seven with a window, in two
+    backends: each pairs with its own kind alone (kv_heads, q_len and window fix
+    the numbers as much as the shape does)."""
+    one = Case("check", "mha", "torch", "eager", "decode", "float32", "cpu", 2, 33, 6, 8,
+               True, kv_heads=2)
+    cases = [one, one.replace(q_len=7, window=5), one.replace(kv_heads=3)]
+    cases += [c.replace(backend="jax", variant="jit") for c in cases]
+    for case in cases:
+        _saved(case, tmp_path, {})
+    rows = [{**_check_row(c), "window": c.window or float("nan")} for c in cases]
+    pairs = pairwise.compare(pd.DataFrame(rows), tmp_path)
+    assert len(pairs) == 3 and pairs["agree"].all()
+    assert sorted(zip(pairs["q_len"], pairs["kv_heads"])) == [(1, 2), (1, 3), (7, 2)]
+
+
 def test_pairs_skip_same_backend_missing_outputs_and_failed_cases(tmp_path):
     a = Case("check", "attention", "torch", "eager", "forward", "bfloat16", "cpu", 1, 33, 3,
              8, False)

@@ -24,6 +24,13 @@ def test_every_module_belongs_to_a_part():
                              "harness.store", "harness.weights"]
 
 
+def test_every_backend_folder_has_the_same_file_names():
+    """A reader who knows one backend finds the same part in the others' files."""
+    folders = [p for p in (ROOT / "backends").iterdir() if (p / "backend.py").exists()]
+    names = {p.name: sorted(f.name for f in p.glob("*.py")) for p in folders}
+    assert len(folders) == 3 and len({tuple(n) for n in names.values()}) == 1, names
+
+
 @pytest.fixture
 def copy(tmp_path):
     for top in ("harness", "backends"):
