@@ -91,6 +91,7 @@ def check_command(args, console: Console) -> int:
         args.out or f"results/check-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}", "--out")
     cases = grid.grid(args.backend, args.dtype, args.workload, args.device, args.all_shapes,
                       args.variant)
+    cases = [c for c in cases if not args.mode or c.mode in args.mode]
     if not cases:
         raise UserError("no backend has the variants asked for (see attnbench env)")
     threads = args.threads or devices.cpu_threads()

@@ -6,7 +6,7 @@ import argparse
 
 from harness.run import check
 from harness.run.suite import DEVICE_RE
-from harness.spec import DTYPES, WORKLOADS
+from harness.spec import DTYPES, MODES, WORKLOADS
 from harness.spec.catalog import BACKENDS
 
 DESCRIPTION = """\
@@ -163,6 +163,8 @@ def _add_check(sub) -> None:
                      help=f"only these dtypes ({', '.join(DTYPES)})")
     chk.add_argument("--workload", action="extend", nargs="+", choices=WORKLOADS, metavar="W",
                      help=f"only these workloads ({', '.join(WORKLOADS)})")
+    chk.add_argument("--mode", action="extend", nargs="+", choices=MODES, metavar="M",
+                     help=f"only these modes ({', '.join(MODES)})")
     chk.add_argument("--device", default="cpu", metavar="DEV",
                      help="cpu (default) or cuda:N")
     chk.add_argument("--out", metavar="DIR", help="folder (default: results/check-<time>/)")

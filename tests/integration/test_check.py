@@ -25,14 +25,15 @@ def test_check_passes_exact_and_fails_every_planted_fault(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["ATTNBENCH_BACKENDS"] = PLUGIN
     proc = subprocess.run([sys.executable, "-m", "harness", "check", "--backend", "faulty",
-                           "--dtype", "float32", "--workload", "attention", "--threads", "1",
+                           "--dtype", "float32", "--workload", "attention", "--mode", "forward",
+                           "decode", "--threads", "1",
                            "--timeout-s", str(CASE_TIMEOUT_S), "--out", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     with open(out / "check.csv") as f:
         rows = list(csv.DictReader(f))
-    # 2 modes x 2 masks per variant, each at one shape (the covering design), judged
+    # 2 masks per variant, each at one shape (the covering design), judged
     verdicts = {}
     for row in rows:
         verdicts.setdefault(row["variant"], set()).add(row["verdict"])
@@ -41,14 +42,16 @@ def test_check_passes_exact_and_fails_every_planted_fault(tmp_path):
     assert verdicts.pop("spins") == {"pass"}
     assert verdicts.pop("sleeps") == {"FAIL", "unsupported"}
     assert verdicts == {v: {"FAIL"} for v in FAILING if v != "sleeps"}
-    # and once more causal with grouped heads, per mode; and the newer axes: fewer
-    # queries (3), a window (2) and a one-token decode step with a window (1)
-    assert sum(1 for r in rows if r["variant"] == "exact") == 12
+    # and once more causal with grouped heads, in forward mode (`--mode`: train takes
+    # the same steps); and the newer axes: fewer queries (2: causal, full), a window
+    # (1) and a one-token decode step with a window (1)
+    assert {r["mode"] for r in rows} == {"forward", "decode"}
+    assert sum(1 for r in rows if r["variant"] == "exact") == 7
     md = (out / "check.md").read_text()
     assert "| faulty | exact | pass" in md
     for variant in FAILING:
         assert f"| faulty | {variant} | FAIL" in md, md
-    assert f"## Failures: {12 * len(FAILING) - 6}" in md
+    assert f"## Failures: {7 * len(FAILING) - 6}" in md
 
 
 def test_check_catches_each_planted_bug_in_float32(tmp_path):
