@@ -1,7 +1,9 @@
 """The figures a GPU check reports: fused attention at seq_len 8192, head_dim 128,
 bfloat16 (torch sdpa-flash and the other pinned kernels, JAX dpa and dpa-cudnn),
 forward and train: TFLOP/s and percent of the device's dense peak, beside the
-published FlashAttention marks of docs/measurement.md. Framework-free; markdown out.
+published FlashAttention marks of docs/measurement.md; and its decode steps: latency
+and GB/s against the cache length, with the share of the device's memory bandwidth.
+Framework-free; markdown out.
 
 usage: python3 scripts/gpu_figures.py RUN_DIR [--seq-len 8192] [--head-dim 128]
 """
@@ -13,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.measure import devices  # noqa: E402
 from harness.results import store  # noqa: E402
 
 # docs/measurement.md: published marks, TFLOP/s (H100 SXM, head_dim 128, 16k tokens).
@@ -25,7 +28,8 @@ SHOWN = ("sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa", "eager", "compile
 def table(run: Path, seq_len: int, head_dim: int) -> str:
     frame = store.load(run)
     cells = frame[(frame["workload"] == "attention") & (frame["dtype"] == "bfloat16")
-                  & (frame["seq_len"] == seq_len) & (frame["head_dim"] == head_dim)]
+                  & (frame["seq_len"] == seq_len) & (frame["head_dim"] == head_dim)
+                  & (frame["mode"] != "decode")]
     if cells.empty:
         return f"no bfloat16 attention cells at seq_len {seq_len}, head_dim {head_dim} in {run}"
     lines = [f"bfloat16 attention, seq_len {seq_len}, head_dim {head_dim} "
@@ -49,6 +53,29 @@ def table(run: Path, seq_len: int, head_dim: int) -> str:
     return "\n".join(lines)
 
 
+def decode_table(run: Path) -> str:
+    """Every decode step of the run: one row a cell, by workload, batch and cache."""
+    frame = store.load(run)
+    cells = frame[frame["mode"] == "decode"].sort_values(
+        ["workload", "batch", "seq_len", "backend", "variant"])
+    if cells.empty:
+        return f"no decode cells in {run}"
+    lines = ["Decode steps (q_len new tokens against a KV cache of seq_len)", "",
+             "| workload | backend | variant | batch | heads / kv | q_len | cache | median ms "
+             "| GB/s | % of bandwidth | kernel | correct |", "|---" * 12 + "|"]
+    for _, r in cells.iterrows():
+        ok = r["status"] == "ok" and r["gb_s"] == r["gb_s"]
+        peak = devices.peak_bandwidth_gb_s(str(r.get("device_name") or ""))
+        ms, gb_s = (f"{r['median_ms']:.3f}", f"{r['gb_s']:.3g}") if ok else ("-", "-")
+        share = f"{100 * r['gb_s'] / peak:.0f}%" if ok and peak else "-"
+        lines.append(
+            f"| {r['workload']} | {r['backend']} | {r['variant']} | {r['batch']} "
+            f"| {r['heads']} / {r['kv_heads']} | {r['q_len']} | {r['seq_len']} | {ms} "
+            f"| {gb_s} | {share} | {r.get('kernel') or '-'} "
+            f"| {r.get('correct') if r['status'] == 'ok' else r['status']} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, metavar="RUN_DIR")
@@ -57,6 +84,8 @@ def main() -> int:
     args = parser.parse_args()
     try:
         print(table(args.run, args.seq_len, args.head_dim))
+        print()
+        print(decode_table(args.run))
     except store.StoreError as exc:
         print(f"gpu_figures: {exc}", file=sys.stderr)
         return 2
