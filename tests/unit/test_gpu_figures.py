@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.spec import Case
+from harness.spec import Case, costs
 from tests.unit.test_report import _row, _write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,3 +33,24 @@ def test_figures_table_has_tflops_and_percent_of_peak_per_cell(tmp_path):
         assert cells[6] == f"{row['tflops']:.3g}"
         assert cells[7] == f"{row['pct_peak']:.0f}%"
         assert cells[8] == f"{row['variant']} kernel" and cells[9] == "True"
+
+
+def test_the_decode_table_gives_gb_s_and_share_of_the_gpus_bandwidth(tmp_path):
+    rows = []
+    for n, ms in ((4096, 0.05), (16384, 0.2)):
+        c = Case("gpu-check", "mha", "torch", "sdpa", "decode", "bfloat16", "cuda:0",
+                 4, n, 32, 128, True, kv_heads=8)
+        rows.append(_row(c, H200, ms, "r", gb_s=costs.bytes_moved(c) / (ms * 1e-3) / 1e9))
+    forward = Case("gpu-check", "mha", "torch", "sdpa", "forward", "bfloat16", "cuda:0",
+                   4, 4096, 32, 128, True)
+    rows.append(_row(forward, H200, 1.0, "r"))              # not a decode step: not shown
+    _write(tmp_path / "run", rows, {"run_id": "r"})
+    out = subprocess.run([sys.executable, "scripts/gpu_figures.py", str(tmp_path / "run")],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    table = [line for line in out.splitlines() if line.startswith("| mha |")]
+    assert len(table) == 2
+    for row, line in zip(rows, table):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[4:7] == ["32 / 8", "1", str(row["seq_len"])]
+        assert cells[8] == f"{row['gb_s']:.3g}"
+        assert cells[9] == f"{100 * row['gb_s'] / 4800:.0f}%"       # the H200's 4.8 TB/s
