@@ -1,8 +1,8 @@
 """Fewer query rows than keys (q_len, the causal mask aligned bottom-right), sliding
 windows, and decode steps against a KV cache, in every backend and variant, judged
 against the float64 reference as test_backends.py judges the rest; and torch's SDPA
-in float64 against the reference, an outside check of the bottom-right alignment and
-of the window.
+in float64, an outside check of the bottom-right alignment and of the window, against
+the reference and against each backend.
 
 One odd shape (B 2, N 33, 6 query heads on 2 key/value heads, D 8): q_len 1 and 7,
 window 5. Compiled variants run a sample (COMPILED), so that `make test` pays few
