@@ -60,7 +60,10 @@ def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array, causal: bool,
         group = q.shape[1] // k.shape[1]
         k, v = jnp.repeat(k, group, axis=1), jnp.repeat(v, group, axis=1)
     scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, precision=precision)
-    scores = (scores * jnp.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype)).astype(jnp.float32)
+    # Scaled in float32, then stored: a scale stored in float16 is itself rounded
+    # (1/sqrt(8) by 1.1e-4 of itself), an error in every score (as TF's core says).
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = (scores.astype(jnp.float32) * scale).astype(q.dtype).astype(jnp.float32)
     t, s = q.shape[-2], k.shape[-2]
     if causal and t == s and window is None:
         hidden = jnp.triu(jnp.ones((t, t), dtype=bool), k=1)     # key j > query i

@@ -60,11 +60,15 @@ def params() -> list:
                 out.append(pytest.param(case, id=f"{info.name}-{variant}-{workload}-{mode}-"
                                                  f"{'causal' if causal else 'full'}-q{q_len}"
                                                  f"-w{window or 0}"))
-    # Half precision once a backend: the mask's -inf and the cache's dtype.
+    # Half precision once a backend: the mask's -inf and the cache's dtype; and one
+    # float16 query, whose few outputs show a scale stored in float16 (jax jit did).
     for info in REGISTRY.values():
         case = make(info.name, info.variant_names[0], "block", "decode", True, 7, 5,
                     dtype="bfloat16")
         out.append(pytest.param(case, id=f"{info.name}-{case.variant}-block-decode-bf16"))
+        one = make(info.name, info.variant_names[0], "attention", "forward", False, 1, None,
+                   dtype="float16").replace(kv_heads=1)
+        out.append(pytest.param(one, id=f"{info.name}-{one.variant}-attention-q1-fp16"))
     return out
 
 
