@@ -33,7 +33,9 @@ def visible_keys(q_len: int, n_keys: int, causal: bool, window: int | None,
     """(q_len, n_keys) boolean, True where a query may attend (SDPA's convention),
     or None when the plain paths apply: no causal mask, or the square causal one.
     Query i sits at position n_keys - q_len + i (bottom-right, FlashAttention >= 2.1);
-    it sees keys j <= that position, and only those past it - window."""
+    it sees keys j <= that position, and only those past it - window. A window as
+    long as the keys hides nothing, so the fused kernels' is_causal path stays open."""
+    window = None if window is not None and window >= n_keys else window
     if not causal or (q_len == n_keys and window is None):
         return None
     keys = torch.arange(n_keys, device=device)[None, :]

@@ -74,7 +74,7 @@ def _key(row: dict) -> tuple:
     def text(value) -> str:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        return str(value)
+        return str(None if value != value else value)      # NaN (no window): None
     return tuple(text(row.get(field)) for field in MATCH_FIELDS)
 
 

@@ -34,7 +34,19 @@ reference would pass 2 GiB, and forward cells of 256 positions or more, are judg
 of those rows' loss (check_rows; docs/correctness.md); "yes (config)": the cell's
 own check could not run and that configuration check alone judges it."""
 
-_SHAPE = ["batch", "seq_len", "heads", "head_dim", "causal", "layers"]
+_SHAPE = ["batch", "q_len", "seq_len", "heads", "kv_heads", "head_dim", "causal", "window",
+          "layers"]
+
+
+def _shown(rows: pd.DataFrame, column: str) -> bool:
+    """The newer axes only where a row leaves their default: fewer queries, grouped
+    heads, a window."""
+    if column in ("q_len", "kv_heads"):
+        other = rows["seq_len" if column == "q_len" else "heads"]
+        return bool((rows[column].notna() & (rows[column] != other)).any())
+    if column == "window":
+        return bool((rows["window"].fillna(0) > 0).any())
+    return True
 
 
 def _mb(value) -> str:
@@ -79,7 +91,7 @@ def table(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
     rows = frame[frame["workload"] == workload]
     if workload != "transformer":
         rows = rows.drop(columns=["layers"])
-    shape = [c for c in _SHAPE if c in rows]
+    shape = [c for c in _SHAPE if c in rows and _shown(rows, c)]
     rows = rows.sort_values(["mode", "dtype", *shape, "backend", "variant"])
     out = pd.DataFrame({
         "backend": rows["backend"], "variant": rows["variant"], "mode": rows["mode"],

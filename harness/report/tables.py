@@ -20,7 +20,7 @@ TABLES = {                # name -> what its cells hold
     "latency": "median ms ± IQR",
     "speedup": "times faster than the baseline (its median over this one's)",
     "memory": "peak MB one step adds (the allocator's figure; on GPUs, in brackets, NVML's "
-              "for the whole worker: CUDA context and pools); `scores MB` is one B·H·N² "
+              "for the whole worker: CUDA context and pools); `scores MB` is one B·H·q_len·N "
               "matrix in the dtype",
     "throughput": "TFLOP/s (percent of the device's dense peak)",
     "bandwidth": "GB/s: the least bytes a step moves (weights, inputs, the KV cache, outputs) "

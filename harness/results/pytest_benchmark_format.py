@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.measure.stats import summarize
 from harness.spec import CASE_FIELDS, ROW_SCHEMA, Case
+from harness.spec.case import OPTIONAL_FIELDS
 from harness.spec.errors import UserError
 
 FORMAT = "pytest-benchmark"
@@ -138,11 +139,12 @@ def read(path: str | os.PathLike) -> tuple[list[dict], dict]:
 def _row(bench: dict, machine: dict, run_id: str) -> dict:
     extra = bench.get("extra_info") or {}
     stats = bench.get("stats") or {}
-    ours = all(field in extra for field in CASE_FIELDS)
+    # Fields later than the first contract may be missing from older files.
+    ours = all(field in extra for field in CASE_FIELDS if field not in OPTIONAL_FIELDS)
     # Someone else's: the group, or else the test's module, tells same-named tests
     # of different modules apart (suite is part of a cell's key).
     module = str(bench.get("fullname") or "").split("::")[0]
-    case = {f: extra[f] for f in CASE_FIELDS} if ours else {
+    case = {f: extra.get(f) for f in CASE_FIELDS} if ours else {
         **FOREIGN, "suite": bench.get("group") or module or FORMAT,
         "variant": bench.get("name") or bench.get("fullname") or "?"}
     data = [float(s) * 1e3 for s in stats.get("data") or []]

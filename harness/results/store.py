@@ -173,7 +173,19 @@ def cell_key(case_or_row) -> tuple:
     """What identifies a cell across a run and its resumption: its Case fields
     (a Case or a row), as text."""
     get = case_or_row.get if isinstance(case_or_row, dict) else case_or_row.to_dict().get
-    return tuple(str(get(k)) for k in CASE_FIELDS)
+    fields = {k: get(k) for k in CASE_FIELDS}
+    fields = {k: None if v != v else v for k, v in fields.items()}     # NaN: not given
+    return tuple(str(v) for v in _with_defaults(fields).values())
+
+
+def _with_defaults(row: dict) -> dict:
+    """kv_heads and q_len as the Case defaults them, where a row from before them
+    has none: every head, every row (a decode row always has its q_len)."""
+    if row.get("heads") is not None and row.get("kv_heads") is None:
+        row = {**row, "kv_heads": row["heads"]}
+    if row.get("seq_len") is not None and row.get("q_len") is None and row.get("mode") != "decode":
+        row = {**row, "q_len": row["seq_len"]}
+    return row
 
 
 def latest_rows(rows: list[dict]) -> list[dict]:
@@ -210,10 +222,7 @@ def _upgraded(row: dict) -> dict:
     row of the same cell written since. One written before the gate had its own
     columns carries its verdict in the note's words; read them once, here, so that
     nothing else parses text."""
-    if row.get("heads") is not None and row.get("kv_heads") is None:
-        row = {**row, "kv_heads": row["heads"]}
-    if row.get("seq_len") is not None and row.get("q_len") is None and row.get("mode") != "decode":
-        row = {**row, "q_len": row["seq_len"]}
+    row = _with_defaults(row)
     if "judged_by" in row or row.get("correct") is None:
         return row
     note = row.get("check_note") or ""

@@ -88,13 +88,21 @@ def memory(case: Case) -> dict[str, int]:
 
 def bytes_moved(case: Case) -> int:
     """The least a step must move to or from device memory: read every weight and
-    input once, write every output once and, in decode mode, the new tokens' keys and
-    values into the caches. Decoding is bound by it, not by FLOPs."""
+    input once (but the keys and values a window hides from every query), write every
+    output once and, in decode mode, the new tokens' keys and values into the caches.
+    Decoding is bound by it, not by FLOPs."""
     mem = memory(case)
+    per_key = 2 * case.n_layers * case.batch * case.kv_heads * case.head_dim   # k and v
     cache_writes = 0
     if case.mode == "decode" and case.workload != "attention":
-        cache_writes = 2 * case.n_layers * tokens(case) * case.kv_heads * case.head_dim
-    return mem["resident_bytes"] + mem["output_bytes"] + ITEMSIZE[case.dtype] * cache_writes
+        cache_writes = per_key * (tokens(case) // case.batch)
+    # Keys given as inputs (the core's k and v, a decode step's caches) that a window
+    # hides from every query need not be read.
+    unread = 0
+    if case.window and (case.workload == "attention" or case.mode == "decode"):
+        unread = per_key * max(0, case.q_offset - case.window + 1)
+    return (mem["resident_bytes"] + mem["output_bytes"]
+            + ITEMSIZE[case.dtype] * (cache_writes - unread))
 
 
 def reference_bytes(case: Case) -> int:

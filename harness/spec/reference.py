@@ -216,7 +216,8 @@ def outputs(case: Case, weights: dict, inputs: dict, dtype: str = "float64",
     (harness/correctness/sampling.py). Under the causal mask the rows see no position past
     the last of them, so the sequence is cut there (its grad/x is zero past it)."""
     n = case.seq_len
-    cut = rows is not None and case.causal and case.q_len == n
+    # Not in decode: its caches hold the sequence on another axis, and its rows are few.
+    cut = rows is not None and case.causal and case.q_len == n and case.mode != "decode"
     seen = int(np.max(rows)) + 1 if cut else n
     if seen < n:
         inputs = {k: v[:, :seen] for k, v in inputs.items()}

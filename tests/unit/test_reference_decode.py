@@ -180,3 +180,31 @@ def test_a_decode_step_projects_only_its_tokens_and_moves_its_whole_cache():
     assert dense(step) * 500 == dense(prefill)
     cache = 2 * 2 * 1000 * 2 * 3 * 8                     # k and v, B N KV D, float64
     assert costs.bytes_moved(step) > cache > costs.bytes_moved(prefill) / 10
+
+
+def test_a_window_leaves_the_keys_it_hides_unread():
+    step = case("mha", "decode", seq_len=1000, q_len=1, kv_heads=2)
+    windowed = step.replace(window=100)
+    unread = 2 * 2 * 900 * 2 * 3 * 8          # k and v, B, keys before the window, KV, D
+    assert costs.bytes_moved(step) - costs.bytes_moved(windowed) == unread
+    assert costs.bytes_moved(step.replace(window=1000)) == costs.bytes_moved(step)
+
+
+def test_sampled_rows_of_a_decode_step_are_the_rows_of_the_whole_step():
+    c = case("mha", "decode", q_len=11)                 # every slot new: no cut of the cache
+    w, x = make_weights(c), make_inputs(c)
+    rows = np.array([3, 7])
+    full = reference.outputs(c, w, x)["out"]
+    np.testing.assert_allclose(reference.outputs(c, w, x, rows=rows)["out"], full[:, rows],
+                               rtol=1e-12)
+
+
+def test_rows_from_before_the_newer_fields_keep_their_cell_and_compare_key():
+    from harness.report import compare
+    from harness.results import store
+    mha = case(kv_heads=4)                            # rows from before were multi-head
+    new = mha.to_dict()
+    old = {k: v for k, v in new.items() if k not in ("kv_heads", "q_len", "window")}
+    assert store.cell_key(old) == store.cell_key(new) == store.cell_key(mha)
+    assert store.cell_key({**new, "window": float("nan")}) == store.cell_key(new)
+    assert compare._key({**new, "window": float("nan")}) == compare._key(new)
