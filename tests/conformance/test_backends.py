@@ -173,9 +173,9 @@ def error_table(got: dict, exact: dict, low: dict) -> str:
 
 # -- the tests ------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", params())
-def test_matches_reference(case: Case):
-    """Every output (and, in train mode, every gradient) passes the harness's verdict."""
+def assert_matches_reference(case: Case) -> None:
+    """The case's outputs (and, in train mode, every gradient) carry the reference's
+    names and shapes and pass the harness's verdict."""
     backend = runnable_backend(case)
     w, x, exact, low = data(case)
     got = backend.prepare(case, w, x).outputs()
@@ -193,6 +193,12 @@ def test_matches_reference(case: Case):
         f"{case.name}: worst tensor {verdict.worst!r}, err_ratio {verdict.err_ratio:.3g} "
         f"> {MULTIPLE} (max_abs_err {verdict.max_abs_err:.3g})\n"
         + error_table(got, exact, low))
+
+
+@pytest.mark.parametrize("case", params())
+def test_matches_reference(case: Case):
+    """Every output (and, in train mode, every gradient) passes the harness's verdict."""
+    assert_matches_reference(case)
 
 
 def float32_params() -> list:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from backends.base import REGISTRY
-from harness.correctness.accuracy import MULTIPLE, judge
+from harness.correctness.accuracy import judge
 from harness.spec import Case, reference
 from harness.spec.weights import make_inputs
 
-from .test_backends import DEVICE, data, error_table, runnable_backend
+from .test_backends import DEVICE, assert_matches_reference, data
 
 HEADS = 6
 # MQA on the core alone, GQA (3 query heads a group) on every workload; one
@@ -42,16 +42,7 @@ def params() -> list:
 
 @pytest.mark.parametrize("case", params())
 def test_grouped_heads_match_the_reference(case: Case):
-    backend = runnable_backend(case)
-    w, x, exact, low = data(case)
-    got = backend.prepare(case, w, x).outputs()
-    assert set(got) == set(exact)
-    for name, ref in exact.items():
-        assert np.shape(got[name]) == ref.shape, (name, np.shape(got[name]), ref.shape)
-    verdict = judge(got, exact, low, case.dtype)
-    assert verdict.correct, (
-        f"{case.name}: worst tensor {verdict.worst!r}, err_ratio {verdict.err_ratio:.3g} "
-        f"> {MULTIPLE}\n" + error_table(got, exact, low))
+    assert_matches_reference(case)
 
 
 @pytest.mark.parametrize("kv", [1, 2, 3])
