@@ -19,12 +19,13 @@ FAILED = ("error", "oom", "timeout")
 def config_key(case_or_row) -> tuple:
     get = case_or_row.get if isinstance(case_or_row, dict) else case_or_row.to_dict().get
     flags = (("grouped", is_grouped(get)), ("fewer queries", has_fewer_queries(get)),
-             ("window", _given(get("window")) is not None))
+             ("window", _given(get("window")) is not None),
+             ("padded", is_padded(get)))
     return tuple(str(get(k)) for k in CONFIG_FIELDS) + tuple(f for f, on in flags if on)
 
 
 # Each flag is code of its own in every backend (a repeat of heads, a mask aligned
-# bottom-right, a window), so a configuration of its own. Rows from before: off.
+# bottom-right, a window, per-sequence lengths), so a configuration of its own. Rows from before: off.
 def is_grouped(get) -> bool:
     """Fewer key/value heads than query heads."""
     kv = _given(get("kv_heads"))
@@ -35,6 +36,12 @@ def has_fewer_queries(get) -> bool:
     """Fewer query rows than keys (decode, or a core's q_len)."""
     q_len = _given(get("q_len"))
     return q_len is not None and q_len != int(get("seq_len"))
+
+
+def is_padded(get) -> bool:
+    """A padded batch (lengths): a mask of per-sequence lengths."""
+    lengths = get("lengths")
+    return lengths is not None and not pd.isna(lengths) and lengths not in ("", "none")
 
 
 def _given(value) -> int | None:

@@ -42,6 +42,17 @@ NEW_AXES = (
     (WORKLOADS, ("decode",), True, 1, WINDOW, 2, GROUPED_DTYPES),
 )
 
+# Padded batches: three sequences of 17, 0 and 33 of the 33 positions (part padding,
+# all padding, none), with the causal mask (every dtype), without it, and with a
+# window: (causal, window, kv_heads, dtypes).
+PADDED_SHAPE = dict(NEW_AXES_SHAPE, batch=3)
+PADDED_LENGTHS = "17,0,33"
+PADDED = (
+    (True, None, 3, ALL_DTYPES),
+    (False, None, 1, GROUPED_DTYPES),
+    (True, WINDOW, 2, GROUPED_DTYPES),
+)
+
 
 def shapes_for(dtype: str, causal: bool, all_shapes: bool = False) -> tuple[dict, ...]:
     """The shapes a (..., dtype, causal) combination runs at. By default one: the
@@ -79,6 +90,12 @@ def _new_axes(backend: str, variants, workloads, dtypes, device: str) -> list[Ca
                     cases.append(Case("check", workload, backend, variant, mode, dtype, device,
                                       causal=causal, q_len=q_len, window=window,
                                       kv_heads=kv, **NEW_AXES_SHAPE))
+        for (causal, window, kv, axis_dtypes), workload, mode, dtype in itertools.product(
+                PADDED, workloads, FULL_MODES, dtypes):
+            if dtype in axis_dtypes:
+                cases.append(Case("check", workload, backend, variant, mode, dtype, device,
+                                  causal=causal, window=window, kv_heads=kv,
+                                  lengths=PADDED_LENGTHS, **PADDED_SHAPE))
     return cases
 
 
@@ -91,9 +108,14 @@ def gate_cases(cases: list[Case]) -> list[Case]:
             continue
         seen.add(key)
         # Grouped heads: one key/value head for the shapes' 2 and 3 query heads;
-        # fewer queries: 1 or 7 of them; a window of WINDOW keys.
+        # fewer queries: 1 or 7 of them; a window of WINDOW keys; padding on PADDED_SHAPE.
         kv = 1 if case.kv_heads != case.heads else None
         window = WINDOW if case.window else None
+        if case.lengths:          # padded: the check's lengths, with a zero and a full one
+            out.append(Case("check", case.workload, case.backend, case.variant, case.mode,
+                            case.dtype, case.device, causal=case.causal, kv_heads=kv,
+                            window=window, lengths=PADDED_LENGTHS, **PADDED_SHAPE))
+            continue
         for shape in SHAPES:
             q_len = shape["seq_len"] if case.q_len == case.seq_len else min(case.q_len, 7)
             out.append(Case("check", case.workload, case.backend, case.variant, case.mode,

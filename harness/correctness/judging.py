@@ -144,7 +144,9 @@ def judge_outputs(case: Case, got: dict, weights: dict, inputs: dict, refs: Refe
                 return {"check_note": "not checked: a sampled train check needs the backend"}
             got = rerun(checked)
         exact, low = refs.get(case, weights, checked, rows)
-        verdict = judge(sampling.wanted(got, rows), exact, low, case.dtype)
+        exact, low, got = (sampling.without_padding(case, t, rows)
+                           for t in (exact, low, sampling.wanted(got, rows)))
+        verdict = judge(got, exact, low, case.dtype)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         return {"check_note": f"not checked: {one_line(exc)}"}

@@ -20,13 +20,15 @@ import numpy as np
 import pandas as pd
 
 from harness.correctness.accuracy import MULTIPLE, allowances, max_error, ratio
+from harness.correctness.sampling import without_padding
 from harness.spec import Case, reference
 from harness.spec.catalog import REGISTRY
 from harness.spec.weights import make_inputs, make_weights
 
 # What fixes the numbers a case computes, apart from who computes them.
 SAME_NUMBERS = ("workload", "mode", "dtype", "device", "batch", "seq_len", "heads",
-                "head_dim", "causal", "layers", "kv_heads", "q_len", "window")
+                "head_dim", "causal", "layers", "kv_heads", "q_len", "window",
+                "lengths")
 COLUMNS = (*SAME_NUMBERS, "a", "b", "max_abs_diff", "pair_ratio", "tensor", "agree")
 
 
@@ -49,13 +51,14 @@ def compare(frame: pd.DataFrame, outputs: Path) -> pd.DataFrame:
         # finished first: "torch eager" : "jax jit", never the other way round.
         cases = sorted((Case.from_dict(r) for r in group.to_dict("records")), key=_rank)
         got = {c: _load(outputs / f"{c.file_stem}.npz") for c in cases}
-        got = {c: tensors for c, tensors in got.items() if tensors is not None}
+        got = {c: without_padding(c, tensors) for c, tensors in got.items()
+               if tensors is not None}
         if len({c.backend for c in got}) < 2:
             continue
         first = next(iter(got))
         weights, inputs = make_weights(first), make_inputs(first)
-        exact = reference.outputs(first, weights, inputs)
-        low = reference.outputs(first, weights, inputs, dtype=first.dtype)
+        exact, low = (without_padding(first, reference.outputs(first, weights, inputs, dtype=d))
+                      for d in ("float64", first.dtype))
         allowed = allowances(exact, low, first.dtype)
         for a, b in itertools.combinations(got, 2):
             if a.backend != b.backend:

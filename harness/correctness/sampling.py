@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.spec import Case, costs
+from harness.spec import Case, costs, padding
 
 # Past this a cell's full reference is not computed. Below it, a train cell is judged
 # on every row: its full reference is computed once per shape and dtype for every
@@ -79,6 +79,18 @@ def on_rows(inputs: dict, rows: np.ndarray | None) -> dict:
 # Tensors judged on the rows alone: the output, and the attention core's gradients
 # (one row of dq, dk or dv per position; mha's and block's gradients are judged whole).
 ROW_TENSORS = ("out", "grad/q", "grad/k", "grad/v")
+
+
+def without_padding(case: Case, tensors: dict, rows: np.ndarray | None = None) -> dict:
+    """The tensors with the outputs of padding rows set to zero (at the given positions,
+    all when None): unspecified, so not judged (harness.spec.padding). Gradients are
+    judged whole: g is zero on padding rows, so they add nothing to any of them."""
+    valid = padding.valid_rows(case, rows)
+    if valid is None or "out" not in tensors:
+        return tensors
+    out = np.array(tensors["out"], copy=True)
+    out[~valid] = 0
+    return {**tensors, "out": out}
 
 
 def wanted(got: dict, rows: np.ndarray | None) -> dict:

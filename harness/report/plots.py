@@ -20,7 +20,8 @@ from harness.measure import devices  # noqa: E402
 from harness.report import tables
 from harness.spec import DTYPES, WORKLOADS  # noqa: E402
 
-SHAPE = ["batch", "heads", "head_dim", "causal", "layers", "kv_heads", "q_len", "window"]
+SHAPE = ["batch", "heads", "head_dim", "causal", "layers", "kv_heads", "q_len", "window",
+         "lengths"]
 # Text stays text in the SVG (searchable, a third of the size); any sans font renders it.
 plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "font.size": 9,
                      # A report holds many figures at once; svg() closes each.
@@ -46,13 +47,15 @@ def _series(rows: pd.DataFrame, several_devices: bool):
 
 
 def _shape_name(shape: dict) -> str:
-    """B2 H8/2 D64 q1 w4096 causal: what tells lines of one label apart."""
+    """B2 H8/2 D64 q1 w4096 len uniform:0.5 causal: what tells lines of one label apart."""
     kv, q_len, window = (shape.get(k) for k in ("kv_heads", "q_len", "window"))
     grouped = kv and kv == kv and kv != shape["heads"]            # kv == kv: not NaN
     heads = f"{shape['heads']}/{kv:g}" if grouped else f"{shape['heads']}"
     return " ".join([f"B{shape['batch']}", f"H{heads}", f"D{shape['head_dim']}"]
                     + ([f"q{q_len:g}"] if q_len and q_len == q_len else [])
                     + ([f"w{window:g}"] if window and window == window else [])
+                    + ([f"len {shape['lengths']}"] if isinstance(shape.get("lengths"), str)
+                       and shape["lengths"] else [])
                     + (["causal"] if shape["causal"] else []))
 
 

@@ -35,17 +35,19 @@ of those rows' loss (check_rows; docs/correctness.md); "yes (config)": the cell'
 own check could not run and that configuration check alone judges it."""
 
 _SHAPE = ["batch", "q_len", "seq_len", "heads", "kv_heads", "head_dim", "causal", "window",
-          "layers"]
+          "lengths", "layers"]
 
 
 def _shown(rows: pd.DataFrame, column: str) -> bool:
     """The newer axes only where a row leaves their default: fewer queries, grouped
-    heads, a window."""
+    heads, a window, a padded batch."""
     if column in ("q_len", "kv_heads"):
         other = rows["seq_len" if column == "q_len" else "heads"]
         return bool((rows[column].notna() & (rows[column] != other)).any())
     if column == "window":
         return bool((rows["window"].fillna(0) > 0).any())
+    if column == "lengths":
+        return "lengths" in rows and bool((rows["lengths"].fillna("") != "").any())
     return True
 
 

@@ -56,6 +56,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         frame[column] = frame[column].fillna(frame[default]) if column in frame \
             else frame[default]
     frame["window"] = frame["window"].fillna(0).astype(int) if "window" in frame else 0
+    frame["lengths"] = frame["lengths"].fillna("") if "lengths" in frame else ""   # unpadded
     if "started_at" in frame:
         frame = frame.sort_values("started_at", kind="stable")
     keys = [c for c in CASE_FIELDS if c not in ("suite", "device")] + ["device"]
@@ -77,6 +78,8 @@ def _index(frame: pd.DataFrame) -> list[str]:
         index.insert(index.index("seq_len"), "q_len")           # decode steps in the run
     if "window" in frame and (frame["window"] > 0).any():
         index.append("window")                                  # 0: none
+    if (frame["lengths"] != "").any():
+        index.append("lengths")                                 # padded batches in the run
     if (frame["workload"] == "transformer").any():
         index.append("layers")
     return index
@@ -238,7 +241,8 @@ def all_tables(frame: pd.DataFrame, baseline: str | None) -> dict[str, dict[str,
 def split_constant(table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """For display: the index columns that hold one value in every row (the device,
     B, H, D of a one-shape sweep) move out of the table into a caption."""
-    fixed = {c: table[c].iloc[0] for c in INDEX + ["layers", "q_len", "kv_heads", "window"]
+    fixed = {c: table[c].iloc[0] for c in INDEX + ["layers", "q_len", "kv_heads", "window",
+                                                 "lengths"]
              if c in table and len(table) > 1 and table[c].nunique(dropna=False) == 1}
     return table.drop(columns=list(fixed)), fixed
 
@@ -265,11 +269,15 @@ def versions_text(env: dict) -> str:
 
 def shape_text(row) -> str:
     """B·N·H·D of a row, H as `query/kv` heads where they are grouped (6/2), N as
-    `queries/keys` where there are fewer queries (1/8192), a window after (w4096)."""
+    `queries/keys` where there are fewer queries (1/8192), a window after (w4096), and
+    a padded batch's lengths (len uniform:0.25)."""
     kv, q_len, window = (_given(row.get(k)) for k in ("kv_heads", "q_len", "window"))
     heads = f"{row['heads']}/{kv}" if kv and kv != int(row["heads"]) else f"{row['heads']}"
     n = f"{q_len}/{row['seq_len']}" if q_len and q_len != int(row["seq_len"]) else f"{row['seq_len']}"
-    return f"{row['batch']}·{n}·{heads}·{row['head_dim']}" + (f" w{window}" if window else "")
+    lengths = row.get("lengths")
+    padded = f" len {lengths}" if isinstance(lengths, str) and lengths else ""
+    return (f"{row['batch']}·{n}·{heads}·{row['head_dim']}" + (f" w{window}" if window else "")
+            + padded)
 
 
 def _given(value) -> int | None:

@@ -53,7 +53,7 @@ TOP_KEYS = ("name", "description", "measure", "sweep")
 MEASURE_KEYS = tuple(f.name for f in fields(Measure))
 SWEEP_KEYS = ("workload", "backend", "mode", "dtype", "device", "batch", "tokens", "seq_len",
               "heads", "d_model", "head_dim", "causal", "layers", "kv_heads", "q_len", "window",
-              "variants")
+              "lengths", "variants")
 REQUIRED = ("workload", "backend", "seq_len", "head_dim")
 # Either key of each pair, not both: `tokens` fixes batch * seq_len (batch =
 # tokens / seq_len) and `d_model` fixes heads * head_dim, as the FlashAttention
@@ -76,9 +76,11 @@ CHECKS = {
     "layers": _POSITIVE, "kv_heads": _POSITIVE, "q_len": _POSITIVE,
     "window": (lambda v: msg.positive_int(v) or v == 0 and not isinstance(v, bool),
                "positive integers, or 0 for no window", ()),
+    "lengths": (lambda v: isinstance(v, str), 'strings: "none", "uniform:LO" (0 <= LO <= 1) '
+                'or one length per sequence ("17,0,33")', ()),
 }
 # Axes that give a cell a field of its own only where the sweep names them.
-OPTIONAL_AXES = ("kv_heads", "q_len", "window")
+OPTIONAL_AXES = ("kv_heads", "q_len", "window", "lengths")
 
 
 def _grid(path: str, where: str, raw: object, check) -> tuple:
@@ -214,9 +216,12 @@ def _check_divisible(path: str, where: str, grid: dict, sizes: tuple[str, str]) 
 def _concrete(shape: dict, workload: str) -> dict:
     """batch and heads from tokens and d_model, where the sweep gave those. q_len is
     the query rows of a decode step, and of the attention core in any mode: the
-    layers' forward and train steps run every row, so it is dropped there."""
+    layers' forward and train steps run every row, so it is dropped there; decode
+    cells drop lengths (padding is a forward's and a train step's)."""
     if "q_len" in shape and workload != "attention" and shape["mode"] != "decode":
         del shape["q_len"]
+    if "lengths" in shape and shape["mode"] == "decode":
+        del shape["lengths"]                 # a decode step's caches are not padded
     if "tokens" in shape:
         shape["batch"] = shape.pop("tokens") // shape["seq_len"]
     if "d_model" in shape:

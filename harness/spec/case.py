@@ -10,6 +10,8 @@ import dataclasses
 import zlib
 from dataclasses import dataclass
 
+import harness.spec.padding as padding
+
 WORKLOADS = ("attention", "mha", "block", "transformer")
 MODES = ("forward", "train", "decode")
 DTYPES = ("float32", "tf32", "bfloat16", "float16")
@@ -24,7 +26,7 @@ GELU_APPROXIMATE = "tanh"
 CASE_FIELDS = (
     "suite", "workload", "backend", "variant", "mode", "dtype", "device",
     "batch", "seq_len", "heads", "head_dim", "causal", "layers", "kv_heads",
-    "q_len", "window",
+    "q_len", "window", "lengths",
 )
 
 RESULT_COLUMNS = (
@@ -63,6 +65,9 @@ class Case:
     q_len: int | None = None
     # Sliding window (with causal): the query at position p sees keys p - window < j <= p.
     window: int | None = None
+    # A padded batch (varlen): each sequence's length, drawn ("uniform:0.25") or given
+    # ("17,0,33"); keys past a sequence's length are never attended (harness.spec.padding).
+    lengths: str | None = None
 
     def __post_init__(self):
         kv = _given(self.kv_heads) or self.heads                   # None, NaN: MHA
@@ -80,7 +85,12 @@ class Case:
                              "with causal = true")
         object.__setattr__(self, "kv_heads", kv)
         object.__setattr__(self, "q_len", q_len)
+        lengths = padding.canonical(self.lengths, self.batch, self.seq_len)
+        if lengths is not None and (self.mode == "decode" or q_len < self.seq_len):
+            raise ValueError("lengths pads a batch of whole sequences (mode forward or "
+                             "train, q_len = seq_len)")
         object.__setattr__(self, "window", window)
+        object.__setattr__(self, "lengths", lengths)
 
     @property
     def mask_hides_keys(self) -> bool:
@@ -91,6 +101,12 @@ class Case:
         True would keep the fused kernels out)."""
         return self.causal and not (self.q_len == 1 and (self.window or self.seq_len)
                                     >= self.seq_len)
+
+    @property
+    def padded(self) -> bool:
+        """Whether some sequence is shorter than seq_len: keys past it are hidden."""
+        lengths = padding.key_lengths(self)
+        return lengths is not None and bool((lengths < self.seq_len).any())
 
     @property
     def q_offset(self) -> int:
@@ -119,8 +135,9 @@ class Case:
         kv = "" if self.kv_heads == self.heads else f"-KV{self.kv_heads}"
         q = f"-Q{self.q_len}" if self.q_len != self.seq_len or self.mode == "decode" else ""
         window = f"-W{self.window}" if self.window else ""
+        lengths = f"-len{padding.tag(self.lengths)}" if self.lengths else ""
         return (f"{self.workload}-B{self.batch}-N{self.seq_len}{q}-H{self.heads}{kv}"
-                f"-D{self.head_dim}-L{self.n_layers}-{causal}{window}")
+                f"-D{self.head_dim}-L{self.n_layers}-{causal}{window}{lengths}")
 
     @property
     def name(self) -> str:
@@ -144,7 +161,7 @@ class Case:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Case":
-        # Rows from before an optional field: MHA, every query row, no window.
+        # Rows from before an optional field: MHA, every query row, no window, unpadded.
         return cls(**{k: d[k] for k in CASE_FIELDS if k not in OPTIONAL_FIELDS},
                    **{k: d.get(k) for k in OPTIONAL_FIELDS})
 
@@ -158,7 +175,7 @@ class Case:
 
 
 # Fields later than the first contract: None (or absent) means their default.
-OPTIONAL_FIELDS = ("kv_heads", "q_len", "window")
+OPTIONAL_FIELDS = ("kv_heads", "q_len", "window", "lengths")
 
 
 def _given(value) -> int | None:

@@ -4,9 +4,10 @@ FLOPs (docs/measurement.md, the FlashAttention benchmarks' convention):
 - attention core forward: 4*B*H*D times the area the mask leaves visible, positions
   taken as continuous: 4*B*H*N^2*D without a mask, half causal; q_len*N with fewer
   queries (q_len*N - q_len^2/2 causal: half a pair a query under the exact count);
-  about window*q_len under a window; train is 3.5x forward (backward is 2.5x);
+  about window*q_len under a window; a padded batch sums its sequences, each of its
+  own length; train is 3.5x forward (backward is 2.5x);
 - projections of mha: 4*T*d^2 for Q and O, 4*T*d*(kv_heads*D) for K and V, T the
-  tokens (B*N, or B*q_len in decode; 8*T*d^2 with as many key/value heads as
+  tokens (B*N, or B*q_len in decode, or those not padding; 8*T*d^2 with as many key/value heads as
   query heads); the MLP of a block: 16*T*d^2; grouped heads leave the core's
   count as it is; a matmul's backward is 2x its forward, so train is 3x;
 - softmax, LayerNorm, GELU, bias adds and residuals are not counted.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from math import prod
 
-from harness.spec import Case
+from harness.spec import Case, padding
 from harness.spec.precision import ITEMSIZE
 from harness.spec.weights import input_shapes, weight_shapes
 
@@ -35,23 +36,36 @@ def visible_area_x2(case: Case) -> int:
     """Twice the area the mask leaves visible in the (query position, key position)
     plane, positions taken as continuous (FlashAttention's N^2/2 for a causal square):
     the queries sit at seq_len - q_len to seq_len (bottom-right), the one at p sees
-    keys up to p (causal) and past p - window (a window). Twice, to stay an integer."""
-    n, first = case.seq_len, case.q_offset
-    if not case.causal:
-        return 2 * case.q_len * n
-    w = case.window or n
+    keys up to p (causal) and past p - window (a window). Twice, to stay an integer.
+    A padded batch: the sum over its sequences, each a square of its own length
+    (harness.spec.padding), so the count is per sequence already."""
+    lengths = padding.key_lengths(case)
+    if lengths is not None:
+        return sum(_area_x2(int(n), int(n), case.causal, case.window) for n in lengths)
+    return _area_x2(case.seq_len, case.q_len, case.causal, case.window)
+
+
+def _area_x2(n: int, q_len: int, causal: bool, window: int | None) -> int:
+    first = n - q_len
+    if not causal:
+        return 2 * q_len * n
+    w = window or n
     ramp_end = min(n, max(first, w))            # up to here a query sees p keys, then w
     return ramp_end ** 2 - first ** 2 + 2 * w * (n - ramp_end)
 
 
 def attention_flops(case: Case) -> int:
     """4 FLOPs per visible (query, key) pair and head_dim: q k^T and p v, 2 each."""
-    return 2 * case.batch * case.heads * case.head_dim * visible_area_x2(case)
+    sequences = 1 if case.lengths else case.batch     # a padded batch's area sums them
+    return 2 * sequences * case.heads * case.head_dim * visible_area_x2(case)
 
 
 def tokens(case: Case) -> int:
-    """Rows the projections and the MLP run on: the new tokens in decode mode."""
-    return case.batch * (case.q_len if case.mode == "decode" else case.seq_len)
+    """Rows the projections and the MLP run on: the new tokens in decode mode; the
+    tokens that are not padding in a padded batch."""
+    if case.mode == "decode":
+        return case.batch * case.q_len
+    return padding.valid_tokens(case)
 
 
 def flops(case: Case) -> int:
@@ -89,9 +103,14 @@ def memory(case: Case) -> dict[str, int]:
 def bytes_moved(case: Case) -> int:
     """The least a step must move to or from device memory: read every weight and
     input once (but the keys and values a window hides from every query), write every
-    output once and, in decode mode, the new tokens' keys and values into the caches.
-    Decoding is bound by it, not by FLOPs."""
-    mem = memory(case)
+    output once and, in decode mode, the new tokens' keys and values into the caches;
+    in a padded batch, the activations of its tokens alone (a varlen kernel skips
+    padding). Decoding is bound by it, not by FLOPs."""
+    mem, size = memory(case), ITEMSIZE[case.dtype]
+    weights = sum(prod(s) for s in weight_shapes(case).values())
+    weights *= 2 if case.mode == "train" else 1                  # and their gradients
+    activations = (mem["resident_bytes"] + mem["output_bytes"]) // size - weights
+    activations = activations * padding.valid_tokens(case) // (case.batch * case.seq_len)
     per_key = 2 * case.n_layers * case.batch * case.kv_heads * case.head_dim   # k and v
     cache_writes = 0
     if case.mode == "decode" and case.workload != "attention":
@@ -101,8 +120,7 @@ def bytes_moved(case: Case) -> int:
     unread = 0
     if case.window and (case.workload == "attention" or case.mode == "decode"):
         unread = per_key * max(0, case.q_offset - case.window + 1)
-    return (mem["resident_bytes"] + mem["output_bytes"]
-            + ITEMSIZE[case.dtype] * (cache_writes - unread))
+    return size * (weights + activations + cache_writes - unread)
 
 
 def reference_bytes(case: Case) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.spec import params
+from harness.spec import padding, params
 from harness.spec.case import LAYERNORM_EPS, Case
 from harness.spec.params import BIAS, GAIN, SHIFT, WEIGHT
 from harness.spec.precision import round_tf32
@@ -99,7 +99,7 @@ def _add_rows(nx: Numerics, full, part, rows):
 
 def mha(nx: Numerics, x, w: dict, heads: int, mask: tuple, rows=None, cache=None):
     """Queries for the wanted rows only; keys and values for every row. `mask` is
-    (causal, window). With `cache` (decode: this layer's k and v caches, (B, N, KV, D)),
+    (causal, window, lengths). With `cache` (decode: this layer's k and v caches, (B, N, KV, D)),
     x holds the new tokens, whose keys and values overwrite the caches' last rows."""
     b, _, d = x.shape
     # head h: columns h*D:(h+1)*D; k and v have as many heads as their width holds
@@ -111,7 +111,7 @@ def mha(nx: Numerics, x, w: dict, heads: int, mask: tuple, rows=None, cache=None
     if cache is not None:
         k, v = (np.concatenate([c[:, :c.shape[1] - new.shape[1]], new], axis=1)
                 for c, new in zip(cache, (k, v)))
-    o, ca = attention(nx, split(q), k, v, mask[0], rows, mask[1])
+    o, ca = attention(nx, split(q), k, v, mask[0], rows, *mask[1:])
     out, co = linear(nx, o.reshape(b, o.shape[1], d), w["o"])
     return out, (cq, ck, cv, ca, co, rows)
 
@@ -160,10 +160,10 @@ def _run(case: Case, nx: Numerics, weights: dict, inputs: dict, train: bool,
     # Queries and the output's cotangent only for the wanted rows; the rest in full.
     x = {k: nx.r(_take(v, rows) if k in ("q", "g") else v) for k, v in inputs.items()}
     g = x["g"] if train else None
-    mask = (case.causal, case.window)
+    mask = (case.causal, case.window, padding.key_lengths(case))
     if case.workload == "attention":
         q_pos = None if rows is None else case.q_offset + np.asarray(rows)
-        out, cache = attention(nx, x["q"], x["k"], x["v"], case.causal, q_pos, case.window)
+        out, cache = attention(nx, x["q"], x["k"], x["v"], case.causal, q_pos, *mask[1:])
         if not train:
             return {"out": out}
         # With rows: dq of those queries, dk and dv of the keys at the same positions.

@@ -46,32 +46,44 @@ def _blocks(q_pos: np.ndarray, batch_heads: int, n_keys: int) -> list[slice]:
     return [slice(i, i + rows) for i in range(0, len(q_pos), rows)]
 
 
-def hidden(q_pos: np.ndarray, n_keys: int, causal: bool, window: int | None) -> np.ndarray:
-    """(rows, keys): True where the query at position p may not see key j: j > p
-    under the causal mask, and j <= p - window under a sliding window."""
+def hidden(q_pos: np.ndarray, n_keys: int, causal: bool, window: int | None,
+           lengths: np.ndarray | None = None) -> np.ndarray:
+    """(rows, keys), or (B, 1, rows, keys) with per-sequence `lengths`: True where the
+    query at position p may not see key j: j > p under the causal mask, j <= p - window
+    under a sliding window, and j >= L_b past sequence b's length (harness.spec.padding)."""
     j, p = np.arange(n_keys)[None, :], np.asarray(q_pos)[:, None]
     out = (j > p) if causal else np.zeros((len(q_pos), n_keys), bool)
-    return out | (j <= p - window) if window else out
+    out = out | (j <= p - window) if window else out
+    if lengths is None:
+        return out
+    return out[None, None] | (j >= np.asarray(lengths)[:, None, None, None])
 
 
-def _probabilities(nx: Numerics, qt, kt, q_pos, causal: bool, window: int | None):
-    """Scores and softmax of one block of query rows: (p stored, p wide, scale)."""
+def _probabilities(nx: Numerics, qt, kt, q_pos, causal: bool, window: int | None,
+                   lengths=None):
+    """Scores and softmax of one block of query rows: (p stored, p wide, scale). A row
+    that sees no key (padding, harness.spec.padding) gets probabilities 0, and so a
+    zero output, as FlashAttention's varlen kernels give it."""
     scale = 1.0 / np.sqrt(qt.shape[-1])
     s = nx.r(nx.mm(qt, kt.swapaxes(-1, -2)) * scale).astype(nx.wide, copy=False)
-    if causal or window:
-        s = np.where(hidden(q_pos, kt.shape[2], causal, window), -np.inf, s)
-    s -= s.max(axis=-1, keepdims=True)
+    if causal or window or lengths is not None:
+        s = np.where(hidden(q_pos, kt.shape[2], causal, window, lengths), -np.inf, s)
+    top = s.max(axis=-1, keepdims=True)
+    s -= np.where(np.isfinite(top), top, 0.0)
     e = np.exp(s, out=s)
-    p_wide = e / e.sum(axis=-1, keepdims=True)
+    total = e.sum(axis=-1, keepdims=True)
+    p_wide = e / np.where(total > 0, total, 1.0)
     return nx.r(p_wide), p_wide, scale
 
 
-def attention(nx: Numerics, q, k, v, causal: bool, q_pos=None, window: int | None = None):
+def attention(nx: Numerics, q, k, v, causal: bool, q_pos=None, window: int | None = None,
+              lengths=None):
     """softmax(q k^T / sqrt(D) + mask) v per head, softmax in float32 or wider.
     q: (B, S, H, D), the query rows at positions q_pos (when None, the last S of
     the N: the mask aligns bottom-right, as a decode step's queries follow the
     cache); k, v: (B, N, KV, D), KV dividing H: query head h reads key/value head
-    h // (H // KV). Returns the S output rows and the backward's cache."""
+    h // (H // KV); `lengths` (B,): keys past each sequence's length are hidden.
+    Returns the S output rows and the backward's cache."""
     n = k.shape[1]
     q_pos = np.arange(n - q.shape[1], n) if q_pos is None else np.asarray(q_pos)
     group = q.shape[2] // k.shape[2]
@@ -80,11 +92,12 @@ def attention(nx: Numerics, q, k, v, causal: bool, q_pos=None, window: int | Non
     blocks = _blocks(q_pos, q.shape[0] * q.shape[2], k.shape[1])
     outs, kept = [], None
     for block in blocks:
-        probs = _probabilities(nx, qt[:, :, block], kt, q_pos[block], causal, window)
+        probs = _probabilities(nx, qt[:, :, block], kt, q_pos[block], causal, window, lengths)
         outs.append(nx.mm(probs[0], vt))
         kept = probs if len(blocks) == 1 else None    # one small block: keep, not recompute
     o = np.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
-    return o.transpose(0, 2, 1, 3), (qt, kt, vt, q_pos, (causal, window), blocks, kept, group)
+    return o.transpose(0, 2, 1, 3), (qt, kt, vt, q_pos, (causal, window, lengths), blocks, kept,
+                                    group)
 
 
 def attention_backward(nx: Numerics, do, cache, key_rows=None):
