@@ -124,7 +124,8 @@ def attn_benchmark(benchmark, attnbench_session):
     time fn(q, k, v) on the Case's inputs, on its device, as the Case's backend's
     framework's arrays ((B, N, H, D), or (B, H, N, D) with layout="bhnd"); the
     output must be the attention core's, causal when case.causal (aligned bottom-
-    right where q_len < seq_len, windowed with case.window). Same sync,
+    right where q_len < seq_len, windowed with case.window, and in a padded batch
+    blind to each sequence's keys past harness.spec.padding.key_lengths(case)). Same sync,
     warm-up and extra columns as a suite cell; fails when the output is wrong
     (check=False only records the verdict). Returns the extra columns."""
     def run(fn, case, *, layout: str = "bnhd", measure=None, check: bool = True) -> dict:
