@@ -28,10 +28,10 @@ from typing import Callable
 from harness.measure.stats import summarize
 
 # A timing loop as the cell pipeline takes it (harness/run/cell.py):
-# loop(step, sync, flush) -> the row's timing columns, `median_ms` among them.
-# flush is None unless caches are to be flushed before every call.
-TimingLoop = Callable[[Callable[[], object], Callable[[], None], Callable[[], None] | None],
-                      dict]
+# loop(step, sync, flush, meter) -> the row's timing columns, `median_ms` among them.
+# flush is None unless caches are to be flushed before every call; meter (energy.py)
+# reads energy and device state around the sample blocks.
+TimingLoop = Callable[..., dict]
 
 
 @dataclass
@@ -42,13 +42,14 @@ class Timing:
     samples_ms: list[float] = field(default_factory=list)   # per call, raw
     # wall seconds of each part: first_call, warmup, calibrate, samples
     phases_s: dict[str, float] = field(default_factory=dict)
+    energy: dict = field(default_factory=dict)   # the meter's columns (energy.py)
 
 
 def measure(step: Callable[[], object], sync: Callable[[], None], *,
             min_run_ms: float = 500, min_samples: int = 10, warmup_ms: float = 100,
             min_block_ms: float = 1.0, max_number: int = 1_000_000,
             flush: Callable[[], None] | None = None,
-            clock: Callable[[], float] = time.perf_counter) -> Timing:
+            clock: Callable[[], float] = time.perf_counter, meter=None) -> Timing:
     def warm_block(number: int) -> float:
         """Milliseconds for `number` back-to-back calls, synced at both ends."""
         sync()
@@ -91,10 +92,18 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
     if last_block is not None:              # the last growth block: the first sample
         total = last_block
         timing.samples_ms.append(last_block / number)
+    # The meter reads around the sample blocks, outside each (energy.py).
+    metered = meter is not None and flush is None
+    if metered:
+        meter.start()
+    blocks = 0
     while len(timing.samples_ms) < min_samples or total < min_run_ms:
         ms = block(number)
         total += ms
+        blocks += 1
         timing.samples_ms.append(ms / number)
+    if metered:
+        timing.energy = meter.stop(blocks * number)
     marks.append(time.perf_counter())
     timing.phases_s = {name: end - start for name, start, end
                        in zip(PHASES, marks, marks[1:])}
@@ -122,9 +131,10 @@ def _grow(block: Callable[[int], float], elapsed: float, min_block_ms: float,
 def loop(**settings) -> TimingLoop:
     """measure() with these settings as the worker's timing loop: its samples
     summarized (harness.measure.stats) and its own figures, as row columns."""
-    def run(step, sync, flush=None) -> dict:
-        timing = measure(step, sync, flush=flush, **settings)
-        return {**summarize(timing.samples_ms), "first_call_ms": timing.first_call_ms,
+    def run(step, sync, flush=None, meter=None) -> dict:
+        timing = measure(step, sync, flush=flush, meter=meter, **settings)
+        return {**summarize(timing.samples_ms), **timing.energy,
+                "first_call_ms": timing.first_call_ms,
                 "warmup_calls": timing.warmup_calls, "calls_per_sample": timing.number,
                 "samples_ms": timing.samples_ms,
                 "timer": TIMER if flush is None else TIMER_FLUSHED,

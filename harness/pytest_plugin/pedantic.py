@@ -50,7 +50,7 @@ def loop(benchmark, measure: Measure) -> TimingLoop:
     so no round pays for it; a second call sizes the rounds. With `flush`
     (flush_l2), pedantic's untimed setup evicts the caches before every call.
     Columns: first_call_ms, the plan, and the median of pedantic's rounds."""
-    def run(step, sync, flush=None) -> dict:
+    def run(step, sync, flush=None, meter=None) -> dict:
         first_call_ms = timed_call(step, sync)
         plan = plan_rounds(timed_call(step, sync), measure)
 
@@ -62,10 +62,15 @@ def loop(benchmark, measure: Measure) -> TimingLoop:
             flush()
             sync()                       # the flush is done before the clock starts
 
+        metered = meter is not None and flush is None
+        if metered:                      # every call pedantic makes, warm-up rounds too
+            meter.start()
         benchmark.pedantic(target, setup=cold_caches if flush else None, **plan)
+        energy = meter.stop((plan["rounds"] + plan["warmup_rounds"]) * plan["iterations"]) \
+            if metered else {}
         stats = getattr(benchmark, "stats", None)     # None under --benchmark-disable
         samples_ms = [s * 1e3 for s in stats.stats.data] if stats else []
         median_ms = summarize(samples_ms)["median_ms"] if samples_ms else None
         return {"first_call_ms": first_call_ms, **plan, "median_ms": median_ms,
-                "timer": TIMER}
+                "timer": TIMER, **energy}
     return run

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from harness.correctness.judging import References, judge_outputs
-from harness.measure import contention, devices
+from harness.measure import contention, devices, energy
 from harness.measure.timing import TimingLoop
 from harness.spec import Case, costs
 from harness.spec.catalog import device_kind
@@ -46,7 +46,10 @@ def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
     timed_done = quiet() if quiet is not None else None
     watch = contention.Watch(_gpu_index(nvml_device))
     watch.start()
-    columns = loop(prepared.step, prepared.sync, flush)
+    meter = energy.meter_for(nvml_device or case.device)
+    unmetered = energy.blank("not measured with flush_l2: the flushes would count")
+    columns = {**(unmetered if flush else {}),
+               **loop(prepared.step, prepared.sync, flush, meter=meter)}
     columns.update(watch.columns())
     if timed_done is not None:
         timed_done()
@@ -83,6 +86,7 @@ def finish(case: Case, measured: Measured, device_name: str, weights: dict, inpu
     with the time the references and the judging took."""
     return {**measured.columns,
             **throughput(case, device_name, measured.columns.get("median_ms")),
+            **efficiency(case, measured.columns),
             **judged(case, measured.got, weights, inputs, refs, rerun)}
 
 
@@ -107,6 +111,12 @@ def throughput(case: Case, device_name: str, median_ms: float | None) -> dict:
         if device_kind(case.device) == "cuda" else None
     return {"tflops": tflops, "pct_peak": 100 * tflops / peak if peak and tflops else None,
             "gb_s": costs.bytes_moved(case) / seconds / 1e9 if seconds else None}
+
+
+def efficiency(case: Case, columns: dict) -> dict:
+    """TFLOP per joule, from the meter's joules a step (energy.py); None without them."""
+    joules = columns.get("energy_j")
+    return {"tflop_per_j": costs.flops(case) / joules / 1e12 if joules else None}
 
 
 def cache_flusher(backend, case: Case):

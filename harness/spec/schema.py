@@ -71,6 +71,23 @@ _MORE = (
     Column("gpu_others", "other processes computing on its GPU (NVML)"),
     Column("gpu_util_before_pct", "its GPU's utilization just before the cell (NVML)"),
     Column("throttle", "clock-throttle reasons active at the end (NVML); empty: none"),
+    # the device over the timed samples (harness/measure/energy.py)
+    Column("sm_clock_mhz_start", "its GPU's SM clock as the timed samples began (NVML)"),
+    Column("sm_clock_mhz_end", "its GPU's SM clock as they ended"),
+    Column("mem_clock_mhz_start", "its GPU's memory clock as they began"),
+    Column("mem_clock_mhz_end", "its GPU's memory clock as they ended"),
+    Column("temp_c_start", "its GPU's temperature as they began, degrees C"),
+    Column("temp_c_end", "its GPU's temperature as they ended"),
+    Column("power_w_start", "its GPU's power draw as they began, W"),
+    Column("power_w_end", "its GPU's power draw as they ended, W"),
+    Column("power_limit_w", "its GPU's enforced power limit, W"),
+    Column("throttled", "a slowing throttle reason was set, or the SM clock dropped"),
+    Column("energy_j", "joules a step: the device's energy counter over the timed "
+           "samples, over their calls"),
+    Column("avg_watts", "average power over the timed samples, W"),
+    Column("tflop_per_j", "flops over energy_j, in TFLOP per joule"),
+    Column("energy_method", "the counter read (NVML's total energy, RAPL's packages)"),
+    Column("energy_note", "why there is no energy figure, in words"),
     # memory beyond the contract's figures
     Column("nvml_mem_bytes", "NVML's figure for the worker's process on its GPU"),
     Column("nvml_mem_method", "how NVML's figure was read (process or device used)"),

@@ -8,6 +8,7 @@ import types
 
 NVML_DEVICE_MIG_DISABLE = 0x0
 NVML_DEVICE_MIG_ENABLE = 0x1
+NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
 
 
 class NVMLError(Exception):
@@ -42,11 +43,15 @@ ERROR_CLASSES = (NVMLError_Uninitialized, NVMLError_NotSupported, NVMLError_NoPe
 
 
 def gpu(name="NVIDIA H100 80GB HBM3", total=80 * 2**30, free=79 * 2**30, used=2**30,
-        mig=None, processes=()) -> dict:
+        mig=None, processes=(), readings=None) -> dict:
     """One GPU of the fake: mig None (no MIG: NotSupported), 0 (off) or 1 (on);
-    processes as (pid, usedGpuMemory) pairs."""
+    processes as (pid, usedGpuMemory) pairs; readings: NVML's answers over time, by
+    function name ("energy_mj", "sm_mhz", "mem_mhz", "temp_c", "power_mw",
+    "limit_mw", "reasons", "app_sm_mhz", "app_mem_mhz"), each a list read in turn,
+    its last value kept once reached; a name left out is NotSupported."""
     return {"name": name, "total": total, "free": free, "used": used, "mig": mig,
-            "processes": list(processes)}
+            "processes": list(processes),
+            "readings": {k: list(v) for k, v in (readings or {}).items()}}
 
 
 class FakeNvml(types.ModuleType):
@@ -110,7 +115,41 @@ class FakeNvml(types.ModuleType):
                 for pid, used in g["processes"]]
 
 
+    def _reading(self, function: str, index: int, name: str):
+        values = self._check(function, index)["readings"].get(name)
+        if not values:
+            raise NVMLError_NotSupported()
+        return values.pop(0) if len(values) > 1 else values[0]
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        return self._reading("nvmlDeviceGetTotalEnergyConsumption", handle.index, "energy_mj")
+
+    def nvmlDeviceGetClockInfo(self, handle, type):
+        name = {NVML_CLOCK_SM: "sm_mhz", NVML_CLOCK_MEM: "mem_mhz"}[type]
+        return self._reading("nvmlDeviceGetClockInfo", handle.index, name)
+
+    def nvmlDeviceGetApplicationsClock(self, handle, type):
+        name = {NVML_CLOCK_SM: "app_sm_mhz", NVML_CLOCK_MEM: "app_mem_mhz"}[type]
+        return self._reading("nvmlDeviceGetApplicationsClock", handle.index, name)
+
+    def nvmlDeviceGetTemperature(self, handle, sensor):
+        return self._reading("nvmlDeviceGetTemperature", handle.index, "temp_c")
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        return self._reading("nvmlDeviceGetPowerUsage", handle.index, "power_mw")
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle):
+        return self._reading("nvmlDeviceGetEnforcedPowerLimit", handle.index, "limit_mw")
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle):
+        return self._reading("nvmlDeviceGetCurrentClocksEventReasons", handle.index, "reasons")
+
+
 FUNCTIONS = ("nvmlInit", "nvmlShutdown", "nvmlSystemGetDriverVersion",
              "nvmlSystemGetCudaDriverVersion", "nvmlDeviceGetCount",
              "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetName", "nvmlDeviceGetMemoryInfo",
-             "nvmlDeviceGetMigMode", "nvmlDeviceGetComputeRunningProcesses")
+             "nvmlDeviceGetMigMode", "nvmlDeviceGetComputeRunningProcesses",
+             "nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetClockInfo",
+             "nvmlDeviceGetApplicationsClock", "nvmlDeviceGetTemperature",
+             "nvmlDeviceGetPowerUsage", "nvmlDeviceGetEnforcedPowerLimit",
+             "nvmlDeviceGetCurrentClocksEventReasons")

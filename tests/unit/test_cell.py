@@ -47,7 +47,7 @@ class Backend:
 
 
 def fake_loop(seen):
-    def loop(step, sync, flush):
+    def loop(step, sync, flush, meter=None):
         seen.append(flush)
         step()
         sync()

@@ -53,6 +53,8 @@ def test_the_fake_mirrors_real_pynvml():
         want = list(inspect.signature(getattr(real, name)).parameters)
         assert list(inspect.signature(getattr(FakeNvml, name)).parameters)[1:] == want, name
     assert real.NVML_DEVICE_MIG_ENABLE == nvml_fake.NVML_DEVICE_MIG_ENABLE
+    for name in ("NVML_CLOCK_SM", "NVML_CLOCK_MEM", "NVML_TEMPERATURE_GPU"):
+        assert getattr(real, name) == getattr(nvml_fake, name), name
 
 
 def test_gpu_signs_are_gpu_entries_and_numbered_device_files_only(signs):
