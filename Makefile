@@ -14,10 +14,11 @@ STAMP := $(VENV)/.installed
 GPU_PYTHON ?= python3
 OUT ?=
 
-.PHONY: setup bench smoke test check check-all gpu-check fidelity publish clean help
+.PHONY: setup bench calibrate smoke test check check-all gpu-check fidelity publish clean help
 
 help:
 	@echo "make bench     run $(SUITE) (SUITE=suites/smoke.toml to pick another; ARGS=... passes options)"
+	@echo "make calibrate this CPU's roof per dtype (attnbench env --calibrate), for pct_peak on CPUs"
 	@echo "make test      the test suite (unit, conformance, integration)"
 	@echo "make check     attnbench check: every backend, variant, workload, dtype, mode and mask"
 	@echo "               against float64 and against each other (a few minutes; ARGS=... options)"
@@ -44,6 +45,9 @@ smoke: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+calibrate: $(STAMP)
+	$(BIN)/attnbench env --calibrate $(ARGS)
 
 check: $(STAMP)
 	$(BIN)/attnbench check $(ARGS)

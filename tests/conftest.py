@@ -17,3 +17,5 @@ os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 os.environ["ATTNBENCH_CACHE"] = tempfile.mkdtemp(prefix="attnbench-test-cache-")
 atexit.register(shutil.rmtree, os.environ["ATTNBENCH_CACHE"], True)
+# Nor the machine's CPU roof (attnbench env --calibrate): tests see none unless they write one.
+os.environ["ATTNBENCH_ROOFS"] = os.path.join(os.environ["ATTNBENCH_CACHE"], "roofs.json")

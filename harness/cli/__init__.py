@@ -39,7 +39,9 @@ def _dispatch(args) -> int:
     if args.command == "check":
         return commands.check_command(args, Console(stderr=True))
     if args.command == "env":
-        from harness.cli.env import show_env
+        from harness.cli.env import calibrate_env, show_env
+        if args.calibrate:
+            return calibrate_env(console, args.threads, args.size)
         return show_env(console)
     if args.command == "compare":
         return commands.compare(args)

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.measure import devices
+from harness.measure import devices, roofs
 from harness.results import cache
 from harness.spec.catalog import REGISTRY
 
@@ -20,8 +20,8 @@ def show_env(console: Console) -> int:
     table.add_column("value")
     table.add_row("platform", env["platform"])
     table.add_row("python", env["python"])
-    table.add_row("cpu", f"{env['cpu']} ({env['cpu_threads']} threads; dense peak: not "
-                         "tabled, pct_peak stays empty on CPUs)")
+    table.add_row("cpu", f"{env['cpu']} ({env['cpu_threads']} threads)")
+    table.add_row("cpu roof", roof_text(env["cpu"], env["cpu_threads"]))
     add_nvml_rows(table, env)
     for gpu in env["gpus"]:
         peaks = [devices.peak_tflops(gpu["name"], d) for d in ("float32", "tf32", "bfloat16")]
@@ -31,7 +31,7 @@ def show_env(console: Console) -> int:
                       f"CUDA {gpu['cuda_driver']}; dense peak TFLOP/s fp32 / tf32 / bf16-fp16: "
                       + (" / ".join(str(p or "-") for p in peaks)
                          if any(peaks) else "not in the table (pct_peak stays empty)")
-                      + ("; MIG mode on" if gpu.get("mig") else ""))
+                      + ("; MIG mode on" if gpu.get("mig") else "") + clocks_text(gpu))
     # The distribution that provides each framework's module (tensorflow-cpu
     # provides tensorflow): read from metadata, nothing imported.
     providers = md.packages_distributions()
@@ -53,6 +53,55 @@ def show_env(console: Console) -> int:
         peaks.add_row(model, f"{fp32:g}", f"{tf32:g}" if tf32 else "-", f"{half:g}",
                       f"{gb_s:g}")
     console.print(peaks)
+    return 0
+
+
+def roof_text(cpu: str, threads: int) -> str:
+    """The CPU's calibrated roof (harness/measure/roofs.py), or how to measure it."""
+    entry = roofs.load().get(roofs.key(cpu, threads))
+    if not entry:
+        return (f"not calibrated for {threads} threads: `attnbench env --calibrate` "
+                "measures it (pct_peak stays empty on this CPU until then)")
+    peaks = ", ".join(f"{d} {1e3 * v:.0f}" for d, v in entry.get("tflops", {}).items())
+    return (f"GFLOP/s {peaks}; {entry.get('gb_s', 0):.1f} GB/s (measured "
+            f"{entry.get('measured_at', '')[:16]}, {entry.get('how', '')}; {roofs.roofs_file()})")
+
+
+def clocks_text(gpu: dict) -> str:
+    """Application clocks and power limit, where NVML gave them."""
+    parts = []
+    if gpu.get("app_sm_clock_mhz"):
+        parts.append(f"application clocks SM {gpu['app_sm_clock_mhz']} / memory "
+                     f"{gpu.get('app_mem_clock_mhz') or '-'} MHz")
+    if gpu.get("power_limit_w"):
+        parts.append(f"power limit {gpu['power_limit_w']:.0f} W")
+    return "; " + ", ".join(parts) if parts else ""
+
+
+def calibrate_env(console: Console, threads: int | None, size: int) -> int:
+    """`attnbench env --calibrate`: measure and keep this CPU's roof, then show it."""
+    from harness.run.calibrate import calibrate
+    with console.status("calibrating: a matmul per dtype and a stream copy in each "
+                        "installed framework (a minute or two)"):
+        entry = calibrate(threads, size)
+    table = Table(title=f"this CPU's roof, {entry['threads']} threads (kept in "
+                        f"{entry['path']})")
+    for name in ("framework", "float32 GFLOP/s", "bfloat16 GFLOP/s", "float16 GFLOP/s",
+                 "copy GB/s", "note"):
+        table.add_column(name, justify="left" if name in ("framework", "note") else "right")
+    for found in entry["frameworks"]:
+        flops = found.get("tflops", {})
+        table.add_row(f"{found['backend']} {found.get('version', '')}",
+                      *(f"{1e3 * flops[d]:.0f}" if d in flops else "-"
+                        for d in ("float32", "bfloat16", "float16")),
+                      f"{found['gb_s']:.1f}" if "gb_s" in found else "-",
+                      escape(found.get("failed") or "; ".join(
+                          f"{d}: {e}" for d, e in found.get("errors", {}).items())))
+    best = entry["tflops"]
+    table.add_row("roof (best)", *(f"{1e3 * best[d]:.0f}" if d in best else "-"
+                                   for d in ("float32", "bfloat16", "float16")),
+                  f"{entry['gb_s']:.1f}", f"numpy copy {entry['copies_gb_s']['numpy']:.1f} GB/s")
+    console.print(table)
     return 0
 
 

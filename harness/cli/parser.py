@@ -30,7 +30,8 @@ examples:
   attnbench check --all-shapes --jobs 4            # every case at every shape""",
     "env": """\
 example:
-  attnbench env          # host, CPU, GPUs (NVML), framework versions, dense peaks""",
+  attnbench env          # host, CPU, GPUs (NVML), framework versions, dense peaks
+  attnbench env --calibrate --threads 2   # measure this CPU's roof per dtype""",
     "report": """\
 examples:
   attnbench report results/20261128-101500-default   # into the run folder itself
@@ -67,12 +68,26 @@ def parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_run(sub)
     _add_check(sub)
-    _command(sub, "env", "Show this machine: host, CPU, GPUs, framework versions, peaks.")
+    _add_env(sub)
     _add_report(sub)
     _add_compare(sub)
     _add_publish(sub)
     _add_export(sub)
     return top
+
+
+def _add_env(sub) -> None:
+    env = _command(sub, "env", "Show this machine: host, CPU, GPUs, framework versions, "
+                               "peaks; --calibrate measures a CPU's own roof.")
+    env.add_argument("--calibrate", action="store_true",
+                     help="measure this CPU's roof (a large matmul per dtype and a stream "
+                          "copy in every installed framework, a minute or two) and keep it, "
+                          "so CPU cells get pct_peak and pct_peak_bw against their dtype")
+    env.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="threads to calibrate with: those `run --threads N` will use "
+                          "(default: all this process may use, as run's default)")
+    env.add_argument("--size", type=_positive_int, default=4096, metavar="N",
+                     help="matmul size, N x N by N x N (default 4096)")
 
 
 def _command(sub, name: str, help_text: str) -> argparse.ArgumentParser:

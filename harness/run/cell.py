@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from harness.correctness.judging import References, judge_outputs
-from harness.measure import contention, devices, energy
+from harness.measure import contention, devices, energy, roofs
 from harness.measure.timing import TimingLoop
 from harness.spec import Case, costs
 from harness.spec.catalog import device_kind
@@ -80,12 +80,12 @@ def _gpu_index(device: str | None) -> int | None:
 
 
 def finish(case: Case, measured: Measured, device_name: str, weights: dict, inputs: dict,
-           refs: References, rerun=None) -> dict:
+           refs: References, rerun=None, threads: int | None = None) -> dict:
     """A measured cell's columns: the loop's, memory and kernel, throughput at the
     median, and the verdict against the references (harness.correctness.judging),
     with the time the references and the judging took."""
     return {**measured.columns,
-            **throughput(case, device_name, measured.columns.get("median_ms")),
+            **throughput(case, device_name, measured.columns.get("median_ms"), threads),
             **efficiency(case, measured.columns),
             **judged(case, measured.got, weights, inputs, refs, rerun)}
 
@@ -101,16 +101,18 @@ def judged(case: Case, got: dict, weights: dict, inputs: dict, refs: References,
             "phase_judge_s": time.perf_counter() - started - reference_s}
 
 
-def throughput(case: Case, device_name: str, median_ms: float | None) -> dict:
-    """TFLOP/s at the median (docs/measurement.md, "FLOPs convention") and its share
-    of the GPU's dense peak for the dtype, and the GB/s the least bytes a step moves
-    come to (costs.bytes_moved); None where either is unknown."""
+def throughput(case: Case, device_name: str, median_ms: float | None,
+               threads: int | None = None) -> dict:
+    """TFLOP/s at the median (docs/measurement.md, "FLOPs convention"), the GB/s the
+    least bytes a step moves come to (costs.bytes_moved), and their place under the
+    device's roof for the dtype (harness/measure/roofs.py: a GPU's datasheet, a CPU's
+    calibration at these threads); None where unknown."""
     seconds = median_ms * 1e-3 if median_ms else None
-    tflops = costs.flops(case) / seconds / 1e12 if seconds else None
-    peak = devices.peak_tflops(device_name, case.dtype) \
-        if device_kind(case.device) == "cuda" else None
-    return {"tflops": tflops, "pct_peak": 100 * tflops / peak if peak and tflops else None,
-            "gb_s": costs.bytes_moved(case) / seconds / 1e9 if seconds else None}
+    flops, moved = costs.flops(case), costs.bytes_moved(case)
+    tflops = flops / seconds / 1e12 if seconds else None
+    gb_s = moved / seconds / 1e9 if seconds else None
+    roof = roofs.roof(device_name, device_kind(case.device) == "cuda", case.dtype, threads)
+    return {"tflops": tflops, "gb_s": gb_s, **roofs.roofline(flops, moved, tflops, gb_s, roof)}
 
 
 def efficiency(case: Case, columns: dict) -> dict:

@@ -71,7 +71,7 @@ def run_case(backend, case: Case, job: dict, refs: References, quiet=None) -> di
         return {**row, "status": "oom" if is_oom(exc) else "error", "reason": one_line(exc)}
     return {**row, "status": "ok", "reason": "",
             **cell.finish(case, measured, row["device_name"], weights, inputs, refs,
-                          rerun_on(backend, local, weights))}
+                          rerun_on(backend, local, weights), threads=row["threads"])}
 
 
 def _prepared(backend, case: Case, weights: dict, inputs: dict, row: dict, since: float):

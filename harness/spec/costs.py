@@ -100,12 +100,34 @@ def memory(case: Case) -> dict[str, int]:
     }
 
 
+def saved_activations(case: Case) -> int:
+    """Elements a train step's forward keeps for its backward (written once, read once):
+    the input of every matmul and of every nonlinearity, and the attention core's
+    output and softmax log-sum-exp per query row (what FlashAttention keeps; no score
+    matrix). Per token of a layer: mha's input, q, k, v, the core's output and one
+    log-sum-exp per head; a block adds its two LayerNorm inputs, the MLP's input and
+    its 4d hidden layer before and after GELU; a stack adds the final LayerNorm's input.
+    Zero outside train mode."""
+    if case.mode != "train":
+        return 0
+    heads, d, kv = case.heads, case.d_model, case.kv_heads * case.head_dim
+    if case.workload == "attention":
+        rows = padding.valid_tokens(case) if case.lengths else case.batch * case.q_len
+        return rows * (d + heads)
+    per_token = d + d + 2 * kv + d + heads                     # x, q, k and v, o, lse
+    if case.workload in ("block", "transformer"):
+        per_token += 3 * d + 8 * d                             # LN1, LN2, MLP in; 4d twice
+    final = d if case.workload == "transformer" else 0
+    return tokens(case) * (case.n_layers * per_token + final)
+
+
 def bytes_moved(case: Case) -> int:
     """The least a step must move to or from device memory: read every weight and
     input once (but the keys and values a window hides from every query), write every
     output once and, in decode mode, the new tokens' keys and values into the caches;
     in a padded batch, the activations of its tokens alone (a varlen kernel skips
-    padding). Decoding is bound by it, not by FLOPs."""
+    padding); in train mode, every saved activation written and read back once
+    (saved_activations). Decoding is bound by it, not by FLOPs."""
     mem, size = memory(case), ITEMSIZE[case.dtype]
     weights = sum(prod(s) for s in weight_shapes(case).values())
     weights *= 2 if case.mode == "train" else 1                  # and their gradients
@@ -120,7 +142,8 @@ def bytes_moved(case: Case) -> int:
     unread = 0
     if case.window and (case.workload == "attention" or case.mode == "decode"):
         unread = per_key * max(0, case.q_offset - case.window + 1)
-    return size * (weights + activations + cache_writes - unread)
+    saved = 2 * saved_activations(case)
+    return size * (weights + activations + saved + cache_writes - unread)
 
 
 def reference_bytes(case: Case) -> int:

@@ -96,6 +96,14 @@ _MORE = (
     Column("mem_scores_bytes", "bytes of one B*H*q_len*N score matrix in the dtype"),
     Column("bytes_moved", "the least bytes a step reads and writes (harness/spec/costs.py)"),
     Column("gb_s", "bytes_moved over the median, GB/s: what bounds decoding"),
+    # the roofline (harness/measure/roofs.py)
+    Column("peak_tflops", "the roof pct_peak divides by: the dtype's dense peak, TFLOP/s"),
+    Column("peak_gb_s", "the roof pct_peak_bw divides by: memory bandwidth, GB/s"),
+    Column("roof_source", "where the roof comes from: a GPU's datasheet, a CPU's "
+           "calibration (attnbench env --calibrate), or why there is none"),
+    Column("pct_peak_bw", "gb_s as a share of peak_gb_s, %"),
+    Column("arith_intensity", "flops / bytes_moved: FLOPs a byte"),
+    Column("bound", "memory or compute: which roof the intensity puts the cell under"),
     # correctness beyond the contract's figures
     Column("err_tensor", "the tensor with the worst error ratio"),
     Column("check_rows", "query rows the cell was judged on (q_len: all of them)"),

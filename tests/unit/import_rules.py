@@ -5,8 +5,8 @@ with a literal or f-string name.
 
 A part imports only parts of a lower rank (parts of one rank never import each
 other), and there are no cycles between modules. Besides the ranks: report and
-results never import backends; only the worker and the pytest plugin load a
-backend; a backend imports only harness.spec, harness.measure, backends.base,
+results never import backends; only the workers (a cell's, a calibration's) and
+the pytest plugin load a backend; a backend imports only harness.spec, harness.measure, backends.base,
 backends.common and its own folder; the old public names (harness.weights,
 harness.reference, harness.store) import only the module they stand for.
 """
@@ -28,7 +28,7 @@ COMPAT = {"harness.weights": "harness.spec.weights",
           "harness.reference": "harness.spec.reference",
           "harness.store": "harness.results.store"}
 ENTRY = {"harness": (), "harness.__main__": ("harness.cli",)}
-LOADS_BACKENDS = ("harness.run.worker", "harness.pytest_plugin")
+LOADS_BACKENDS = ("harness.run.worker", "harness.run.calibrate", "harness.pytest_plugin")
 BACKEND_MAY_IMPORT = ("harness.spec", "harness.measure", "backends.base", "backends.common")
 
 
@@ -109,7 +109,7 @@ def _edge_violation(module: str, dep: str) -> str | None:
         return f"{edge}: outside every part"
     if dst == "backends" and dep != "backends.base" and src != "backends":
         if not any(module == m or module.startswith(m + ".") for m in LOADS_BACKENDS):
-            return f"{edge}: only the worker and the pytest plugin load a backend"
+            return f"{edge}: only the workers and the pytest plugin load a backend"
     if src == "backends":
         own = ".".join(module.split(".")[:2])
         if not (dep.startswith(BACKEND_MAY_IMPORT) or dep == own or dep.startswith(own + ".")):

@@ -96,14 +96,16 @@ def test_a_prepared_step_passed_inline_is_freed_on_return():
 
 def test_throughput_at_the_median_and_share_of_a_known_gpus_peak():
     flops = costs.flops(CASE)
-    assert cell.throughput(CASE, "Some CPU", 1.0) == {
-        "tflops": pytest.approx(flops / 1e9), "pct_peak": None,
-        "gb_s": pytest.approx(costs.bytes_moved(CASE) / 1e6)}
+    cpu = cell.throughput(CASE, "Some CPU", 1.0)          # not calibrated: no roof
+    assert cpu["tflops"] == pytest.approx(flops / 1e9) and cpu["pct_peak"] is None
+    assert cpu["gb_s"] == pytest.approx(costs.bytes_moved(CASE) / 1e6)
+    assert "not calibrated" in cpu["roof_source"]
     gpu = CASE.replace(device="cuda:0", dtype="bfloat16")
     got = cell.throughput(gpu, "NVIDIA H100 80GB HBM3", 1.0)
     assert got["pct_peak"] == pytest.approx(100 * got["tflops"] / 989)
-    assert cell.throughput(gpu, "NVIDIA H100 80GB HBM3", None) == {
-        "tflops": None, "pct_peak": None, "gb_s": None}
+    assert got["pct_peak_bw"] == pytest.approx(100 * got["gb_s"] / 3350)
+    unmeasured = cell.throughput(gpu, "NVIDIA H100 80GB HBM3", None)
+    assert all(unmeasured[k] is None for k in ("tflops", "pct_peak", "gb_s", "pct_peak_bw"))
 
 
 def test_finish_adds_throughput_and_the_verdict():

@@ -93,3 +93,23 @@ def test_reference_bytes_counts_the_attention_matrices():
     assert reference_bytes(fwd) == 1207959552
     train = fwd.replace(workload="transformer", mode="train", layers=2)
     assert reference_bytes(train) == 2 * 1207959552
+
+
+def test_a_train_step_moves_its_saved_activations_twice():
+    """Written by the forward, read by the backward: the core keeps its output and a
+    log-sum-exp a row and head; a block keeps 11 d a token more than mha (two
+    LayerNorm inputs, the MLP's input, its 4d hidden layer twice); a stack's layers
+    add up, with its final LayerNorm's input once."""
+    from harness.spec.costs import bytes_moved, saved_activations
+    b, n, h, dh = 2, 1024, 8, 64
+    d = h * dh
+    assert saved_activations(case("mha")) == 0                          # forward: none
+    assert saved_activations(case("attention", "train")) == b * n * (d + h)
+    mha, block = (saved_activations(case(w, "train")) for w in ("mha", "block"))
+    assert block - mha == b * n * 11 * d
+    one, two = (saved_activations(case("transformer", "train", layers=k)) for k in (1, 2))
+    assert two - one == block and one == block + b * n * d
+    fwd, train = case("attention"), case("attention", "train")
+    reads_writes = memory(train)["resident_bytes"] + memory(train)["output_bytes"]
+    assert bytes_moved(train) - reads_writes == 4 * 2 * b * n * (d + h)
+    assert bytes_moved(fwd) == memory(fwd)["resident_bytes"] + memory(fwd)["output_bytes"]
