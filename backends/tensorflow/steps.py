@@ -59,9 +59,14 @@ def kernel_name(case: Case) -> str:
     """KERNELS[variant], with what the mask and the cache add to it; the square
     causal and the unmasked core keep the name their rows always had."""
     name = KERNELS[case.variant]
-    if case.mask_hides_keys and (case.q_len < case.seq_len or case.window):
-        aligned = "bottom-right causal" if case.q_len < case.seq_len else "causal"
-        name += f", boolean mask ({aligned}{', sliding window' if case.window else ''})"
+    parts = []
+    if case.mask_hides_keys and (case.q_len < case.seq_len or case.window or case.padded):
+        parts.append("bottom-right causal" if case.q_len < case.seq_len else "causal")
+        parts += ["sliding window"] if case.window else []
+    parts += ["padding keys"] if case.padded else []        # attention.padded_visible
+    if parts:
+        name += f", boolean mask ({', '.join(parts)})"
+        name += " with a finite fill" if case.padded else ""      # attention.PADDED_FILL
     if case.mode == "decode" and case.workload != "attention":
         name += ", KV cache tf.Variable (ResourceStridedSliceAssign)"
     return name
