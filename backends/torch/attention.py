@@ -6,9 +6,13 @@ converted to it before timing; mha transposes after its projections (timed,
 as any real model would).
 
 Masks: every query row and no window keeps the plain causal paths (triu in eager,
-is_causal=True in SDPA). Fewer query rows than keys (bottom-right causal) or a
-sliding window take an explicit boolean mask from `visible_keys`, built once per
-cell in prepare (untimed), as a server keeps its decode mask for a fixed shape.
+is_causal=True in SDPA). Fewer query rows than keys (bottom-right causal), a
+sliding window or a padded batch take an explicit boolean mask from `visible_keys`
+(per sequence when padded: (B, 1, N, N)), built once per cell in prepare (untimed),
+as a server keeps its decode mask for a fixed shape. A row that sees no key (an
+all-padding sequence) is finite everywhere: eager fills with the dtype's lowest
+value; torch 2.13's SDPA (math and the CPU flash kernel) outputs zero there, and its
+gradients are zero, as the reference's.
 """
 from __future__ import annotations
 
@@ -29,19 +33,29 @@ SDPA_KERNELS = {
 
 
 def visible_keys(q_len: int, n_keys: int, causal: bool, window: int | None,
-                 device: torch.device) -> torch.Tensor | None:
-    """(q_len, n_keys) boolean, True where a query may attend (SDPA's convention),
-    or None when the plain paths apply: no causal mask, or the square causal one.
-    Query i sits at position n_keys - q_len + i (bottom-right, FlashAttention >= 2.1);
-    it sees keys j <= that position, and only those past it - window. A window as
-    long as the keys hides nothing, so the fused kernels' is_causal path stays open."""
+                 device: torch.device, lengths: torch.Tensor | None = None,
+                 ) -> torch.Tensor | None:
+    """True where a query may attend (SDPA's convention): (q_len, n_keys), or
+    (B, 1, q_len, n_keys) with `lengths` ((B,) int64 on the device: a padded batch,
+    whose keys j >= L_b are hidden in sequence b); None when the plain paths apply:
+    no causal mask, or the square causal one, and no padding. Query i sits at
+    position n_keys - q_len + i (bottom-right, FlashAttention >= 2.1); it sees keys
+    j <= that position, and only those past it - window. A window as long as the
+    keys hides nothing, so the fused kernels' is_causal path stays open."""
     window = None if window is not None and window >= n_keys else window
-    if not causal or (q_len == n_keys and window is None):
+    if lengths is not None and not bool((lengths < n_keys).any()):
+        lengths = None                # no sequence is short: nothing to hide
+    if lengths is None and (not causal or (q_len == n_keys and window is None)):
         return None
     keys = torch.arange(n_keys, device=device)[None, :]
     positions = torch.arange(n_keys - q_len, n_keys, device=device)[:, None]
-    visible = keys <= positions
-    return visible & (keys > positions - window) if window else visible
+    visible = keys <= positions if causal else torch.ones(
+        q_len, n_keys, dtype=torch.bool, device=device)
+    if causal and window:
+        visible = visible & (keys > positions - window)
+    if lengths is not None:
+        visible = visible & (keys < lengths[:, None, None, None])
+    return visible
 
 
 def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -50,8 +64,12 @@ def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         group = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
     scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
-    if mask is not None:              # bottom-right causal or windowed (visible_keys)
-        scores = torch.where(mask, scores, float("-inf"))
+    if mask is not None:              # bottom-right, windowed or padded (visible_keys)
+        # A finite fill, not -inf: a row that sees no key (an all-padding sequence, a
+        # window past a sequence's end) stays finite (uniform) instead of NaN, which
+        # would reach the weights' gradients; in every other row the fill's exp is 0,
+        # as -inf's is, so their results are the same bits.
+        scores = torch.where(mask, scores, torch.finfo(scores.dtype).min)
     elif causal:
         n = q.shape[-2]
         hidden = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)

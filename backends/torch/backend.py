@@ -18,7 +18,7 @@ from backends.torch.attention import (
 from backends.torch.steps import DTYPES, Prepared
 from harness.measure.memory import cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
-from harness.spec import Case
+from harness.spec import Case, padding
 from harness.spec.catalog import BackendInfo, static_unsupported
 
 
@@ -115,8 +115,13 @@ class TorchBackend(BackendCommon):
 
 
 def _mask(case: Case, device: torch.device) -> torch.Tensor | None:
-    """The case's boolean mask (bottom-right causal, window), None on the plain paths."""
-    return visible_keys(case.q_len, case.seq_len, case.mask_hides_keys, case.window, device)
+    """The case's boolean mask (bottom-right causal, window, the padded batch's key
+    lengths), None on the plain paths."""
+    lengths = padding.key_lengths(case)
+    if lengths is not None:
+        lengths = torch.from_numpy(lengths).to(device)
+    return visible_keys(case.q_len, case.seq_len, case.mask_hides_keys, case.window, device,
+                        lengths)
 
 
 def _sdpa_choice(case: Case, device: torch.device,

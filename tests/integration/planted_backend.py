@@ -13,6 +13,8 @@ right after, or applied to the outputs.
   topleft the causal mask aligned top-left (query i at position i, as torch's is_causal
           and a plain triu mask align it) where there are fewer queries than keys
   window  a sliding window one key too wide
+  padding the key mask of a padded batch's lengths ignored: padding keys attended
+          (with the causal mask and right padding, no token row sees one anyway)
   late    the same, for the queries past position 1024 alone (as a kernel whose
           later tiles are wrong): the check's small shapes never reach it, the
           sampled check of a long cell does
@@ -33,7 +35,7 @@ import math
 
 from harness.spec.catalog import BackendInfo, Variant, static_unsupported
 
-FAULTS = ("scale", "mask", "late", "topleft", "window", "eps", "gelu", "grad")
+FAULTS = ("scale", "mask", "late", "topleft", "window", "padding", "eps", "gelu", "grad")
 LATE = 1024
 LOW_SCALE = "scale-bf16"          # a 1 % scale error in a bfloat16-only variant
 LOW_SCALE_ERROR = 1.01
@@ -65,16 +67,27 @@ def _faulty_core(fault: str, case):
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         d = q.shape[-1]
         scores = torch.matmul(q, k.transpose(-2, -1)) * _scale(fault, d)
-        if case.causal:
-            scores = scores.masked_fill(_hidden(fault, case), float("-inf"))
+        hidden = _hidden(fault, case)
+        if hidden is not None:      # a finite fill, as torch eager's: rows that see no key
+            scores = scores.masked_fill(hidden, torch.finfo(scores.dtype).min)
         return torch.matmul(torch.softmax(scores.float(), dim=-1).to(q.dtype), v)
     return core
 
 
 def _hidden(fault: str, case):
-    """(q_len, seq_len), True where the faulty core hides a key."""
+    """(q_len, seq_len), or (B, 1, q_len, seq_len) for a padded batch, True where the
+    faulty core hides a key; None where it hides none."""
     import torch
+
+    from harness.spec import padding
+    lengths = None if fault == "padding" else padding.key_lengths(case)
     rows, keys = torch.arange(case.q_len)[:, None], torch.arange(case.seq_len)[None, :]
+    if lengths is not None:
+        lengths = torch.from_numpy(lengths)[:, None, None, None]
+        if not case.causal:
+            return keys >= lengths
+    elif not case.causal:
+        return None
     p = rows if fault == "topleft" else rows + case.q_offset
     ahead = 1 if fault == "mask" else 0              # `mask`: the next key seen too
     if fault == "late":
@@ -82,7 +95,7 @@ def _hidden(fault: str, case):
     hidden = keys > p + ahead
     if case.window:
         hidden |= keys <= p - case.window - int(fault == "window")
-    return hidden
+    return hidden if lengths is None else hidden | (keys >= lengths)
 
 
 @contextlib.contextmanager
@@ -93,7 +106,7 @@ def planted(fault: str, case):
     from backends.torch import backend as torch_backend
     from backends.torch import layers
     saved = (torch_backend.core_for, layers.LAYERNORM_EPS, torch.nn.GELU)
-    if fault in ("scale", "mask", "late", "topleft", "window", LOW_SCALE):
+    if fault in ("scale", "mask", "late", "topleft", "window", "padding", LOW_SCALE):
         torch_backend.core_for = lambda variant: _faulty_core(fault, case)
     if fault == "eps":
         layers.LAYERNORM_EPS = 1e-3

@@ -44,14 +44,15 @@ def test_check_passes_exact_and_fails_every_planted_fault(tmp_path):
     assert verdicts == {v: {"FAIL"} for v in FAILING if v != "sleeps"}
     # and once more causal with grouped heads, in forward mode (`--mode`: train takes
     # the same steps); and the newer axes: fewer queries (2: causal, full), a window
-    # (1) and a one-token decode step with a window (1)
+    # (1) and a one-token decode step with a window (1); and padded batches (3: causal,
+    # full, a window)
     assert {r["mode"] for r in rows} == {"forward", "decode"}
-    assert sum(1 for r in rows if r["variant"] == "exact") == 7
+    assert sum(1 for r in rows if r["variant"] == "exact") == 10
     md = (out / "check.md").read_text()
     assert "| faulty | exact | pass" in md
     for variant in FAILING:
         assert f"| faulty | {variant} | FAIL" in md, md
-    assert f"## Failures: {7 * len(FAILING) - 6}" in md
+    assert f"## Failures: {10 * len(FAILING) - 9}" in md
 
 
 def test_check_catches_each_planted_bug_in_float32(tmp_path):
@@ -67,8 +68,8 @@ def test_check_catches_each_planted_bug_in_float32(tmp_path):
     with open(out / "check.csv") as f:
         rows = list(csv.DictReader(f))
     variants = {r["variant"] for r in rows}
-    assert variants == {"none", "scale", "mask", "late", "topleft", "window", "eps", "gelu",
-                        "grad", LOW_SCALE}
+    assert variants == {"none", "scale", "mask", "late", "topleft", "window", "padding", "eps",
+                        "gelu", "grad", LOW_SCALE}
     layers = ("block", "transformer")
     bites = {       # where each fault changes what the case computes
         "none": lambda r: False,
@@ -76,6 +77,8 @@ def test_check_catches_each_planted_bug_in_float32(tmp_path):
         "mask": lambda r: r["causal"] == "True" and int(r["q_len"]) > 1,
         "topleft": lambda r: r["causal"] == "True" and r["q_len"] != r["seq_len"],
         "window": lambda r: r["window"] not in ("", "0"),
+        # with the causal mask and right padding no token row sees a padding key
+        "padding": lambda r: r["lengths"] != "" and r["causal"] == "False",
         "eps": lambda r: r["workload"] in layers,
         "gelu": lambda r: r["workload"] in layers,
         "grad": lambda r: r["mode"] == "train",
@@ -165,5 +168,7 @@ def test_a_bfloat16_only_variant_says_what_its_check_resolves(tmp_path):
 
 
 def _newer_axes(row: dict) -> bool:
-    """A case on grid.NEW_AXES_SHAPE (fewer queries, windows, decode)."""
-    return all(row[k] == str(v) for k, v in grid.NEW_AXES_SHAPE.items() if k != "layers")
+    """A case on grid.NEW_AXES_SHAPE (fewer queries, windows, decode) or a padded one
+    (grid.PADDED_SHAPE)."""
+    return row["lengths"] != "" or all(
+        row[k] == str(v) for k, v in grid.NEW_AXES_SHAPE.items() if k != "layers")
