@@ -70,6 +70,8 @@ def render(title: str, tables: dict, figures: dict[str, str], envs: list[dict],
              f"<p class='note'>Written {stamp} by attnbench report from {len(envs)} run(s)."
              f"{f' Speedups are against {html.escape(baseline)}.' if baseline else ''}</p>",
              "<nav>" + "".join(f"<a href='#{w}'>{w}</a>" for w in tables)
+             + ("<a href='#roofline'>roofline</a>"
+                if any(n.startswith("roofline-") for n in figures) else "")
              + "<a href='#environment'>environment</a></nav>"]
     if wrong:
         parts.append(f"<p class='warn' id='wrong'>{len(wrong)} rows compute the wrong thing "
@@ -93,6 +95,11 @@ def render(title: str, tables: dict, figures: dict[str, str], envs: list[dict],
             if fig_name.startswith(f"{workload}-"):
                 parts.append(f"<div class='figure' id='plot-{fig_name}'>{svg}</div>")
         parts.append("</section>")
+    device_figures = [n for n in figures if n.startswith(("roofline-", "energy-"))]
+    if device_figures:
+        parts.append("<section id='roofline'><h2>roofline and energy</h2>"
+                     + "".join(f"<div class='figure' id='plot-{n}'>{figures[n]}</div>"
+                               for n in device_figures) + "</section>")
     if "devices" in figures:
         parts.append("<section id='devices'><h2>devices</h2>"
                      f"<div class='figure' id='plot-devices'>{figures['devices']}</div>"

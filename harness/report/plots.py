@@ -1,7 +1,8 @@
 """The report's plots (matplotlib, no display needed): for each workload and mode,
 latency, peak memory and TFLOP/s against seq_len, one panel per dtype and one line
-per backend and variant (and device, when runs span several); and a device
-comparison when they do. Points of rows that compute the wrong thing are crossed
+per backend and variant (and device, when runs span several); a device
+comparison when they do; per device the roofline and the energy figures
+(roofline_plots.py). Points of rows that compute the wrong thing are crossed
 out in red, never drawn as if they were fair."""
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator  # noqa: E402
 
 from harness.measure import devices  # noqa: E402
-from harness.report import tables
+from harness.report import roofline_plots, tables
 from harness.spec import DTYPES, WORKLOADS  # noqa: E402
 
 SHAPE = ["batch", "heads", "head_dim", "causal", "layers", "kv_heads", "q_len", "window",
@@ -149,7 +150,10 @@ def throughput(frame: pd.DataFrame, workload: str, mode: str):
         here = rows[rows["dtype"] == dtype]
         _lines(ax, here, "tflops", rows["device"].nunique() > 1)
         for device in dict.fromkeys(here["device"]):
-            peak = devices.peak_tflops(device, dtype)
+            # The roof the rows were measured against: a GPU's datasheet, a CPU's calibration.
+            peaks = here.loc[here["device"] == device, "peak_tflops"] \
+                if "peak_tflops" in here else pd.Series(dtype=float)
+            peak = peaks.max() if peaks.notna().any() else devices.peak_tflops(device, dtype)
             if peak:
                 ax.axhline(peak, linestyle=":", color="gray", label=f"{device} peak {peak:g}")
     _finish(fig, axes)
@@ -209,7 +213,8 @@ def all_figures(frame: pd.DataFrame) -> dict[str, object]:
 
 
 DRAW = {"latency": latency, "memory": memory, "throughput": throughput,
-        "bandwidth": bandwidth}
+        "bandwidth": bandwidth, "roofline": roofline_plots.roofline,
+        "energy": roofline_plots.energy}
 # A decode step's view: latency and GB/s against the cache length.
 DECODE_DRAW = ("latency", "bandwidth", "memory")
 
@@ -224,6 +229,10 @@ def figure_plan(frame: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
             kinds = DECODE_DRAW if mode == "decode" else ("latency", "memory", "throughput")
             for kind in kinds:
                 plan[f"{workload}-{mode}-{kind}"] = (kind, workload, mode)
+    for device in roofline_plots.devices_with_points(frame):      # per device: (kind, device)
+        plan[f"roofline-{roofline_plots.slug(device)}"] = ("roofline", device, "")
+        if roofline_plots.has_energy(frame, device):
+            plan[f"energy-{roofline_plots.slug(device)}"] = ("energy", device, "")
     return plan
 
 

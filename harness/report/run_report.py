@@ -32,7 +32,11 @@ cell's configuration (backend, variant, workload, mode, dtype, mask) passes the
 same check on small odd shapes (the run's check/ folder). Cells whose full
 reference would pass 2 GiB, and forward cells of 256 positions or more, are judged on 64 sampled query rows and every gradient
 of those rows' loss (check_rows; docs/correctness.md); "yes (config)": the cell's
-own check could not run and that configuration check alone judges it."""
+own check could not run and that configuration check alone judges it. Marks: ✗ computes
+the wrong thing, ‡ timed while others used the machine, ↓ its GPU throttled while
+timed (a slowing clock-event reason, or the SM clock down 5 %). Roofline: FLOPs a byte,
+and % of the roof that bounds the cell (a GPU's datasheet; a CPU's own, measured by
+`attnbench env --calibrate`)."""
 
 _SHAPE = ["batch", "q_len", "seq_len", "heads", "kv_heads", "head_dim", "causal", "window",
           "lengths", "layers"]

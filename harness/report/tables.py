@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.report import device_view
 from harness.spec import CASE_FIELDS
 
 WRONG = "✗"               # after any figure of a row whose correct is false
@@ -27,6 +28,7 @@ TABLES = {                # name -> what its cells hold
                  "over its median; what bounds a decode step",
     "correctness": "verdict and worst error ratio against float64 (pass: ≤ 2)",
     "first_call": "first call ms: tracing and compiling included",
+    **device_view.TABLES,
 }
 
 
@@ -120,8 +122,9 @@ def label_order(frame: pd.DataFrame) -> list[str]:
 
 def _mark(text: str, row) -> str:
     """The figure with ✗ when the row computes the wrong thing, ‡ when it was timed
-    on a busy machine."""
-    marks = (WRONG if row["wrong"] else "") + (CONTENDED if row.get("busy") else "")
+    on a busy machine, ↓ when its GPU was throttled meanwhile."""
+    marks = (WRONG if row["wrong"] else "") + (CONTENDED if row.get("busy") else "") \
+        + (device_view.THROTTLED if row.get("throttled") == True else "")  # noqa: E712
     return f"{text} {marks}" if marks and text else text
 
 
@@ -232,6 +235,9 @@ def all_tables(frame: pd.DataFrame, baseline: str | None) -> dict[str, dict[str,
         tables["throughput"] = throughput(rows)
         if (rows["mode"] == "decode").any():
             tables["bandwidth"] = bandwidth(rows)
+        tables["roofline"] = _pivot(rows, rows.apply(device_view.roofline_text, axis=1))
+        if device_view.has_energy(rows):
+            tables["energy"] = _pivot(rows, rows.apply(device_view.energy_text, axis=1))
         tables["correctness"] = correctness(rows)
         tables["first_call"] = first_call(rows)
         out[workload] = tables

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.measure.devices import cpu_name
+from harness.report.roofline_plots import slug
 from harness.results import store
 
 from .runs_helpers import ROOT, RUN_LIMIT_S, harness_run, jsonl_rows, write_suite
@@ -60,11 +62,12 @@ def _gpu_twin(run: Path, folder: Path) -> Path:
 def test_run_ends_with_its_report(real_run):
     out, proc = real_run
     assert f"report: {out / 'report.html'}" in proc.stderr.replace("\n", "")
-    assert sorted(p.name for p in (out / "plots").iterdir()) == [
+    roofline = f"roofline-{slug(cpu_name())}.svg"            # this CPU's, every cell a point
+    assert sorted(p.name for p in (out / "plots").iterdir()) == sorted([
         "attention-forward-latency.svg", "attention-forward-memory.svg",
-        "attention-forward-throughput.svg"]
+        "attention-forward-throughput.svg", roofline])
     page = (out / "report.html").read_text()
-    assert page.count("<svg") == 3
+    assert page.count("<svg") == 4
     assert "torch eager" in page and "torch sdpa" in page
 
 
@@ -119,7 +122,7 @@ def test_page_renders_in_headless_chromium(real_run, tmp_path):
     dom = subprocess.run([_browser(), *flags, "--dump-dom", page], capture_output=True,
                          text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<svg") == 3                # every plot in the rendered DOM
+    assert dom.stdout.count("<svg") == 4                # every plot in the rendered DOM
     assert "id=\"environment\"" in dom.stdout
     shot = tmp_path / "page.png"
     subprocess.run([_browser(), *flags, "--window-size=1200,1600", f"--screenshot={shot}",

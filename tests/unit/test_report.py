@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from harness.measure import devices
+from harness.measure import devices, roofs
 from harness.report import plots, publish, run_report, tables
 from harness.results import store
 from harness.spec import Case, costs
@@ -28,12 +28,18 @@ def _row(case: Case, device_name: str, median: float, run_id: str, **extra) -> d
     flops = costs.flops(case)
     tflops = flops / (float(np.median(samples)) * 1e-3) / 1e12
     peak = devices.peak_tflops(device_name, case.dtype)
-    return {**case.to_dict(), "run_id": run_id, "started_at": "2026-11-29T00:00:00+00:00",
+    seconds = float(np.median(samples)) * 1e-3
+    gb_s = costs.bytes_moved(case) / seconds / 1e9
+    roof = roofs.roof(device_name, bool(peak), case.dtype)
+    place = roofs.roofline(flops, costs.bytes_moved(case), tflops, gb_s, roof)
+    power = {"energy_j": 300 * seconds, "avg_watts": 300.0,
+             "tflop_per_j": flops / (300 * seconds) / 1e12} if peak else {}
+    return {**case.to_dict(), **place, **power, "run_id": run_id, "started_at": "2026-11-29T00:00:00+00:00",
             "host": "gpuhost" if peak else "cpuhost", "device_name": device_name,
             "status": "ok", "reason": "", "samples_ms": samples,
             "median_ms": float(np.median(samples)), "iqr_ms": float(q3 - q1),
             "first_call_ms": 10 * median, "peak_mem_bytes": 3 * case.seq_len ** 2 * 64,
-            "flops": flops, "tflops": tflops, "pct_peak": 100 * tflops / peak if peak else None,
+            "flops": flops, "tflops": tflops, "gb_s": gb_s,
             "max_abs_err": 1e-7, "err_ratio": 0.5, "correct": True,
             **{f"mem_{k}": v for k, v in costs.memory(case).items()}, **extra}
 
@@ -173,9 +179,11 @@ def test_report_page_holds_tables_plots_and_every_runs_environment(runs, tmp_pat
     assert "devices" in parsed.ids and "wrong" in parsed.ids
     svgs = sorted(p.name for p in (out / "plots").glob("*.svg"))
     assert svgs == ["attention-forward-latency.svg", "attention-forward-memory.svg",
-                    "attention-forward-throughput.svg", "devices.svg"]
-    assert parsed.svgs == len(svgs)
-    assert parsed.tables == 6 + 1                      # six kinds of table, environment
+                    "attention-forward-throughput.svg", "devices.svg",
+                    "energy-nvidia-h100-80gb-hbm3.svg", "roofline-intel-r-xeon-r-processor.svg",
+                    "roofline-nvidia-h100-80gb-hbm3.svg"]
+    assert parsed.svgs == len(svgs) and "roofline" in parsed.ids
+    assert parsed.tables == 8 + 1                      # eight kinds of table, environment
     assert parsed.wrong_cells >= 5                     # the wrong cell, in every table
     for needle in ("cpuhost", "gpuhost", H100, "torch 2.13.0", "jax 0.10.2", "cpu-run",
                    "gpu-run"):
@@ -203,3 +211,34 @@ def test_publish_writes_a_run_folder_and_lists_it(runs, tmp_path):
     assert H100 in index and "8 of 9" in index
     with pytest.raises(UserError, match="--name"):
         publish.publish(runs[0], "../escape", root=root)
+
+
+def test_the_roofline_draws_every_cell_under_its_roof_and_the_tables_place_them(runs):
+    from harness.report import device_view, roofline_plots
+    cells = tables.prepare(store.load(*runs))
+    fig = roofline_plots.roofline(cells, H100)
+    (bf16,) = [ax for ax in fig.axes if ax.get_title() == "bfloat16"]
+    drawn = [c for c in bf16.collections if len(c.get_offsets())]
+    ok = cells[(cells["device"] == H100) & (cells["dtype"] == "bfloat16")
+               & (cells["status"] == "ok")]
+    assert sum(len(c.get_offsets()) for c in drawn) == len(ok)
+    roof = bf16.get_lines()[0].get_ydata()
+    assert roof.max() == pytest.approx(devices.peak_tflops(H100, "bfloat16"))
+    hollow = [c for c in drawn if not c.get_facecolors().any()]      # memory-bound points
+    assert sum(len(c.get_offsets()) for c in hollow) == int((ok["bound"] == "memory").sum())
+    row = ok.iloc[0]
+    text = device_view.roofline_text(row)
+    assert f"{row['arith_intensity']:.3g} F/B" in text
+    assert ("mem" if row["bound"] == "memory" else "flop") in text
+    assert device_view.energy_text(row) == f"{row['tflop_per_j']:.3g} TFLOP/J · 300 W"
+    cpu = cells[cells["device"] == XEON].iloc[0]
+    assert device_view.energy_text(cpu) == "" and "·" not in device_view.roofline_text(cpu)
+
+
+def test_a_throttled_cell_is_marked_in_every_timing(runs):
+    from harness.report.device_view import THROTTLED
+    cells = tables.prepare(store.load(*runs)).assign(throttled=None)
+    first = cells.index[(cells["device"] == H100) & (cells["status"] == "ok")][0]
+    cells.loc[first, "throttled"] = True
+    marked = tables.latency(cells).to_numpy().ravel().tolist()
+    assert sum(THROTTLED in str(v) for v in marked) == 1
