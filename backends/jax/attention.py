@@ -19,6 +19,17 @@ at or before position - w. jax.nn.dot_product_attention's is_causal and
 local_window_size both count positions from the top-left (jax/_src/nn/functions.py,
 _get_causal_mask: tril of (T, S); _get_window_mask: query_pos from 0), so they
 are exact only when T == S; otherwise the core passes the mask itself.
+
+Padding (a padded batch, harness/spec/padding.py): sequence b's keys j >= L_b are
+hidden. `jit` ANDs a (B, 1, 1, S) key mask into the scores' mask. `dpa` passes
+query_seq_lengths = key_value_seq_lengths = L_b: its xla implementation ANDs both
+into the same mask (_apply_masks) and zeroes the output's padding query rows; its
+cuDNN one runs them as its PADDING(_CAUSAL) mask type, which zeroes those rows too
+(jax's own cuDNN tests expect so), so every row that sees no key (all padding, or a
+window past a sequence's end) is a padding row. Hidden scores take a large finite
+value, not -inf, in jit as in xla: a row that sees no key is then a finite uniform
+average, not 0/0 = NaN, and with its cotangent zero every gradient at a padding
+position is exactly zero.
 """
 from __future__ import annotations
 
@@ -50,12 +61,24 @@ def visible_keys(n_queries: int, n_keys: int, window: int | None) -> jax.Array:
     return seen & (key > position - window) if window is not None else seen
 
 
+def unpadded_keys(lengths: jax.Array, n_keys: int) -> jax.Array:
+    """(B, 1, 1, S) booleans, True where key j < L_b: within its sequence."""
+    return jnp.arange(n_keys)[None, :] < lengths[:, None, None, None]
+
+
+# The fill of a hidden score (jax.nn.dot_product_attention's own, in float32): finite,
+# so a row that sees no key gets a uniform softmax where -inf would give NaN.
+HIDDEN = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
 def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array, causal: bool,
-                     window: int | None = None, precision=None) -> jax.Array:
+                     window: int | None = None, lengths: jax.Array | None = None,
+                     precision=None) -> jax.Array:
     """softmax(q k^T / sqrt(D) + mask) v on (B, H, T, D) queries and (B, KV, S, D)
     keys and values, op by op as the torch backend's eager core: scores in the
     storage dtype, softmax in float32. Grouped heads: k and v repeated for each
-    query head of their group, as torch's does."""
+    query head of their group, as torch's does. lengths: (B,) int32, keys past
+    each sequence's length hidden (padding rows then attend uniformly: unjudged)."""
     if k.shape[1] != q.shape[1]:
         group = q.shape[1] // k.shape[1]
         k, v = jnp.repeat(k, group, axis=1), jnp.repeat(v, group, axis=1)
@@ -65,18 +88,20 @@ def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array, causal: bool,
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = (scores.astype(jnp.float32) * scale).astype(q.dtype).astype(jnp.float32)
     t, s = q.shape[-2], k.shape[-2]
-    if causal and t == s and window is None:
-        hidden = jnp.triu(jnp.ones((t, t), dtype=bool), k=1)     # key j > query i
-        scores = jnp.where(hidden, -jnp.inf, scores)
-    elif hides_keys(t, s, causal, window):
-        scores = jnp.where(visible_keys(t, s, window), scores, -jnp.inf)
+    seen = visible_keys(t, s, window) if hides_keys(t, s, causal, window) else None
+    if lengths is not None:
+        keys = unpadded_keys(lengths, s)
+        seen = keys if seen is None else seen & keys
+    if seen is not None:
+        scores = jnp.where(seen, scores, HIDDEN)
     probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
     return jnp.einsum("bhqk,bhkd->bhqd", probs, v, precision=precision)
 
 
 def dpa_attention(implementation: str):
     def core(q: jax.Array, k: jax.Array, v: jax.Array, causal: bool,
-             window: int | None = None, precision=None) -> jax.Array:
+             window: int | None = None, lengths: jax.Array | None = None,
+             precision=None) -> jax.Array:
         # float32: the logits einsum inside takes jax.default_matmul_precision;
         # bfloat16/float16: it pins BF16_BF16_F32 / F16_F16_F32 itself.
         t, s = q.shape[1], k.shape[1]
@@ -90,6 +115,10 @@ def dpa_attention(implementation: str):
             masking = {"mask": visible_keys(t, s, window)[None, None]}
         else:
             masking = {}
+        if lengths is not None:
+            # Padded self-attention: queries and keys share each sequence's length.
+            # cuDNN needs both (PADDING mask type); xla zeroes padding query rows.
+            masking.update(query_seq_lengths=lengths, key_value_seq_lengths=lengths)
         return jax.nn.dot_product_attention(q, k, v, implementation=implementation,
                                             **masking)
     return core
@@ -104,8 +133,8 @@ class Core:
     precision: object = None    # jax.lax.Precision for the einsums, or None
 
     def __call__(self, q: jax.Array, k: jax.Array, v: jax.Array, causal: bool,
-                 window: int | None = None) -> jax.Array:
-        return self.fn(q, k, v, causal, window, precision=self.precision)
+                 window: int | None = None, lengths: jax.Array | None = None) -> jax.Array:
+        return self.fn(q, k, v, causal, window, lengths, precision=self.precision)
 
 
 _CORES = {
@@ -127,8 +156,23 @@ KERNELS = {
 }
 
 
+# How each variant takes a padded batch's lengths (case.padded), named in its kernel.
+PADDING_KERNELS = {
+    "jit": "key mask j < L_b",
+    "dpa": "query_seq_lengths + key_value_seq_lengths",
+    "dpa-cudnn": "query_seq_lengths + key_value_seq_lengths (cuDNN padding mask)",
+}
+
+
 def kernel(case: Case) -> str:
     """What runs a case's attention core, with the mask as it is given to it."""
+    described = _masked_kernel(case)
+    return f"{described}, with {PADDING_KERNELS[case.variant]}" if case.padded \
+        else described
+
+
+def _masked_kernel(case: Case) -> str:
+    """The kernel and how the causal mask and window are given to it."""
     t, s, window = case.q_len, case.seq_len, case.window
     base = KERNELS[case.variant]
     if not case.causal or (t == s and window is None):

@@ -20,7 +20,7 @@ from backends.jax.layers import Built
 from backends.jax.steps import CACHES_ARGUMENT, DTYPES, PRECISION, Prepared, pure_step
 from harness.measure.memory import CPU_METHOD, cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
-from harness.spec import Case
+from harness.spec import Case, padding
 from harness.spec.catalog import BackendInfo, device_kind, static_unsupported
 
 XLA_METHOD = "xla_memory_analysis temp+output"
@@ -76,7 +76,8 @@ class JaxBackend(BackendCommon):
             core = core_for(case.variant, PRECISION[case.dtype])
             q = jax.device_put(jnp.ones((1, 4, 2, 8), DTYPES[case.dtype]), device)
             fwd_bwd = pure_step(case.replace(workload="attention", mode="train", causal=True,
-                                             q_len=None, window=None), None, core)
+                                             q_len=None, window=None, lengths=None),
+                                None, core)
             try:
                 jax.block_until_ready(jax.jit(fwd_bwd)((), q, q, q, q))
                 self._probes[key] = None
@@ -94,28 +95,29 @@ class JaxBackend(BackendCommon):
         placeholder is never None). The q_len < seq_len mask goes in as a bias
         (combine_bias_and_mask), the window with it: cuDNN takes a sliding window
         only beside its own causal mask and no bias (cudnn-frontend's SDPA
-        checks). So lower (without compiling) the cell's own core, and in train
+        checks). A padded batch passes its lengths too (cuDNN's PADDING or
+        PADDING_CAUSAL mask type, a window beside it). So lower (without compiling) the cell's own core, and in train
         mode its backward, on abstract arrays of the cell's shapes."""
         key = (device.platform, case.batch, case.seq_len, case.q_len, case.heads,
                case.kv_heads, case.head_dim, case.dtype, case.causal, case.window,
-               case.mode == "train")
+               case.mode == "train", case.padded)
         if key not in self._probes:
             core = core_for(case.variant, PRECISION[case.dtype])
             dtype = DTYPES[case.dtype]
             q = jax.ShapeDtypeStruct((case.batch, case.q_len, case.heads, case.head_dim), dtype)
             kv = jax.ShapeDtypeStruct((case.batch, case.seq_len, case.kv_heads, case.head_dim),
                                       dtype)
+            lengths = jax.ShapeDtypeStruct((case.batch,), jnp.int32) if case.padded else None
 
-            def attend(q, k, v):
-                return core(q, k, v, case.causal, case.window)
-
-            def step(q, k, v):
+            def step(q, k, v, lengths):
+                def attend(q, k, v):
+                    return core(q, k, v, case.causal, case.window, lengths)
                 if case.mode != "train":
                     return attend(q, k, v)
                 out, vjp = jax.vjp(attend, q, k, v)
                 return out, vjp(out)
             try:
-                jax.jit(step).lower(q, kv, kv)
+                jax.jit(step).lower(q, kv, kv, lengths)
                 self._probes[key] = None
             except Exception as exc:
                 self._probes[key] = f"cuDNN attention refuses this case: {_one_line(exc)}"
@@ -143,6 +145,9 @@ class JaxBackend(BackendCommon):
             names = [*input_names(case), *built.names]
         if case.mode == "train":
             args.append(put(inputs["g"], bhnd))
+        if case.padded:
+            # The step's last argument (steps.pure_step), on the device before timing.
+            args.append(jax.device_put(padding.key_lengths(case).astype(np.int32), device))
         if built is not None and case.mode == "decode":
             # Each layer's (k, v) as the device holds it between steps, in the
             # core's layout: (B, N, KV, D), or (B, KV, N, D) for jit's BHND.

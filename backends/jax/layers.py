@@ -88,16 +88,18 @@ class MultiHeadAttention(nnx.Module):
         t = t.reshape(b, n, -1, self.head_dim)
         return t.transpose(0, 2, 1, 3) if self.core.layout == BHND else t
 
-    def _attend(self, x: jax.Array, q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    def _attend(self, x: jax.Array, q: jax.Array, k: jax.Array, v: jax.Array,
+                lengths: jax.Array | None = None) -> jax.Array:
         b, n, d = x.shape
-        o = self.core(q, k, v, self.causal, self.window)
+        o = self.core(q, k, v, self.causal, self.window, lengths)
         if self.core.layout == BHND:
             o = o.transpose(0, 2, 1, 3)
         return self.o(o.reshape(b, n, d))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
+        """lengths: a padded batch's (B,) sequence lengths, its keys past them hidden."""
         return self._attend(x, self._split(self.q(x)), self._split(self.k(x)),
-                            self._split(self.v(x)))
+                            self._split(self.v(x)), lengths)
 
     def decode(self, x: jax.Array, cache: tuple) -> tuple[jax.Array, tuple]:
         """x: the new tokens (B, T, d); cache: this layer's (k, v), N slots each in
@@ -125,8 +127,8 @@ class Block(nnx.Module):
     def _mlp(self, h: jax.Array) -> jax.Array:
         return h + self.w2(gelu(self.w1(self.ln2(h))))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self._mlp(x + self.mha(self.ln1(x)))
+    def __call__(self, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
+        return self._mlp(x + self.mha(self.ln1(x), lengths))
 
     def decode(self, x: jax.Array, cache: tuple) -> tuple[jax.Array, tuple]:
         a, cache = self.mha.decode(self.ln1(x), cache)
@@ -141,9 +143,9 @@ class Transformer(nnx.Module):
                                 for _ in range(layers)])
         self.lnf = LayerNorm(d_model, param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
         for block in self.blocks:
-            x = block(x)
+            x = block(x, lengths)
         return self.lnf(x)
 
     def decode(self, x: jax.Array, caches: tuple) -> tuple[jax.Array, tuple]:
@@ -197,10 +199,10 @@ class Built:
             out.append(put(weights[name]))
         return tuple(out)
 
-    def apply(self, params: tuple, x: jax.Array) -> jax.Array:
+    def apply(self, params: tuple, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
         """The pure forward: rebuild the module from the parameters (at trace time
-        only) and call it."""
-        return self._module(params)(x)
+        only) and call it (lengths: a padded batch's, or None)."""
+        return self._module(params)(x, lengths)
 
     def decode(self, params: tuple, x: jax.Array, caches: tuple) -> tuple[jax.Array, tuple]:
         """The pure decode step: (out, caches written), caches one (k, v) per layer."""

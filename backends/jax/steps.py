@@ -59,14 +59,16 @@ def _pinned(fn, precision: str | None):
 
 
 def pure_step(case: Case, built: Built | None, core):
-    """The function to jit: (params, *inputs[, g]) -> out, or (out, grads) in train
-    mode with grads = (gradients of the inputs, gradients of the params); in decode
-    mode for the layers, (params, x, caches) -> (out, caches written). The attention
-    core alone decodes as a forward of its q_len queries (it has no cache to write)."""
+    """The function to jit: (params, *inputs[, g][, lengths]) -> out, or (out, grads)
+    in train mode with grads = (gradients of the inputs, gradients of the params); in
+    decode mode for the layers, (params, x, caches) -> (out, caches written). The
+    attention core alone decodes as a forward of its q_len queries (it has no cache
+    to write). lengths, last and only when case.padded: the (B,) int32 sequence
+    lengths, an argument rather than a constant, as a server's batch passes them."""
     precision = MATMUL_PRECISION.get(case.dtype)
     if built is None:                       # the attention core: no parameters
-        def forward(params, q, k, v):
-            return core(q, k, v, case.causal, case.window)
+        def forward(params, q, k, v, lengths=None):
+            return core(q, k, v, case.causal, case.window, lengths)
     elif case.mode == "decode":
         return _pinned(built.decode, precision)
     else:
@@ -75,8 +77,11 @@ def pure_step(case: Case, built: Built | None, core):
         return _pinned(forward, precision)
 
     def train(params, *args):
-        *inputs, g = args
-        out, vjp = jax.vjp(forward, params, *inputs)
+        *inputs, g, lengths = args if case.padded else (*args, None)
+
+        def differentiated(params, *inputs):          # lengths are not differentiated
+            return forward(params, *inputs, lengths)
+        out, vjp = jax.vjp(differentiated, params, *inputs)
         dparams, *dinputs = vjp(g)                 # gradients of sum(out * g)
         return out, (tuple(dinputs), dparams)
     return _pinned(train, precision)
