@@ -1,7 +1,8 @@
 """The figures a GPU check reports: fused attention at seq_len 8192, head_dim 128,
 bfloat16 (torch sdpa-flash and the other pinned kernels, JAX dpa and dpa-cudnn),
-forward and train: TFLOP/s and percent of the device's dense peak, beside the
-published FlashAttention marks of docs/measurement.md; and its decode steps: latency
+forward and train: TFLOP/s and percent of the device's dense peak, device time and
+launch overhead, watts and TFLOP per joule, beside the published FlashAttention marks
+of docs/measurement.md (↓: the GPU throttled while the cell was timed); and its decode steps: latency
 and GB/s against the cache length, with the share of the device's memory bandwidth.
 Framework-free; markdown out.
 
@@ -34,19 +35,25 @@ def table(run: Path, seq_len: int, head_dim: int) -> str:
         return f"no bfloat16 attention cells at seq_len {seq_len}, head_dim {head_dim} in {run}"
     lines = [f"bfloat16 attention, seq_len {seq_len}, head_dim {head_dim} "
              f"({cells['device_name'].iloc[0]})", "",
-             "| backend | variant | mode | causal | batch x heads | median ms | TFLOP/s "
-             "| % of peak | kernel | correct |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| backend | variant | mode | causal | batch x heads | median ms | device ms "
+             "| launch ms | TFLOP/s | % of peak | W | TFLOP/J | kernel | correct |",
+             "|---" * 14 + "|"]
     order = {v: i for i, v in enumerate(SHOWN)}
     cells = cells.assign(_o=cells["variant"].map(order).fillna(99)).sort_values(
         ["mode", "causal", "_o", "backend"])
     for _, r in cells.iterrows():
         ok = r["status"] == "ok"
-        num = (lambda v, f: f.format(v) if ok and v == v and v is not None else "-")
+
+        def num(column: str, fmt: str) -> str:
+            value = r.get(column)
+            return fmt.format(value) if ok and value is not None and value == value else "-"
+        throttled = " ↓" if r.get("throttled") == True else ""  # noqa: E712
         lines.append(
             f"| {r['backend']} | {r['variant']} | {r['mode']} | {r['causal']} "
-            f"| {r['batch']} x {r['heads']} | {num(r['median_ms'], '{:.3f}')} "
-            f"| {num(r['tflops'], '{:.3g}')} | {num(r['pct_peak'], '{:.0f}%')} "
+            f"| {r['batch']} x {r['heads']} | {num('median_ms', '{:.3f}')}{throttled} "
+            f"| {num('device_ms', '{:.3f}')} | {num('launch_overhead_ms', '{:.3f}')} "
+            f"| {num('tflops', '{:.3g}')} | {num('pct_peak', '{:.0f}%')} "
+            f"| {num('avg_watts', '{:.0f}')} | {num('tflop_per_j', '{:.3g}')} "
             f"| {r.get('kernel') or '-'} | {r.get('correct') if ok else r['status']} |")
     lines += ["", "Published marks (docs/measurement.md; H100 SXM, head_dim 128, TFLOP/s): "
               + "; ".join(f"{mode}: {mark}" for mode, mark in MARKS.items()) + "."]

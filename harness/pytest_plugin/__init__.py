@@ -190,7 +190,7 @@ class _Session:
         # the prepared step is passed inline: freed before a sampled check asks again
         measured = cell.measure_step(backend, case, backend.prepare(case, weights, inputs),
                                      pedantic.loop(benchmark, measure),
-                                     flush_l2=measure.flush_l2)
+                                     flush_l2=measure.flush_l2, profile=measure.device_time)
         self._record(benchmark, case, measured, weights, inputs, True,
                      rerun_on(backend, case, weights), backend_version=backend.version())
 

@@ -14,6 +14,7 @@ PHASES = (
     ("warm-up", "phase_warmup_s"),
     ("calibration (calls per sample)", "phase_calibrate_s"),
     ("samples (timed)", "phase_samples_s"),
+    ("profiled steps", "phase_profile_s"),
     ("memory probe", "phase_memory_s"),
     ("outputs for the check", "phase_outputs_s"),
     ("references (float64 and own dtype)", "phase_reference_s"),

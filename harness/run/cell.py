@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from harness.correctness.judging import References, judge_outputs
-from harness.measure import contention, devices, energy, roofs
+from harness.measure import contention, device_time, devices, energy, roofs
 from harness.measure.timing import TimingLoop
 from harness.spec import Case, costs
 from harness.spec.catalog import device_kind
@@ -32,7 +32,7 @@ class Measured:
 
 def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
                  flush_l2: bool = False, nvml_device: str | None = None,
-                 quiet=None) -> Measured:
+                 quiet=None, profile: bool = False) -> Measured:
     """Time `prepared` (step, sync and outputs, as backends/base.py's Prepared
     declares them, and its `kernel` attribute where the backend sets one) with
     `loop`, then probe one step's peak memory and take its outputs. Pass the
@@ -54,6 +54,8 @@ def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
     if timed_done is not None:
         timed_done()
     del flush                    # its 256 MB buffer is not part of the step's peak
+    if profile:                  # after the timed part: never inside it
+        columns.update(profiled(backend, case, prepared, columns.get("median_ms")))
 
     def one_step():
         prepared.step()
@@ -73,6 +75,25 @@ def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
     got = taken["outputs"] if taken else prepared.outputs()
     columns.update(phase_memory_s=probed - started, phase_outputs_s=time.perf_counter() - probed)
     return Measured(columns, got)
+
+
+PROFILED_STEPS = 3
+
+
+def profiled(backend, case: Case, prepared, median_ms: float | None) -> dict:
+    """device_ms and launch_overhead_ms from the backend's profiler over a few steps
+    (harness/measure/device_time.py); None with the reason where it has none or fails."""
+    profile = getattr(backend, "profile", None)
+    if profile is None:
+        return device_time.columns(None, f"{case.backend} has no profiler pass", None, "")
+    started = time.perf_counter()
+    try:
+        events, profiler = profile(case, prepared.step, prepared.sync, PROFILED_STEPS)
+        ms, how = device_time.step_ms(events, PROFILED_STEPS, case.device.startswith("cuda"))
+    except Exception as exc:          # the profiler is a figure, never the cell
+        ms, how, profiler = None, f"profiler failed: {type(exc).__name__}: {exc}"[:300], ""
+    return {**device_time.columns(ms, how, median_ms, profiler),
+            "phase_profile_s": time.perf_counter() - started}
 
 
 def _gpu_index(device: str | None) -> int | None:

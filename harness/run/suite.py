@@ -36,6 +36,9 @@ class Measure:
     # Evict the device's caches before every timed call (256 MB written, as
     # triton's do_bench does), each call then timed on its own: cold-cache figures.
     flush_l2: bool = False
+    # After the timed part, a few steps under the framework's profiler, untimed, for
+    # device_ms and launch_overhead_ms (harness/measure/device_time.py).
+    device_time: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def _measure(path: str, raw: object) -> Measure:
     for key, value in raw.items():
         if key not in MEASURE_KEYS:
             raise msg.unknown(path, "measure", key, MEASURE_KEYS)
-        if key == "flush_l2":
+        if key in ("flush_l2", "device_time"):
             if not isinstance(value, bool):
                 raise msg.error(path, f"measure.{key}",
                                 f"expected true or false, got {msg.show(value)}")

@@ -61,11 +61,12 @@ def run_case(backend, case: Case, job: dict, refs: References, quiet=None) -> di
         return check_only(backend, case, local, row, weights, inputs, refs, job, setup)
     settings = dict(job["measure"])
     flush_l2 = settings.pop("flush_l2", False)
+    profile = settings.pop("device_time", True)
     try:                           # the prepared step is passed inline: freed on return
         measured = cell.measure_step(backend, local, _prepared(backend, local, weights, inputs,
                                                                row, setup),
                                      timing.loop(**settings), flush_l2=flush_l2,
-                                     nvml_device=case.device, quiet=quiet)
+                                     nvml_device=case.device, quiet=quiet, profile=profile)
     except Exception as exc:       # one cell's failure never stops the batch
         traceback.print_exc(file=sys.stderr)
         return {**row, "status": "oom" if is_oom(exc) else "error", "reason": one_line(exc)}

@@ -60,6 +60,7 @@ _MORE = (
     Column("phase_warmup_s", "warm-up calls"),
     Column("phase_calibrate_s", "growing the calls per sample (autorange)"),
     Column("phase_samples_s", "the timed samples"),
+    Column("phase_profile_s", "the profiled steps for device_ms (untimed)"),
     Column("phase_memory_s", "the peak-memory probe (on the CPU, the outputs' step too)"),
     Column("phase_outputs_s", "taking the outputs for the check, apart from the probe"),
     Column("phase_reference_s", "the float64 and own-dtype references, loaded or computed"),
@@ -71,6 +72,12 @@ _MORE = (
     Column("gpu_others", "other processes computing on its GPU (NVML)"),
     Column("gpu_util_before_pct", "its GPU's utilization just before the cell (NVML)"),
     Column("throttle", "clock-throttle reasons active at the end (NVML); empty: none"),
+    # device time (a separate, untimed profiled pass: harness/measure/device_time.py)
+    Column("device_ms", "the summed duration of the device kernels one step launched, "
+           "from the framework's own profiler (CPU: its op time, where it reports it)"),
+    Column("launch_overhead_ms", "median_ms - device_ms: what the host spent around them"),
+    Column("device_time_method", "the profiler and what was summed"),
+    Column("device_time_note", "why there is no device time, in words"),
     # the device over the timed samples (harness/measure/energy.py)
     Column("sm_clock_mhz_start", "its GPU's SM clock as the timed samples began (NVML)"),
     Column("sm_clock_mhz_end", "its GPU's SM clock as they ended"),

@@ -152,3 +152,40 @@ def test_the_plugins_loop_takes_the_median_of_pedantics_rounds_from_the_summary(
     disabled = pedantic.loop(FakeBenchmark([], disabled=True), Measure(flush_l2=True))
     columns = disabled(lambda: None, lambda: None, lambda: None)
     assert columns["median_ms"] is None and columns["iterations"] == 1
+
+
+class Profiling(Backend):
+    """A backend whose profiler hands back a Kineto-shaped trace of its host ops."""
+
+    def profile(self, case, step, sync, steps):
+        self.log.append("profile")
+        for _ in range(steps):
+            step()
+            sync()
+        ops = [{"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 1000 * i, "dur": 500}
+               for i in range(steps)]
+        return ops, "stand-in profiler"
+
+
+def test_device_time_comes_from_a_profiled_pass_after_the_timed_part():
+    backend = Profiling()
+    measured = cell.measure_step(backend, CASE, Prepared(backend.log), fake_loop([]),
+                                 profile=True)
+    assert backend.log.index("profile") > backend.log.index("sync")   # after the loop
+    assert measured.columns["device_ms"] == pytest.approx(0.5)
+    assert measured.columns["launch_overhead_ms"] == pytest.approx(2.0 - 0.5)
+    assert measured.columns["device_time_method"].startswith("stand-in profiler")
+
+
+def test_no_profiler_or_a_failing_one_leaves_the_cell_with_the_reason():
+    plain = cell.measure_step(Backend(), CASE, Prepared([]), fake_loop([]), profile=True)
+    assert plain.columns["device_ms"] is None
+    assert "has no profiler pass" in plain.columns["device_time_note"]
+
+    class Failing(Backend):
+        def profile(self, case, step, sync, steps):
+            raise RuntimeError("CUPTI_ERROR_NOT_INITIALIZED")
+    failed = cell.measure_step(Failing(), CASE, Prepared([]), fake_loop([]), profile=True)
+    assert failed.columns["device_ms"] is None and "CUPTI" in failed.columns["device_time_note"]
+    off = cell.measure_step(Profiling(), CASE, Prepared([]), fake_loop([]))
+    assert "device_ms" not in off.columns                       # profile=False: no pass

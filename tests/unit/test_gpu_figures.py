@@ -17,7 +17,8 @@ def test_figures_table_has_tflops_and_percent_of_peak_per_cell(tmp_path):
             c = Case("gpu-check", "attention", backend, variant, mode, "bfloat16", "cuda:0",
                      2, 8192, 16, 128, True, 1)
             rows.append(_row(c, H200, ms * (3.5 if mode == "train" else 1), "r",
-                             kernel=f"{variant} kernel"))
+                             kernel=f"{variant} kernel", device_ms=ms * 0.9,
+                             launch_overhead_ms=ms * 0.1, throttled=mode == "train"))
     off = Case("gpu-check", "attention", "torch", "sdpa-flash", "forward", "bfloat16",
                "cuda:0", 8, 2048, 16, 128, True, 1)
     rows.append(_row(off, H200, 1.0, "r"))                 # another length: not shown
@@ -30,9 +31,13 @@ def test_figures_table_has_tflops_and_percent_of_peak_per_cell(tmp_path):
     for row in rows[:4]:
         line = next(l for l in table if f"| {row['variant']} | {row['mode']} |" in l)
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[6] == f"{row['tflops']:.3g}"
-        assert cells[7] == f"{row['pct_peak']:.0f}%"
-        assert cells[8] == f"{row['variant']} kernel" and cells[9] == "True"
+        throttled = " ↓" if row["mode"] == "train" else ""
+        assert cells[5] == f"{row['median_ms']:.3f}{throttled}"
+        assert cells[6:8] == [f"{row['device_ms']:.3f}", f"{row['launch_overhead_ms']:.3f}"]
+        assert cells[8] == f"{row['tflops']:.3g}"
+        assert cells[9] == f"{row['pct_peak']:.0f}%"
+        assert cells[10:12] == [f"{row['avg_watts']:.0f}", f"{row['tflop_per_j']:.3g}"]
+        assert cells[12] == f"{row['variant']} kernel" and cells[13] == "True"
 
 
 def test_the_decode_table_gives_gb_s_and_share_of_the_gpus_bandwidth(tmp_path):
