@@ -7,7 +7,9 @@ device, refuses what a variant cannot run, and probes the step's memory.
 """
 from __future__ import annotations
 
+import tempfile
 import weakref
+from pathlib import Path
 
 import flax
 import jax
@@ -18,6 +20,7 @@ from backends.common import BackendCommon, input_names, swap_heads
 from backends.jax.attention import BHND, core_for
 from backends.jax.layers import Built
 from backends.jax.steps import CACHES_ARGUMENT, DTYPES, PRECISION, Prepared, pure_step
+from harness.measure import device_time
 from harness.measure.memory import CPU_METHOD, cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case, padding
@@ -173,6 +176,26 @@ class JaxBackend(BackendCommon):
             held[0] = None
             held[0] = jax.block_until_ready(fill())
         return flush
+
+    def profile(self, case: Case, step, sync, steps: int) -> tuple[list[dict], str]:
+        """`steps` steps under jax.profiler, as the Chrome trace events of the
+        perfetto_trace.json.gz it writes (harness/measure/device_time.py reads
+        them): on the CPU, XLA's ops on its client threads (each with its hlo_op)
+        in the "/host:CPU" process; on a GPU, the kernels on its streams in
+        "/device:GPU:N". The Python tracer is off: its events are no ops, and it
+        slows the host between them."""
+        options = jax.profiler.ProfileOptions()
+        options.python_tracer_level = 0
+        with tempfile.TemporaryDirectory(prefix="attnbench-jax-trace-") as folder:
+            with jax.profiler.trace(folder, create_perfetto_trace=True,
+                                    profiler_options=options):
+                for _ in range(steps):
+                    step()
+                    sync()
+            written = sorted(Path(folder).glob("plugins/profile/*/perfetto_trace.json.gz"))
+            if not written:
+                raise RuntimeError("jax.profiler.trace wrote no perfetto_trace.json.gz")
+            return device_time.load(written[-1]), f"jax.profiler {jax.__version__}"
 
     def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
         """Bytes one step (the whole jitted call: forward, and backward in train

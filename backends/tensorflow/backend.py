@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -175,6 +177,38 @@ class TensorFlowBackend(BackendCommon):
         zeros = tf.function(lambda: buffer.assign(tf.zeros_like(buffer)))
         return lambda: zeros()
 
+    def profile(self, case: Case, step, sync, steps: int) -> tuple[list[dict], str]:
+        """`steps` steps under TF's profiler, as Chrome trace events
+        (harness/measure/device_time.py reads them). The profiler writes only an
+        XSpace (.xplane.pb); TF's own copy of xprof's converter turns it into
+        the trace viewer's Trace proto (the "trace_viewer" tool), read here with
+        TF's trace_events_pb2. Both are private modules of TF's wheel, imported
+        here so that a TF without them fails this pass alone, saying so."""
+        try:
+            from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+            from tensorflow.tsl.profiler.protobuf import trace_events_pb2
+        except ImportError as exc:
+            raise RuntimeError(f"tensorflow {tf.__version__} has no XSpace-to-trace "
+                               f"converter ({exc})") from exc
+        with tempfile.TemporaryDirectory(prefix="attnbench-tf-trace-") as folder:
+            tf.profiler.experimental.start(folder)
+            try:
+                for _ in range(steps):
+                    step()
+                    sync()
+            finally:
+                tf.profiler.experimental.stop()
+            written = sorted(Path(folder).glob("plugins/profile/*/*.xplane.pb"))
+            if not written:
+                raise RuntimeError("tf.profiler wrote no .xplane.pb")
+            data, ok = _pywrap_profiler_plugin.xspace_to_tools_data([str(written[-1])],
+                                                                    "trace_viewer")
+        if not ok:
+            raise RuntimeError("tf.profiler's trace_viewer conversion failed: "
+                               + data.decode(errors="replace")[:200])
+        return _chrome_events(trace_events_pb2.Trace.FromString(data)), \
+            f"tf.profiler {tf.__version__}"
+
     def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
         """Bytes one step adds at its peak: TF's allocator's own figure wherever it
         keeps one: with oneDNN the CPU allocator keeps a pool that the resident
@@ -191,6 +225,23 @@ class TensorFlowBackend(BackendCommon):
         run_step()
         method = GPU_METHOD if case.device.startswith("cuda") else CPU_METHOD
         return tf.config.experimental.get_memory_info(name)["peak"] - before, method
+
+
+def _chrome_events(trace) -> list[dict]:
+    """A trace viewer Trace proto as Chrome trace events, as xprof's JSON writer
+    lays it out: a process a device (plane), a thread a resource (line), and
+    times in microseconds from the proto's picoseconds."""
+    events: list[dict] = []
+    for pid, device in trace.devices.items():
+        events.append({"ph": "M", "name": "process_name", "pid": pid,
+                       "args": {"name": device.name}})
+        events.extend({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                       "args": {"name": resource.name}}
+                      for tid, resource in device.resources.items())
+    events.extend({"ph": "X", "name": e.name, "pid": e.device_id, "tid": e.resource_id,
+                   "ts": e.timestamp_ps / 1e6, "dur": e.duration_ps / 1e6,
+                   "args": dict(e.args)} for e in trace.trace_events)
+    return events
 
 
 def _set_threads() -> None:

@@ -1,6 +1,8 @@
 """Device time from profiler traces (harness/measure/device_time.py), on made-up traces
 in the two shapes the frameworks write: Kineto's (torch) categories and XLA's
-(JAX) process names; gzip as JAX writes it; and the row's columns."""
+(JAX) process names; on excerpts of real CPU traces of JAX and TensorFlow (one
+attention step each, recorded with the backends' profile()); gzip as JAX writes
+it; and the row's columns."""
 from __future__ import annotations
 
 import gzip
@@ -11,13 +13,18 @@ import pytest
 from harness.measure import device_time
 
 
-def x(name, ts, dur, cat=None, pid=1, tid=1) -> dict:
-    event = {"ph": "X", "name": name, "ts": ts, "dur": dur, "pid": pid, "tid": tid}
+def x(name, ts, dur, cat=None, pid=1, tid=1, **args) -> dict:
+    event = {"ph": "X", "name": name, "ts": ts, "dur": dur, "pid": pid, "tid": tid,
+             **({"args": args} if args else {})}
     return {**event, "cat": cat} if cat else event
 
 
 def process(pid, name) -> dict:
     return {"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}}
+
+
+def thread(pid, tid, name) -> dict:
+    return {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": name}}
 
 
 KINETO = [x("aten::matmul", 0, 400, "cpu_op"), x("aten::mm", 10, 380, "cpu_op"),
@@ -32,12 +39,89 @@ def test_a_trace_with_two_kernels_sums_them_and_the_copy_per_step():
     assert ms == pytest.approx((250 + 150 + 30) / 2 / 1e3) and "2 profiled steps" in how
 
 
-def test_xla_names_its_gpu_by_process_and_its_cpu_ops_likewise():
+def test_xla_names_its_gpu_by_process_and_its_cpu_ops_by_their_hlo_op():
     events = [process(3, "/device:GPU:0"), process(4, "/host:CPU"),
               x("fusion.1", 0, 40, pid=3), x("custom-call", 50, 60, pid=3),
-              x("dot.2", 0, 70, pid=4), x("PjRt execute", 0, 500, pid=5)]
+              x("dot.2", 0, 70, pid=4, hlo_op="dot.2"), x("PjitFunction(f)", 0, 90, pid=4),
+              x("PjRt execute", 0, 500, pid=5)]
     assert device_time.step_ms(events, 1, gpu=True)[0] == pytest.approx(0.1)
     assert device_time.step_ms(events, 1, gpu=False)[0] == pytest.approx(0.07)
+
+
+# One step of `jax jit` attention forward (B1 N64 H2 D16, float32) on the CPU,
+# jax 0.10.2, Python tracer off (backends/jax/backend.py): XLA's ops on a client
+# thread with their hlo_op, each followed by its "end:" marker; the dispatch on the
+# Python thread. The ops alone count: 45.7 + 13.768 us.
+JAX_CPU = [
+    process(701, "/host:CPU"),
+    thread(701, 2411551408, "tf_XLAPjRtCpuClient/-5027202622772389200"),
+    thread(701, 2657182722, "python"),
+    x("ynn_fusion.3", 120.101, 45.7, pid=701, tid=2411551408, device_ordinal="0",
+      hlo_module="jit_run", hlo_op="ynn_fusion.3", run_id="1306262111"),
+    x("end: ynn_fusion.3", 165.296, 0.396, pid=701, tid=2411551408),
+    x("broadcast_select_fusion", 166.508, 13.768, pid=701, tid=2411551408,
+      device_ordinal="0", hlo_module="jit_run", hlo_op="broadcast_select_fusion",
+      run_id="1306262111"),
+    x("end: broadcast_select_fusion", 179.964, 0.221, pid=701, tid=2411551408),
+    x("ThunkExecutor::Execute (wait for completion)", 206.104, 0.034, pid=701,
+      tid=2411551408, device_ordinal="0", run_id="1306262111"),
+    x("PjitFunction(run)", 16.164, 59.004, pid=701, tid=2657182722),
+    x("CommonPjRtLoadedExecutable::ExecuteHelperOnSingleDevice", 51.127, 17.424,
+      pid=701, tid=2657182722),
+    x("CommonPjRtBuffer::Await", 91.565, 0.578, pid=701, tid=2657182722)]
+# `tensorflow function`, the same step, TF 2.21 (its trace_viewer tool's Trace proto,
+# as backends/tensorflow/backend.py lays it out): the op kernels on a compute
+# thread (is_eager "0"), inside the executor's Process; the function call's own
+# EagerKernelExecute on the Python thread spans them and the executor's overhead.
+TF_FUNCTION = [
+    process(701, "/host:CPU"), thread(701, 3158099278, "tf_Compute/-6619118124140804786"),
+    thread(701, 4209297707, "python"),
+    x("ExecutorState::Process", 4619.092, 413.359, pid=701, tid=3158099278, iter_num="0",
+      group_id="0"),
+    x("_MklBatchMatMulV2", 4621.179, 195.978, pid=701, tid=3158099278, is_eager="0",
+      long_name="MatMul:_MklBatchMatMulV2", group_id="0"),
+    x("Mul", 4818.409, 3.973, pid=701, tid=3158099278, is_eager="0",
+      long_name="mul:Mul", group_id="0"),
+    x("EagerExecute", 468.844, 4734.347, pid=701, tid=4209297707,
+      eager_op="__inference_forward_36", is_func="1"),
+    x("EagerKernelExecute", 504.255, 4695.174, pid=701, tid=4209297707)]
+# `tensorflow eager`, the same step: TF runs each eager op as a one-op function and
+# traces no kernel in it, so each op's EagerKernelExecute (the KernelAndDeviceFunc
+# run nested in it counted once) is the op's time: 252.1 + 20.444 us.
+TF_EAGER = [
+    process(701, "/host:CPU"), thread(701, 1718601421, "python"),
+    x("TFE_Py_FastPathExecute_C", 97.097, 361.026, pid=701, tid=1718601421),
+    x("EagerExecute", 132.172, 322.268, pid=701, tid=1718601421,
+      eager_op="BatchMatMulV2", is_func="0"),
+    x("EagerKernelExecute", 198.772, 252.1, pid=701, tid=1718601421),
+    x("KernelAndDeviceFunc::Run", 200.806, 248.397, pid=701, tid=1718601421),
+    x("EagerKernelExecute", 555.887, 20.444, pid=701, tid=1718601421),
+    x("convert_to_tensor", 618.72, 35.029, pid=701, tid=1718601421)]
+
+
+@pytest.mark.parametrize("events, us", [(JAX_CPU, 45.7 + 13.768),
+                                        (TF_FUNCTION, 195.978 + 3.973),
+                                        (TF_EAGER, 252.1 + 20.444)],
+                         ids=["jax-jit", "tensorflow-function", "tensorflow-eager"])
+def test_recorded_cpu_traces_count_the_ops_alone(events, us):
+    ms, how = device_time.step_ms(events, 1, gpu=False)
+    assert ms == pytest.approx(us / 1e3) and "union" in how
+    assert ("EagerKernelExecute" in how) == (events is TF_EAGER)
+
+
+def test_a_tf_gpu_trace_counts_its_streams_not_the_derived_lines():
+    """Made up (no GPU here), with the names xprof gives (xplane_schema.cc, CUPTI's
+    collector): the converter TF's trace goes through adds derived lines to the GPU's
+    process that repeat its kernels' time."""
+    events = [process(1, "/device:GPU:0"), thread(1, 14, "Stream #14(Kernel)"),
+              thread(1, 15, "Stream #15(MemcpyH2D)"), thread(1, 100, "XLA Ops"),
+              thread(1, 101, "Framework Ops"), thread(1, 102, "Steps"),
+              thread(1, 103, "CUPTI overhead"),
+              x("sm90_xmma_gemm", 10, 250, pid=1, tid=14),
+              x("MemcpyH2D", 0, 8, pid=1, tid=15),
+              x("dot.1", 10, 250, pid=1, tid=100), x("MatMul", 10, 250, pid=1, tid=101),
+              x("0", 0, 300, pid=1, tid=102), x("overhead", 0, 5, pid=1, tid=103)]
+    assert device_time.step_ms(events, 1, gpu=True)[0] == pytest.approx(0.258)
 
 
 def test_host_op_time_counts_nested_and_overlapping_ops_once():
