@@ -225,6 +225,10 @@ def print_summary(frame: pd.DataFrame, console: Console) -> None:
     skipped = len(frame) - len(shown)
     if skipped:
         console.print(f"{skipped} cells unsupported on this machine (reasons in report.md)")
+    sources = shown["roof_source"].dropna().astype(str) if "roof_source" in shown else []
+    if any(s.startswith("not calibrated") for s in sources):
+        console.print("% of peak is empty on this CPU until its roof is measured: `make "
+                      "calibrate` (attnbench env --calibrate --threads N, as the run's threads)")
 
 
 def on_screen(console: Console) -> bool:
