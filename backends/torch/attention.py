@@ -1,4 +1,4 @@
-"""The attention core in PyTorch: the spec's math op by op, and SDPA.
+"""The attention core in PyTorch: the spec's math op by op, SDPA, and flex_attention.
 
 Layout: (B, H, N, D), what F.scaled_dot_product_attention takes, so no variant
 pays for a transpose inside the core. The attention workload's inputs are
@@ -9,19 +9,25 @@ Masks: every query row and no window keeps the plain causal paths (triu in eager
 is_causal=True in SDPA). Fewer query rows than keys (bottom-right causal), a
 sliding window or a padded batch take an explicit boolean mask from `visible_keys`
 (per sequence when padded: (B, 1, N, N)), built once per cell in prepare (untimed),
-as a server keeps its decode mask for a fixed shape. A row that sees no key (an
-all-padding sequence) is finite everywhere: eager fills with the dtype's lowest
-value; torch 2.13's SDPA (math and the CPU flash kernel) outputs zero there, and its
-gradients are zero, as the reference's.
+as a server keeps its decode mask for a fixed shape. No row of that mask is empty
+(a padding row that would see no key sees them all; visible_keys says why), and
+eager fills hidden scores with a finite value besides, so every output and gradient
+is finite. (torch 2.13's SDPA, math and the CPU flash kernel, gives an empty row
+zeros and zero gradients; eager's -inf softmax gives NaN.) flex takes the mask as a
+BlockMask (flex_block_mask), built once per cell too; it gives empty rows zeros.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
+from torch.nn.attention.flex_attention import (
+    BlockMask, and_masks, create_block_mask, flex_attention,
+)
 
 # The kernel each pinned variant allows; plain `sdpa` lets PyTorch choose.
 SDPA_KERNELS = {
@@ -42,9 +48,7 @@ def visible_keys(q_len: int, n_keys: int, causal: bool, window: int | None,
     position n_keys - q_len + i (bottom-right, FlashAttention >= 2.1); it sees keys
     j <= that position, and only those past it - window. A window as long as the
     keys hides nothing, so the fused kernels' is_causal path stays open."""
-    window = None if window is not None and window >= n_keys else window
-    if lengths is not None and not bool((lengths < n_keys).any()):
-        lengths = None                # no sequence is short: nothing to hide
+    window, lengths = _what_hides(n_keys, window, lengths)
     if lengths is None and (not causal or (q_len == n_keys and window is None)):
         return None
     keys = torch.arange(n_keys, device=device)[None, :]
@@ -55,7 +59,43 @@ def visible_keys(q_len: int, n_keys: int, causal: bool, window: int | None,
         visible = visible & (keys > positions - window)
     if lengths is not None:
         visible = visible & (keys < lengths[:, None, None, None])
+        # A padding row that would see no key sees every key instead (as transformers'
+        # _unmask_unattended does): its output is unspecified and its g zero, so no
+        # gradient changes, and no kernel meets a row with nothing to attend to
+        # (SDPA's memory-efficient CUDA kernel has returned NaN for one since 2.1).
+        visible = visible | ~visible.any(dim=-1, keepdim=True)
     return visible
+
+
+def _what_hides(n_keys: int, window: int | None, lengths: torch.Tensor | None):
+    """The window and lengths that hide a key: None for a window as long as the
+    keys, and for lengths none of which is short."""
+    window = None if window is not None and window >= n_keys else window
+    if lengths is not None and not bool((lengths < n_keys).any()):
+        lengths = None
+    return window, lengths
+
+
+def flex_block_mask(q_len: int, n_keys: int, causal: bool, window: int | None,
+                    device: torch.device, lengths: torch.Tensor | None = None,
+                    ) -> BlockMask | None:
+    """visible_keys' mask as flex_attention's BlockMask (its mask_mod, and which
+    128 x 128 blocks it leaves wholly hidden, to skip), or None when nothing is
+    hidden. A padded batch hides its padding query rows too: their outputs are
+    unspecified (flex gives a row that sees no key zeros), and whole blocks of
+    padding are then skipped rather than computed."""
+    window, lengths = _what_hides(n_keys, window, lengths)
+    offset, mods = n_keys - q_len, []
+    if causal:                        # query i at position offset + i (bottom-right)
+        mods.append(lambda b, h, q, kv: kv <= q + offset)
+    if causal and window:
+        mods.append(lambda b, h, q, kv: kv > q + offset - window)
+    if lengths is not None:           # padded batches have every query row: q_len == n_keys
+        mods.append(lambda b, h, q, kv: (kv < lengths[b]) & (q < lengths[b]))
+    if not mods:
+        return None
+    batch = None if lengths is None else lengths.shape[0]      # None: the same for all
+    return create_block_mask(and_masks(*mods), batch, None, q_len, n_keys, device=device)
 
 
 def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -87,6 +127,57 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                           is_causal=causal and mask is None,
                                           enable_gqa=k.shape[1] != q.shape[1])
+
+
+def flex_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+              block_mask: BlockMask | None = None, copies: tuple[int, ...] = ()
+              ) -> torch.Tensor:
+    """flex_attention, its mask in `block_mask` (flex_block_mask; `causal` is not
+    read). Meant to run compiled, as backend.py compiles the whole step: eager,
+    flex materializes the scores. `copies`: which of q, k, v (0, 1, 2) to copy
+    first (flex_copies)."""
+    q, k, v = (t.clone(memory_format=torch.contiguous_format) if i in copies else t
+               for i, t in enumerate((q, k, v)))
+    return flex_attention(q, k, v, block_mask=block_mask,
+                          enable_gqa=k.shape[1] != q.shape[1])
+
+
+def flex_copies(device: torch.device, layers: bool, decode: bool) -> tuple[int, ...]:
+    """Which of q, k, v flex_core copies: torch 2.13's CPU flex template reads a
+    view's storage as if it were (B, H, N, D), so it cannot lower the layers' views
+    of a projection's (B*N, d) output ("LoweringException: not enough values to
+    unpack"); a copy is a buffer of its own. A decode step's k and v are its caches."""
+    if device.type != "cpu" or not layers:
+        return ()
+    return (0,) if decode else (0, 1, 2)
+
+
+@functools.cache
+def flex_refusal(device: str, dtype: torch.dtype, head_dim: int, grouped: bool,
+                 train: bool) -> str | None:
+    """torch's own refusal of flex_attention on this device, dtype, head size,
+    grouping and mode, from a call on a tiny input (None: it runs). Compiled on a
+    GPU, where inductor's Triton kernels refuse cases of their own (head_dim < 16);
+    eager on the CPU, whose refusal in torch 2.13 (no backward) is the check every
+    call makes first, and where a compile costs seconds a probe."""
+    dev = torch.device(device)
+    call = flex_attention
+    if dev.type != "cpu":
+        torch._dynamo.reset()         # a fresh compile, not one past the recompile limit
+        call = torch.compile(flex_attention, dynamic=False, fullgraph=True)
+    q = torch.zeros(1, 2, 16, head_dim, device=dev, dtype=dtype, requires_grad=train)
+    kv = torch.zeros(1, 1 if grouped else 2, 16, head_dim, device=dev, dtype=dtype,
+                     requires_grad=train)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # eager flex warns that it is unfused
+            out = call(q, kv, kv, enable_gqa=grouped)
+            if train:
+                out.sum().backward()
+    except Exception as exc:
+        text = str(exc).strip()
+        return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    return None
 
 
 def core_for(variant: str):
@@ -160,7 +251,10 @@ def _declined(said: list) -> str:
 
 def kernel_name(variant: str, choice: str | None, masked: bool = False) -> str:
     """What runs the attention core, for the row's `kernel` column; `masked` when
-    it takes visible_keys' boolean mask rather than the plain causal path."""
+    it takes visible_keys' boolean mask (flex: a block mask) rather than the plain
+    causal path."""
+    if variant == "flex":
+        return f"flex_attention (inductor{', block mask' if masked else ''})"
     name = "matmul + softmax (torch ops)" if variant == "eager" else f"sdpa {choice}"
     name += " with a boolean mask" if masked else ""
     return f"inductor around {name}" if variant == "compile" else name

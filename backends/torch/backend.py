@@ -1,4 +1,4 @@
-"""PyTorch backend: variants eager, sdpa, sdpa-<kernel> (CUDA) and compile.
+"""PyTorch backend: variants eager, sdpa, sdpa-<kernel> (CUDA), compile and flex.
 
 Imported only inside a worker process, after settings.environment() is applied.
 """
@@ -13,7 +13,8 @@ import torch
 from backends.common import BackendCommon, input_names
 from backends.torch import layers
 from backends.torch.attention import (
-    SDPA_KERNELS, core_for, kernel_name, pin_sdpa_kernel, sdpa_choice, visible_keys,
+    SDPA_KERNELS, core_for, flex_block_mask, flex_copies, flex_core, flex_refusal,
+    kernel_name, pin_sdpa_kernel, sdpa_choice, visible_keys,
 )
 from backends.torch.steps import DTYPES, Prepared
 from harness.measure.memory import cpu_step_peak
@@ -46,6 +47,11 @@ class TorchBackend(BackendCommon):
             choice, why = _sdpa_choice(case, device, _mask(case, device))
             if choice is None:
                 reason = f"torch {case.variant} refuses this case: {why}"[:300]
+        if reason is None and case.variant == "flex":
+            why = flex_refusal(case.device, DTYPES[case.dtype], case.head_dim,
+                               case.kv_heads != case.heads, case.mode == "train")
+            if why is not None:
+                reason = f"torch flex refuses this case: {why}"[:300]
         return reason
 
     def prepare(self, case: Case, weights: dict, inputs: dict) -> Prepared:
@@ -53,10 +59,7 @@ class TorchBackend(BackendCommon):
         pin_precision(case.dtype)
         if device.type == "cuda":
             pin_sdpa_kernel(case.variant)
-        mask = _mask(case, device)
-        core = core_for(case.variant)
-        if mask is not None:          # the case's mask, bound once: not rebuilt per step
-            core = functools.partial(core, mask=mask)
+        core, kernel = _core(case, device)
         train = case.mode == "train"
 
         def tensor(a: np.ndarray, bhnd: bool = False) -> torch.Tensor:
@@ -82,14 +85,8 @@ class TorchBackend(BackendCommon):
         g = None
         if train:
             g = tensor(inputs["g"], bhnd=case.workload == "attention").requires_grad_(False)
-        choice = "" if case.variant == "eager" else _sdpa_choice(case, device, mask)[0]
-        kernel = kernel_name(case.variant, choice, masked=mask is not None)
-        if case.variant == "compile":
-            # Each cell compiles afresh: past 8 cached graphs per function torch
-            # would silently run the rest eagerly under the `compile` label.
-            torch._dynamo.reset()
-            torch._dynamo.config.fail_on_recompile_limit_hit = True
-            fn = torch.compile(fn, dynamic=False)
+        if case.variant in ("compile", "flex"):
+            fn = _compiled(case, fn)
         prepared = Prepared(case, fn, args, params, g, bhnd=case.workload == "attention")
         prepared.kernel = kernel
         return prepared
@@ -114,14 +111,44 @@ class TorchBackend(BackendCommon):
                 "torch.cuda.max_memory_allocated")
 
 
+def _core(case: Case, device: torch.device):
+    """The attention core with the case's mask bound once (not rebuilt per step),
+    and what runs it (the row's `kernel`)."""
+    if case.variant == "flex":
+        block = flex_block_mask(case.q_len, case.seq_len, case.mask_hides_keys, case.window,
+                                device, _lengths(case, device))
+        copies = flex_copies(device, case.workload != "attention", case.mode == "decode")
+        return (functools.partial(flex_core, block_mask=block, copies=copies),
+                kernel_name(case.variant, None, masked=block is not None))
+    mask = _mask(case, device)
+    core = core_for(case.variant)
+    if mask is not None:
+        core = functools.partial(core, mask=mask)
+    choice = "" if case.variant == "eager" else _sdpa_choice(case, device, mask)[0]
+    return core, kernel_name(case.variant, choice, masked=mask is not None)
+
+
+def _compiled(case: Case, fn):
+    """The step under torch.compile, compiled afresh for each cell: past 8 cached
+    graphs per function torch would silently run the rest eagerly under the
+    variant's label. flex in one graph (fullgraph): a break around flex_attention
+    would run it eagerly, materializing the scores."""
+    torch._dynamo.reset()
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    return torch.compile(fn, dynamic=False, fullgraph=case.variant == "flex")
+
+
+def _lengths(case: Case, device: torch.device) -> torch.Tensor | None:
+    """(B,) int64 on the device: a padded batch's lengths, or None."""
+    lengths = padding.key_lengths(case)
+    return None if lengths is None else torch.from_numpy(lengths).to(device)
+
+
 def _mask(case: Case, device: torch.device) -> torch.Tensor | None:
     """The case's boolean mask (bottom-right causal, window, the padded batch's key
     lengths), None on the plain paths."""
-    lengths = padding.key_lengths(case)
-    if lengths is not None:
-        lengths = torch.from_numpy(lengths).to(device)
     return visible_keys(case.q_len, case.seq_len, case.mask_hides_keys, case.window, device,
-                        lengths)
+                        _lengths(case, device))
 
 
 def _sdpa_choice(case: Case, device: torch.device,

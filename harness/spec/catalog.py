@@ -62,6 +62,8 @@ REGISTRY: dict[str, BackendInfo] = {
             Variant("sdpa-cudnn", "SDPA pinned to the cuDNN kernel",
                     devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),
             Variant("compile", "torch.compile of the sdpa path", tuned=True),
+            Variant("flex", "flex_attention with a block mask, the step torch.compiled",
+                    tuned=True),
         ),
         distributions=("torch", "triton"),
     ),

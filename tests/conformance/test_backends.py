@@ -41,9 +41,10 @@ DEVICE = os.environ.get("ATTNBENCH_TEST_DEVICE", "cpu")
 # Variants that compile for every new shape, dtype and mode cost seconds per case
 # here, so by default only a sample of their grid runs; the rest is marked slow
 # (`make check-all` runs it, `make test` does not).
-# torch.compile, the slowest (~3-25 s a case): a fixed sample, as (mode, workload,
-# causal), in float32 at SHAPES[0].
-COMPILE_SAMPLE_ONLY = {("torch", "compile")}
+# torch.compile and flex (compiled too), the slowest (~3-25 s a case): a fixed sample,
+# as (mode, workload, causal), in float32 at SHAPES[0] (flex's train case runs on a GPU
+# alone: torch has no CPU backward for it).
+COMPILE_SAMPLE_ONLY = {("torch", "compile"), ("torch", "flex")}
 COMPILE_SAMPLE = {("forward", "block", True), ("train", "mha", False)}
 # XLA and graph variants (~0.5-2 s a case): every (workload, mode, dtype) once, at
 # one (causal, shape) that rotates with it, so both masks and both shapes are

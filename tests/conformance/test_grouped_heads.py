@@ -18,7 +18,7 @@ HEADS = 6
 # MQA on the core alone, GQA (3 query heads a group) on every workload; one
 # odd shape, float32, causal, so that each compile below is paid once.
 KV_WORKLOADS = [(1, "attention"), (2, "attention"), (2, "mha"), (2, "block")]
-COMPILED_SAMPLE = {("attention", "train")}      # torch.compile: one cell of its grid
+COMPILED_SAMPLE = {("attention", "train")}      # torch compile, flex: one cell of its grid
 
 
 def grouped(backend: str, variant: str, workload: str, mode: str, kv: int) -> Case:
@@ -32,7 +32,8 @@ def params() -> list:
         for variant in info.variant_names:
             for (kv, workload), mode in ((kw, m) for kw in KV_WORKLOADS
                                          for m in ("forward", "train")):
-                if variant == "compile" and (workload, mode) not in COMPILED_SAMPLE:
+                if (variant in ("compile", "flex")
+                        and (workload, mode) not in COMPILED_SAMPLE):
                     continue
                 case = grouped(info.name, variant, workload, mode, kv)
                 out.append(pytest.param(case, id=f"{info.name}-{variant}-{workload}-"

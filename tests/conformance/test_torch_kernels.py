@@ -1,5 +1,6 @@
 """How the torch backend names the SDPA kernel it runs, and turns a pinned kernel
-that cannot take a case into a reason (on the CPU here; tests/gpu does it on CUDA)."""
+that cannot take a case into a reason (on the CPU here; tests/gpu does it on CUDA);
+and flex: its block mask, its name and torch's refusals, on the CPU."""
 from __future__ import annotations
 
 import warnings
@@ -7,9 +8,14 @@ import warnings
 import pytest
 
 torch = pytest.importorskip("torch")
+from backends.base import load_backend  # noqa: E402
 from backends.torch.attention import (  # noqa: E402
-    _declined, kernel_name, pin_sdpa_kernel, sdpa_choice,
+    _declined, flex_block_mask, kernel_name, pin_sdpa_kernel, sdpa_choice,
 )
+from harness.correctness.grid import PADDED_LENGTHS, PADDED_SHAPE  # noqa: E402
+from harness.spec import Case  # noqa: E402
+
+from .test_backends import assert_matches_reference  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -69,3 +75,34 @@ def test_a_failure_to_ask_is_unknown_not_a_refusal(monkeypatch):
     monkeypatch.setattr(torch, "_fused_sdp_choice", broken)
     choice, why = sdpa_choice((1, 2, 64, 64), CPU, torch.bfloat16, True, False)
     assert choice == "unknown" and "illegal memory access" in why
+
+
+def flex_case(mode: str, **changes) -> Case:
+    """The check's padded batch (17, 0 and 33 of 33 positions), no causal mask: only
+    the lengths' key mask keeps padding keys out of the tokens' rows."""
+    case = Case("conformance", "attention", "torch", "flex", mode, "float32", "cpu",
+                causal=False, kv_heads=1, lengths=PADDED_LENGTHS, **PADDED_SHAPE)
+    return case.replace(**changes)
+
+
+def test_flex_masks_a_padded_batch_and_skips_its_padding_blocks():
+    """test_padding.py samples flex in train mode, which the CPU refuses: the key
+    mask of the lengths, forward, here (one compile)."""
+    assert_matches_reference(flex_case("forward"))
+    block = flex_block_mask(33, 33, False, None, CPU, torch.tensor([17, 0, 33]))
+    assert block.kv_num_blocks[:, 0].tolist() == [[1], [0], [1]]   # nothing for L_b = 0
+    assert flex_block_mask(33, 33, False, None, CPU) is None
+    assert flex_block_mask(33, 33, False, None, CPU, torch.tensor([33, 33, 33])) is None
+    assert kernel_name("flex", None, masked=True) == "flex_attention (inductor, block mask)"
+    assert kernel_name("flex", None) == "flex_attention (inductor)"
+
+
+def test_flex_says_what_torch_refuses_on_the_cpu_in_its_own_words():
+    """A real probe, one line: torch 2.13 runs flex's forward on the CPU, not its
+    backward."""
+    backend = load_backend("torch")
+    assert backend.unsupported(flex_case("forward")) is None
+    reason = backend.unsupported(flex_case("train", workload="mha"))
+    if reason is not None:          # a later torch may train flex on the CPU
+        assert reason.startswith("torch flex refuses this case: NotImplementedError: ")
+        assert "\n" not in reason and "backward" in reason

@@ -5,6 +5,7 @@ is `unsupported` with its reason, never a crash or a silent CPU run."""
 from __future__ import annotations
 
 from harness.measure.timing import TIMER_FLUSHED
+from harness.spec.catalog import REGISTRY
 from tests.integration.runs_helpers import harness_run, jsonl_rows, write_suite
 
 SWEEP = """\
@@ -52,7 +53,7 @@ def test_gpu_cells_without_a_gpu_are_unsupported_with_the_reason(tmp_path):
     suite = write_suite(tmp_path, "nogpu", sweep)
     proc = harness_run(suite, tmp_path / "run")
     rows = jsonl_rows(tmp_path / "run")
-    variants = 7 + 3                                  # every torch and jax variant
+    variants = sum(len(REGISTRY[b].variants) for b in ("torch", "jax"))   # every one
     assert len(rows) == variants * 2 * 2              # 2 workloads x 2 device values
     assert {r["status"] for r in rows} == {"unsupported"}
     for r in rows:
