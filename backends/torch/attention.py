@@ -36,6 +36,8 @@ SDPA_KERNELS = {
     "sdpa-math": SDPBackend.MATH,
     "sdpa-cudnn": SDPBackend.CUDNN_ATTENTION,
 }
+# The sdpa step captured once in a CUDA graph and replayed (steps.GraphedPrepared).
+GRAPH_VARIANT = "sdpa-graph"
 
 
 def visible_keys(q_len: int, n_keys: int, causal: bool, window: int | None,
@@ -257,4 +259,6 @@ def kernel_name(variant: str, choice: str | None, masked: bool = False) -> str:
         return f"flex_attention (inductor{', block mask' if masked else ''})"
     name = "matmul + softmax (torch ops)" if variant == "eager" else f"sdpa {choice}"
     name += " with a boolean mask" if masked else ""
+    if variant == GRAPH_VARIANT:
+        return f"{name} in a CUDA graph"
     return f"inductor around {name}" if variant == "compile" else name

@@ -1,4 +1,5 @@
-"""PyTorch backend: variants eager, sdpa, sdpa-<kernel> (CUDA), compile and flex.
+"""PyTorch backend: variants eager, sdpa, sdpa-<kernel> and sdpa-graph (CUDA), compile
+and flex.
 
 Imported only inside a worker process, after settings.environment() is applied.
 """
@@ -6,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,10 +16,11 @@ import torch
 from backends.common import BackendCommon, input_names
 from backends.torch import layers
 from backends.torch.attention import (
-    SDPA_KERNELS, core_for, flex_block_mask, flex_copies, flex_core, flex_refusal,
-    kernel_name, pin_sdpa_kernel, sdpa_choice, visible_keys,
+    GRAPH_VARIANT, SDPA_KERNELS, core_for, flex_block_mask, flex_copies, flex_core,
+    flex_refusal, kernel_name, pin_sdpa_kernel, sdpa_choice, visible_keys,
 )
-from backends.torch.steps import DTYPES, Prepared
+from backends.torch.steps import DTYPES, GraphedPrepared, Prepared, graph_refusal
+from harness.measure import device_time
 from harness.measure.memory import cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
 from harness.spec import Case, padding
@@ -32,6 +36,8 @@ def pin_precision(dtype: str) -> None:
 
 
 class TorchBackend(BackendCommon):
+    _graph_peak: int | None = None     # the last sdpa-graph capture's (step_peak)
+
     def version(self) -> str:
         return torch.__version__
 
@@ -52,6 +58,8 @@ class TorchBackend(BackendCommon):
                                case.kv_heads != case.heads, case.mode == "train")
             if why is not None:
                 reason = f"torch flex refuses this case: {why}"[:300]
+        if reason is None and case.variant == GRAPH_VARIANT:
+            reason = _graph_refusal(case)
         return reason
 
     def prepare(self, case: Case, weights: dict, inputs: dict) -> Prepared:
@@ -87,8 +95,11 @@ class TorchBackend(BackendCommon):
             g = tensor(inputs["g"], bhnd=case.workload == "attention").requires_grad_(False)
         if case.variant in ("compile", "flex"):
             fn = _compiled(case, fn)
-        prepared = Prepared(case, fn, args, params, g, bhnd=case.workload == "attention")
+        graphed = case.variant == GRAPH_VARIANT
+        prepared = (GraphedPrepared if graphed else Prepared)(
+            case, fn, args, params, g, bhnd=case.workload == "attention")
         prepared.kernel = kernel
+        self._graph_peak = prepared.capture_peak if graphed else None
         return prepared
 
     def cache_flusher(self, case: Case):
@@ -97,6 +108,23 @@ class TorchBackend(BackendCommon):
             return cpu_cache_flusher()
         buffer = torch.empty(FLUSH_BYTES, dtype=torch.uint8, device=case.device)
         return buffer.zero_
+
+    def profile(self, case: Case, step, sync, steps: int) -> tuple[list[dict], str]:
+        """`steps` steps under torch.profiler (Kineto), as the Chrome trace events it
+        exports (harness/measure/device_time.py reads them): on the CPU its cpu_op
+        events, nested as the ops call each other; on CUDA, the GPU's kernel,
+        gpu_memcpy and gpu_memset events too."""
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if case.device.startswith("cuda"):
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(steps):
+                step()
+                sync()
+        with tempfile.TemporaryDirectory(prefix="attnbench-torch-trace-") as folder:
+            path = Path(folder) / "trace.json"
+            prof.export_chrome_trace(str(path))
+            return device_time.load(path), f"torch.profiler {torch.__version__}"
 
     def step_peak(self, case: Case, run_step) -> tuple[int | None, str]:
         """Bytes one step adds at its peak: the allocator's own figure on CUDA."""
@@ -107,6 +135,10 @@ class TorchBackend(BackendCommon):
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
         run_step()
+        if case.variant == GRAPH_VARIANT and self._graph_peak is not None:
+            # A replay allocates nothing: the step's memory is the graph's pool.
+            return (self._graph_peak, "torch.cuda.max_memory_allocated during the CUDA "
+                    "graph's capture (its pool, kept for every replay)")
         return (torch.cuda.max_memory_allocated(device) - before,
                 "torch.cuda.max_memory_allocated")
 
@@ -149,6 +181,17 @@ def _mask(case: Case, device: torch.device) -> torch.Tensor | None:
     lengths), None on the plain paths."""
     return visible_keys(case.q_len, case.seq_len, case.mask_hides_keys, case.window, device,
                         _lengths(case, device))
+
+
+def _graph_refusal(case: Case) -> str | None:
+    """Why torch cannot capture the case's sdpa step in a CUDA graph (a real capture
+    on a tiny input, steps.graph_refusal), or None."""
+    device = torch.device(case.device)
+    pin_sdpa_kernel(case.variant)                 # every kernel, as plain sdpa
+    why = graph_refusal(case.device, DTYPES[case.dtype], case.head_dim,
+                        case.kv_heads != case.heads, _mask(case, device) is not None,
+                        case.mode == "train")
+    return None if why is None else f"torch {case.variant} cannot capture: {why}"[:300]
 
 
 def _sdpa_choice(case: Case, device: torch.device,

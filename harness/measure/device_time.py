@@ -16,9 +16,9 @@ recorded and made-up traces alone (tests/unit/test_device_time.py).
 - On a CPU no kernel runs apart from the host, so device_ms is the time the host
   spent inside the framework's ops: the union of the intervals of its op events
   (nested ops counted once), over the steps; what remains of the wall time is the
-  Python and dispatch around them. An op event is Kineto's cpu_op, or in XLA's and
-  TF's "/host:CPU" process an event naming its op (HOST_OP_ARGS), or else TF's
-  eager op run (EAGER_OP).
+  Python and dispatch around them. An op event is Kineto's cpu_op (but for Dynamo's
+  scopes around a compiled graph, DYNAMO_SCOPES), or in XLA's and TF's "/host:CPU"
+  process an event naming its op (HOST_OP_ARGS), or else TF's eager op run (EAGER_OP).
 """
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ from pathlib import Path
 DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
 # Kineto's category of a framework op on the host.
 HOST_OP_CATEGORIES = ("cpu_op",)
+# torch.compile's scopes, cpu_op events too, around the compiled graph's call ("##
+# Call CompiledFxGraph <key> ##", which holds inductor's kernels and counts): guards,
+# frame and wrapper are dispatch, as JAX's PjitFunction is (torch 2.13's names).
+DYNAMO_SCOPES = ("TorchDynamo Cache Lookup", "Torch-Compiled Region", "Pregraph bytecode",
+                 "AOTDispatcher Runtime Wrapper")
 # XLA's and TF's traces (TSL's trace viewer format) put a GPU's work on its streams'
 # threads ("Stream #7", "Stream #7(Kernel,MemcpyH2D)"); TF's converter (xprof) adds
 # derived threads to the same process ("XLA Ops", "XLA Modules", "Framework Ops",
@@ -87,14 +92,16 @@ def device_events(events: list[dict]) -> list[dict]:
 
 
 def host_op_events(events: list[dict]) -> list[dict]:
-    """The framework's ops on the host: Kineto's cpu_op events; in a "/host:CPU"
-    process, the events naming an op (HOST_OP_ARGS), or else TF's eager ops."""
+    """The framework's ops on the host: Kineto's cpu_op events, less Dynamo's
+    scopes; in a "/host:CPU" process, the events naming an op (HOST_OP_ARGS), or
+    else TF's eager ops."""
     names = _process_names(events)
     host = [e for e in _complete(events)
             if names.get(e.get("pid"), "").startswith(HOST_PROCESS)]
     ops = [e for e in host if any(a in e.get("args", {}) for a in HOST_OP_ARGS)]
-    return [e for e in _complete(events) if e.get("cat") in HOST_OP_CATEGORIES] + \
-        (ops or [e for e in host if e.get("name") == EAGER_OP])
+    kineto = [e for e in _complete(events) if e.get("cat") in HOST_OP_CATEGORIES
+              and not str(e.get("name", "")).startswith(DYNAMO_SCOPES)]
+    return kineto + (ops or [e for e in host if e.get("name") == EAGER_OP])
 
 
 def busy_us(events: list[dict]) -> float:

@@ -61,6 +61,8 @@ REGISTRY: dict[str, BackendInfo] = {
                     devices=_GPU_ONLY, tuned=True),
             Variant("sdpa-cudnn", "SDPA pinned to the cuDNN kernel",
                     devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),
+            Variant("sdpa-graph", "the sdpa step captured once in a CUDA graph, replayed",
+                    devices=_GPU_ONLY, tuned=True),
             Variant("compile", "torch.compile of the sdpa path", tuned=True),
             Variant("flex", "flex_attention with a block mask, the step torch.compiled",
                     tuned=True),

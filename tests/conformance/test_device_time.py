@@ -23,6 +23,9 @@ from .test_backends import DEVICE, data, runnable_backend
 # (backend, variant, profiler's name in device_time_method, or None and the
 # fragment of device_time_note where the framework gives no figure).
 PROFILED = [
+    ("torch", "eager", "torch.profiler", None),
+    ("torch", "sdpa", "torch.profiler", None),
+    ("torch", "compile", "torch.profiler", None),      # one compile, about a second
     ("jax", "jit", "jax.profiler", None),
     ("tensorflow", "function", "tf.profiler", None),
 ]

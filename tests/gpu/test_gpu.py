@@ -127,6 +127,21 @@ def test_grouped_heads_on_every_gpu_kernel_match_float64(backend, variant, mode)
     assert verdict.correct, verdict
 
 
+@pytest.mark.parametrize("mode", ["forward", "train", "decode"])
+def test_the_sdpa_step_replayed_from_a_cuda_graph_matches_float64(mode):
+    """sdpa-graph: mha captured once, then replayed; its outputs (and gradients) come
+    from the replay. Where torch cannot capture the mode, the probe says why (a skip
+    here). A replay allocates nothing: the step's peak is the capture's."""
+    c = case("torch", "sdpa-graph", workload="mha", mode=mode, heads=4)
+    prepared, _, _, verdict = run(c)
+    assert prepared.kernel.endswith(" in a CUDA graph") and "unknown" not in prepared.kernel
+    assert verdict.correct, verdict
+    backend = backend_for(c)
+    prepared = backend.prepare(c, make_weights(c), make_inputs(c))
+    peak, method = backend.step_peak(c, lambda: (prepared.step(), prepared.sync()))
+    assert peak == prepared.capture_peak > 0 and "capture" in method
+
+
 @pytest.mark.parametrize("head_dim", [64, 512])
 def test_the_pinned_kernel_probe_agrees_with_running_the_case(head_dim):
     """`unsupported` asks torch up front which SDPA kernel would run. Where it says

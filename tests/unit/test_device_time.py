@@ -1,8 +1,8 @@
 """Device time from profiler traces (harness/measure/device_time.py), on made-up traces
 in the two shapes the frameworks write: Kineto's (torch) categories and XLA's
-(JAX) process names; on excerpts of real CPU traces of JAX and TensorFlow (one
-attention step each, recorded with the backends' profile()); gzip as JAX writes
-it; and the row's columns."""
+(JAX) process names; on excerpts of real CPU traces of JAX, TensorFlow and
+torch.compile (one attention step each, recorded with the backends' profile());
+gzip as JAX writes it; and the row's columns."""
 from __future__ import annotations
 
 import gzip
@@ -98,11 +98,32 @@ TF_EAGER = [
     x("EagerKernelExecute", 555.887, 20.444, pid=701, tid=1718601421),
     x("convert_to_tensor", 618.72, 35.029, pid=701, tid=1718601421)]
 
+# `torch compile`, the same step, torch 2.13 (Kineto's export_chrome_trace, some
+# nested aten ops left out): Dynamo's guards and frame are cpu_op events too, around
+# the compiled graph's call, which holds the ops (and inductor's kernels, untraced):
+# the graph call alone counts, 87.694 us, not the 16.967 + 137.7 us of the scopes.
+GRAPH = "## Call CompiledFxGraph flbggsl2avoggnn4rhlnck5j2funcsnjl22onrl5aqyudngbw7lf ##"
+TORCH_COMPILE = [
+    process(5133, "python"), thread(5133, 5133, "thread 5133 (python)"),
+    x("TorchDynamo Cache Lookup", 0.0, 16.967, "cpu_op", pid=5133, tid=5133),
+    x("Torch-Compiled Region: 0/0", 18.438, 137.7, "cpu_op", pid=5133, tid=5133),
+    x("Pregraph bytecode", 31.678, 3.969, "cpu_op", pid=5133, tid=5133),
+    x("AOTDispatcher Runtime Wrapper Prologue", 48.18, 3.755, "cpu_op", pid=5133, tid=5133),
+    x(GRAPH, 60.96, 87.694, "cpu_op", pid=5133, tid=5133),
+    x("aten::_scaled_dot_product_flash_attention_for_cpu", 78.704, 64.817, "cpu_op",
+      pid=5133, tid=5133),
+    x("aten::empty_like", 83.711, 6.45, "cpu_op", pid=5133, tid=5133),
+    x("aten::transpose", 91.359, 4.715, "cpu_op", pid=5133, tid=5133),
+    x("aten::transpose", 139.997, 0.749, "cpu_op", pid=5133, tid=5133),
+    x("PyTorch Profiler (0)", -258.216, 646.949, "Trace", pid="PyTorch Profiler", tid=0)]
+
 
 @pytest.mark.parametrize("events, us", [(JAX_CPU, 45.7 + 13.768),
                                         (TF_FUNCTION, 195.978 + 3.973),
-                                        (TF_EAGER, 252.1 + 20.444)],
-                         ids=["jax-jit", "tensorflow-function", "tensorflow-eager"])
+                                        (TF_EAGER, 252.1 + 20.444),
+                                        (TORCH_COMPILE, 87.694)],
+                         ids=["jax-jit", "tensorflow-function", "tensorflow-eager",
+                              "torch-compile"])
 def test_recorded_cpu_traces_count_the_ops_alone(events, us):
     ms, how = device_time.step_ms(events, 1, gpu=False)
     assert ms == pytest.approx(us / 1e3) and "union" in how
