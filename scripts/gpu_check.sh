@@ -75,14 +75,14 @@ PRESENCE=${PRESENCE##*$'\n'}                   # its verdict is the last line
 timeout -k 2 6 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
     --format=csv 2>/dev/null || true
 # Worst case at the default limits: 12 + 2 and 6 + 2 s for the probes above, then
-# 20 + 110 + 240 + 10 + 120 = 500 s of steps plus 5 x 5 s of grace: 547 s, about 9 minutes.
+# 20 + 110 + 280 + 10 + 120 = 540 s of steps plus 5 x 5 s of grace: 587 s, under 10 minutes.
 # docs/gpu-check.md: what each step's slowest part is and what it is estimated to take.
 step env 20 "$PY" -m harness env
 step gpu-tests 110 "$PY" -m pytest -q -p no:cacheprovider -rs tests/gpu \
     --junitxml="$OUT/pytest-gpu.xml"
 # No gate here: the check step below judges every configuration on the GPU, and each
 # suite row is judged at its own size (sampled rows), so the gate would only repeat.
-step suite 240 "$PY" -m harness run suites/gpu-check.toml --out "$OUT/run" --device cuda:0 \
+step suite 280 "$PY" -m harness run suites/gpu-check.toml --out "$OUT/run" --device cuda:0 \
     --no-gate
 step figures 10 bash -c "set -o pipefail; '$PY' scripts/gpu_figures.py '$OUT/run' | tee '$OUT/figures.md'"
 step check 120 "$PY" -m harness check --device cuda:0 --out "$OUT/check" --quiet \
