@@ -91,7 +91,9 @@ def calibrate_env(console: Console, threads: int | None, size: int) -> int:
         table.add_column(name, justify="left" if name in ("framework", "note") else "right")
     for found in entry["frameworks"]:
         flops = found.get("tflops", {})
-        table.add_row(f"{found['backend']} {found.get('version', '')}",
+        version = str(found.get("version", ""))
+        table.add_row(version if version.startswith(found["backend"])
+                      else f"{found['backend']} {version}",
                       *(f"{1e3 * flops[d]:.0f}" if d in flops else "-"
                         for d in ("float32", "bfloat16", "float16")),
                       f"{found['gb_s']:.1f}" if "gb_s" in found else "-",

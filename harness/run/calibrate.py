@@ -44,8 +44,10 @@ def timed(step, sync) -> float:
 
 def matmul_tflops(roof, n: int, dtype: str, device: str) -> tuple[float, int]:
     """TFLOP/s of the framework's matmul in `dtype`, at n or at the largest power of
-    two that keeps a call under CALL_LIMIT_S (from a first call at 1024)."""
+    two that keeps a call under CALL_LIMIT_S (from a second call at 1024: the first
+    one compiles, in JAX and TensorFlow)."""
     step, sync = roof.matmul_step(1024, dtype, device)
+    step(), sync()
     started = time.perf_counter()
     step(), sync()
     small_s = time.perf_counter() - started
