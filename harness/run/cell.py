@@ -51,11 +51,13 @@ def measure_step(backend, case: Case, prepared, loop: TimingLoop, *,
     columns = {**(unmetered if flush else {}),
                **loop(prepared.step, prepared.sync, flush, meter=meter)}
     columns.update(watch.columns())
+    if profile:
+        # After the timed calls, but still in the quiet window: the profiler's clocks
+        # run on while a stopped worker waits (side by side, the runner stops the others).
+        columns.update(profiled(backend, case, prepared, columns.get("median_ms")))
     if timed_done is not None:
         timed_done()
     del flush                    # its 256 MB buffer is not part of the step's peak
-    if profile:                  # after the timed part: never inside it
-        columns.update(profiled(backend, case, prepared, columns.get("median_ms")))
 
     def one_step():
         prepared.step()
