@@ -37,9 +37,9 @@ def roofline(frame: pd.DataFrame, device: str, _=None):
     """One panel per dtype: log-log intensity (FLOPs a byte) against TFLOP/s."""
     rows = _points(frame, device)
     dtypes = [d for d in DTYPES if (rows["dtype"] == d).any()]
-    width = 5.6 * len(dtypes)
+    width = 5.0 * len(dtypes) + 1.8                     # and a legend on the right
     fig, axes = plt.subplots(1, len(dtypes), figsize=(width, 4.4), squeeze=False)
-    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.12, top=0.86,
+    fig.subplots_adjust(left=0.75 / width, right=1 - 2.0 / width, bottom=0.12, top=0.86,
                         wspace=0.25)
     fig.suptitle(f"roofline: {device}")
     labels = list(dict.fromkeys(rows["label"]))
@@ -54,18 +54,24 @@ def roofline(frame: pd.DataFrame, device: str, _=None):
                     ax.scatter(points.loc[mask, "arith_intensity"], points.loc[mask, "tflops"],
                                marker=MARKERS.get(workload, "o"), s=22, facecolors=face,
                                edgecolors=colors[label], linewidths=1.0)
-        for label in labels:
-            ax.scatter([], [], color=colors[label], s=22, label=label)
-        for workload in dict.fromkeys(here["workload"]):
-            ax.scatter([], [], marker=MARKERS.get(workload, "o"), color="gray", s=22,
-                       label=workload)
-        ax.scatter([], [], facecolors="none", edgecolors="gray", s=22,
-                   label="hollow: memory-bound")
         ax.set(xscale="log", yscale="log", title=dtype, ylabel="TFLOP/s",
                xlabel="FLOPs a byte (flops / bytes_moved)")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=6, loc="lower right")
+        if ax.get_lines():
+            ax.legend(fontsize=6, loc="upper left")            # this dtype's roof
+    _key(fig, labels, colors, dict.fromkeys(rows["workload"]))
     return fig
+
+
+def _key(fig, labels: list[str], colors: dict, workloads) -> None:
+    """One legend for every panel, right of them: colour a label, marker a workload."""
+    handles = [plt.Line2D([], [], color=colors[label], marker="o", linestyle="none",
+                          label=label) for label in labels]
+    handles += [plt.Line2D([], [], color="gray", marker=MARKERS.get(w, "o"), linestyle="none",
+                           label=w) for w in workloads]
+    handles.append(plt.Line2D([], [], color="gray", marker="o", markerfacecolor="none",
+                              linestyle="none", label="hollow: memory-bound"))
+    fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
 
 
 def _roof(ax, rows: pd.DataFrame) -> None:

@@ -23,7 +23,8 @@ TABLES = {                # name -> what its cells hold
     "memory": "peak MB one step adds (the allocator's figure; on GPUs, in brackets, NVML's "
               "for the whole worker: CUDA context and pools); `scores MB` is one B·H·q_len·N "
               "matrix in the dtype",
-    "throughput": "TFLOP/s (percent of the device's dense peak)",
+    "throughput": "TFLOP/s (percent of the roof for the dtype: a GPU's datasheet peak, a "
+                  "CPU's calibration)",
     "bandwidth": "GB/s: the least bytes a step moves (weights, inputs, the KV cache, outputs) "
                  "over its median; what bounds a decode step",
     "correctness": "verdict and worst error ratio against float64 (pass: ≤ 2)",
