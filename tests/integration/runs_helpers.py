@@ -18,17 +18,21 @@ RUN_LIMIT_S = 600
 MEASURE = """\
 [measure]
 min_run_ms = 5
-min_samples = 3
+min_samples = {min_samples}
 warmup_ms = 1
 timeout_s = {timeout_s}
+device_time = {device_time}
 """
 
 
 def write_suite(folder: Path, name: str, sweep: str, timeout_s: float = 120,
-                min_samples: int = 3) -> Path:
+                min_samples: int = 3, device_time: bool = False) -> Path:
+    """A suite of `sweep`; without the profiled pass unless asked (its profiler's start,
+    a second or so a worker, is paid by the runs that look at device_ms)."""
     path = folder / f"{name}.toml"
     path.write_text(f'name = "{name}"\n\n'
-                    + MEASURE.format(timeout_s=timeout_s, min_samples=min_samples) + "\n"
+                    + MEASURE.format(timeout_s=timeout_s, min_samples=min_samples,
+                                     device_time=str(device_time).lower()) + "\n"
                     + textwrap.dedent(sweep))
     return path
 

@@ -57,7 +57,7 @@ def torch_run(tmp_path_factory) -> Path:
 
         [sweep.variants]
         torch = ["eager", "sdpa", "sdpa-flash"]
-        """)
+        """, device_time=True)
     out = tmp / "run"
     harness_run(suite, out, "--threads", "1")
     return out
@@ -161,9 +161,12 @@ def test_torch_rows_and_report_say_where_the_time_went(torch_run):
     rows = jsonl_rows(torch_run)
     ran = [r for r in rows if r["status"] == "ok"]
     phases = [c for c in ran[0] if c.startswith("phase_") and c != "phase_worker_s"]
-    assert len(phases) == 9
+    assert len(phases) == 10                                 # profile included
     for row in ran:
         assert all(row[p] >= 0 for p in phases), row
+        # the profiled pass: torch.profiler's op time a step, the rest launch overhead
+        assert row["device_ms"] > 0 and row["device_time_method"].startswith("torch.profiler")
+        assert row["launch_overhead_ms"] == pytest.approx(row["median_ms"] - row["device_ms"])
         # every sample's block lies inside the samples phase
         timed_ms = sum(row["samples_ms"]) * row["calls_per_sample"]
         assert timed_ms <= row["phase_samples_s"] * 1e3 * 1.001
