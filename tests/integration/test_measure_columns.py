@@ -4,6 +4,8 @@ cold caches with flush_l2), and that a GPU-only request on a machine without one
 is `unsupported` with its reason, never a crash or a silent CPU run."""
 from __future__ import annotations
 
+import pytest
+
 from harness.measure.timing import TIMER_FLUSHED
 from harness.spec.catalog import REGISTRY
 from tests.integration.runs_helpers import harness_run, jsonl_rows, write_suite
@@ -28,6 +30,7 @@ KERNEL_WORDS = {("torch", "eager"): "torch ops", ("torch", "sdpa"): "sdpa flash_
                 ("tensorflow", "xla"): "XLA"}
 
 
+@pytest.mark.slow          # 17 s; `make check-all` runs it (make test's 10 minutes)
 def test_kernel_and_timer_columns_with_cold_caches(tmp_path):
     """Every framework once, in one run, each with its own cache flusher (the
     default timer is covered through the worker in tests/unit/test_gpu_planning.py)."""

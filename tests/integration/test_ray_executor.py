@@ -110,6 +110,7 @@ def test_a_killed_task_is_recorded_and_a_new_task_takes_the_rest(cluster, tmp_pa
 LIMIT_S = 15
 
 
+@pytest.mark.slow          # 35 s of timeouts; `make check-all` runs it (make test's 10 minutes)
 def test_timeouts_hold_in_the_task_and_at_the_driver(cluster, tmp_path, monkeypatch):
     sleeps = [cell("faulty", "sleeps", "cpu"), cell("faulty", "exact", "cpu")]
     folder = runner.run(sweep(sleeps, timeout_s=LIMIT_S), out=tmp_path / "inner",

@@ -10,6 +10,10 @@ import sys
 
 import pytest
 
+# Two runs of --repeat 2 through real workers (~35 s): `make check-all` runs them;
+# tests/unit/test_repeats.py holds the merging rules in make test's 10 minutes.
+pytestmark = pytest.mark.slow
+
 from harness.report import compare
 from harness.results import store
 from tests.integration.runs_helpers import PLUGIN, ROOT, harness_run, jsonl_rows
