@@ -14,6 +14,8 @@ import platform
 import re
 import socket
 
+from harness.measure import energy
+
 # Dense peaks, TFLOP/s, from docs/measurement.md: (fp32, tf32, bf16/fp16), then memory
 # bandwidth, GB/s. None: no such unit. Keys are matched against the NVML name, most
 # specific first.
@@ -134,22 +136,8 @@ def _list_gpus(pynvml) -> list[dict]:
         found.append({"index": i, "name": _text(pynvml.nvmlDeviceGetName(handle)),
                       "memory_total": int(mem.total), "memory_free": int(mem.free),
                       "driver": driver, "cuda_driver": cuda,
-                      "mig": mig_enabled(pynvml, handle), **_clocks_and_power(pynvml, handle)})
+                      "mig": mig_enabled(pynvml, handle), **energy.clocks_and_power(pynvml, handle)})
     return found
-
-
-def _clocks_and_power(pynvml, handle) -> dict:
-    """Application clocks (what the GPU runs kernels at unless throttled) and the
-    enforced power limit; None where NVML will not say (`attnbench env` shows them)."""
-    def ask(read):
-        try:
-            return read()
-        except Exception:
-            return None
-    limit = ask(lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(handle))
-    return {"app_sm_clock_mhz": ask(lambda: pynvml.nvmlDeviceGetApplicationsClock(handle, 1)),
-            "app_mem_clock_mhz": ask(lambda: pynvml.nvmlDeviceGetApplicationsClock(handle, 2)),
-            "power_limit_w": limit / 1e3 if limit is not None else None}
 
 
 def cuda_version(code: int) -> str:

@@ -94,6 +94,17 @@ class NvmlMeter:
                     nvml.nvmlDeviceGetCurrentClocksEventReasons(h)))}
 
 
+def clocks_and_power(nvml, handle) -> dict:
+    """Application clocks (what kernels run at unless throttled) and the enforced power
+    limit, for `attnbench env`; None where NVML will not say."""
+    limit = _ask(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle))
+    return {"app_sm_clock_mhz": _ask(lambda: nvml.nvmlDeviceGetApplicationsClock(
+                handle, NVML_CLOCK_SM)),
+            "app_mem_clock_mhz": _ask(lambda: nvml.nvmlDeviceGetApplicationsClock(
+                handle, NVML_CLOCK_MEM)),
+            "power_limit_w": limit / 1e3 if limit is not None else None}
+
+
 def _state_columns(before: dict, after: dict) -> dict:
     """Start and end readings; throttled when a slowing reason was set at either end
     or the SM clock dropped (None when NVML said neither)."""

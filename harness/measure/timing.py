@@ -88,26 +88,30 @@ def measure(step: Callable[[], object], sync: Callable[[], None], *,
     marks.append(began or time.perf_counter())
 
     timing = Timing(first_call_ms, warmup_calls, number)
-    total = 0.0
     if last_block is not None:              # the last growth block: the first sample
-        total = last_block
         timing.samples_ms.append(last_block / number)
-    # The meter reads around the sample blocks, outside each (energy.py).
-    metered = meter is not None and flush is None
-    if metered:
-        meter.start()
-    blocks = 0
-    while len(timing.samples_ms) < min_samples or total < min_run_ms:
-        ms = block(number)
-        total += ms
-        blocks += 1
-        timing.samples_ms.append(ms / number)
-    if metered:
-        timing.energy = meter.stop(blocks * number)
+    _sample(timing, block, last_block or 0.0, min_samples, min_run_ms,
+            meter if flush is None else None)
     marks.append(time.perf_counter())
     timing.phases_s = {name: end - start for name, start, end
                        in zip(PHASES, marks, marks[1:])}
     return timing
+
+
+def _sample(timing: Timing, block: Callable[[int], float], total: float, min_samples: int,
+            min_run_ms: float, meter) -> None:
+    """Blocks of timing.number calls until both minimums are met; the meter (energy.py)
+    reads around them, outside each block."""
+    if meter is not None:
+        meter.start()
+    blocks = 0
+    while len(timing.samples_ms) < min_samples or total < min_run_ms:
+        ms = block(timing.number)
+        total += ms
+        blocks += 1
+        timing.samples_ms.append(ms / timing.number)
+    if meter is not None:
+        timing.energy = meter.stop(blocks * timing.number)
 
 
 PHASES = ("first_call", "warmup", "calibrate", "samples")   # the loop's, in order

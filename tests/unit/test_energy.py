@@ -124,3 +124,13 @@ def test_no_meter_with_flushed_caches():
     timing = measure(lambda: None, lambda: None, min_run_ms=0, min_samples=2, warmup_ms=0,
                      flush=lambda: None, meter=Recorder([]))
     assert timing.energy == {}
+
+
+def test_env_lists_application_clocks_and_the_power_limit_where_nvml_gives_them(monkeypatch):
+    from harness.measure import devices
+    fake = FakeNvml([gpu(readings={"app_sm_mhz": [1755], "app_mem_mhz": [2619],
+                                   "limit_mw": [700_000]}), gpu()])
+    listed = devices._list_gpus(fake)
+    assert (listed[0]["app_sm_clock_mhz"], listed[0]["app_mem_clock_mhz"],
+            listed[0]["power_limit_w"]) == (1755, 2619, 700.0)
+    assert listed[1]["app_sm_clock_mhz"] is None and listed[1]["power_limit_w"] is None
