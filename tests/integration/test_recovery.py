@@ -48,10 +48,25 @@ def env() -> dict:
     return e
 
 
+def interruptible() -> None:
+    """In the child, before exec: SIGINT neither ignored nor blocked, whatever this
+    pytest process inherited or a library loaded earlier in the session set (an
+    ignored SIGINT is inherited across exec, and Python then leaves Ctrl-C ignored)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def signal_state() -> str:
+    """This process's ignored and blocked signal masks, for a failure's message."""
+    return " ".join(line.strip() for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith(("SigIgn", "SigBlk")))
+
+
 def start(suite: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "harness", "run", str(suite), "--quiet",
                              "--threads", "1", *args], cwd=ROOT, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
 
 
 def wait_for_rows(out: Path, n: int, proc: subprocess.Popen, limit_s: float = 120) -> None:
@@ -152,7 +167,7 @@ def test_sigint_keeps_finished_rows_and_resume_completes(tmp_path):
     wait_for_rows(out, rows + 1, proc)        # the worker is in the next cell now
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 130, f"{signal_state()}\n{stderr}"
     assert f"--resume {out}" in stderr and "Traceback" not in stderr, stderr
     wait_no_workers(proc.pid)
     before = jsonl_rows(out)                       # each line whole JSON, or this raises
@@ -279,7 +294,8 @@ def test_sigint_stops_every_parallel_check_worker(tmp_path):
                              "--variant", "exact", "sleeps", "--dtype", "float32",
                              "--workload", "attention", "--jobs", "2", "--timeout-s", "300",
                              "--out", str(out)], cwd=ROOT, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     deadline, seen = time.monotonic() + 120, 0
     while seen < 2:                  # both asleep at two looks 0.1 s apart: in the step
         asleep = [p for p in workers_of(proc.pid) if asleep_in(p, "faulty-")]
@@ -289,7 +305,11 @@ def test_sigint_stops_every_parallel_check_worker(tmp_path):
         time.sleep(0.1)
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"check ignored SIGINT for 30 s; {signal_state()}") from None
     assert proc.returncode == 130, stderr
     assert time.monotonic() - started < 10            # not after the 60 s sleep
     assert "Traceback" not in stderr, stderr
