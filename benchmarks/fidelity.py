@@ -5,7 +5,9 @@ beside an independent bare loop of the same framework call (benchmarks/bare/),
 interleaved over several rounds so that drift of the machine hits both alike.
 The ratio harness / bare should be 1; the goal is within 10%. The bare loop runs
 under the harness's malloc policy (see harness/measure/memory.py), and once more under
-glibc's defaults to show what that policy is worth on its own.
+glibc's defaults to show what that policy is worth on its own. The harness runs twice a
+round, with and without its untimed profiled pass (measure.device_time), an A/B of
+whether that pass changes the timed median it sits beside.
 
     make fidelity                       # or: python benchmarks/fidelity.py --rounds 3
 """
@@ -45,6 +47,7 @@ SUITE = """name = "fidelity"
 min_run_ms = {ms}
 min_samples = 10
 warmup_ms = 200
+device_time = {device_time}
 [[sweep]]
 workload = ["{workload}"]
 backend = ["{backend}"]
@@ -61,11 +64,13 @@ causal = [{causal}]
 """
 
 
-def harness_median(cell, seconds: float, threads: int, work: Path) -> float:
+def harness_median(cell, seconds: float, threads: int, work: Path,
+                   profiled: bool = True) -> float:
     _, backend, variant, workload, causal = cell
     suite = work / f"{backend}-{variant}-{workload}.toml"
     suite.write_text(SUITE.format(ms=int(seconds * 1000), workload=workload, backend=backend,
-                                  variant=variant, causal=str(causal).lower(), **SHAPE))
+                                  variant=variant, causal=str(causal).lower(),
+                                  device_time=str(profiled).lower(), **SHAPE))
     out = Path(tempfile.mkdtemp(dir=work))
     subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--out", str(out),
                     "--quiet", "--threads", str(threads)], cwd=ROOT, check=True,
@@ -98,6 +103,46 @@ def bare_median(cell, seconds: float, threads: int, pinned: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def one_round(cell, r: int, seconds: float, threads: int, work: Path) -> dict:
+    """The harness (profiled pass on, then off), the bare loop pinned and at glibc's
+    defaults. The order alternates by round, so a machine that drifts within a round
+    favours neither side."""
+    def harness(profiled):
+        return harness_median(cell, seconds, threads, work, profiled)
+
+    got = {}
+    if r % 2 == 0:
+        got["ours"], got["unprofiled"] = harness(True), harness(False)
+    bare = bare_median(cell, seconds, threads, pinned=True)
+    if r % 2 == 1:
+        got["unprofiled"], got["ours"] = harness(False), harness(True)
+    got["loop"] = bare["loop_median_ms"]
+    got["tbench"] = bare["second_opinion_median_ms"]
+    got["default"] = bare_median(cell, seconds, threads, False)["loop_median_ms"]
+    print(f"{cell[0]} round {r + 1}: harness {got['ours']:.3f} ms "
+          f"(no profiled pass {got['unprofiled']:.3f}), bare {got['loop']:.3f} ms, "
+          f"bare (malloc defaults) {got['default']:.3f} ms", file=sys.stderr)
+    return got
+
+
+def ratio_text(tops: list[float], bottoms: list[float]) -> str:
+    """The median of the per-round ratios, with their range. Within a round the two
+    runs were seconds apart: on a machine whose speed drifts by 10-20% over minutes
+    (this 2-core VM) that is steadier than the ratio of the medians."""
+    ratios = sorted(t / b for t, b in zip(tops, bottoms))
+    return f"{statistics.median(ratios):.3f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+
+
+def table_row(cell, rounds: list[dict]) -> str:
+    col = {k: [r[k] for r in rounds] for k in rounds[0]}
+    med = {k: statistics.median(v) for k, v in col.items()}
+    return (f"| {cell[0]}, B={SHAPE['batch']} N={SHAPE['seq_len']} H={SHAPE['heads']} "
+            f"D={SHAPE['head_dim']} float32 | {med['ours']:.3f} | {med['loop']:.3f} "
+            f"| {med['tbench']:.3f} | {ratio_text(col['ours'], col['loop'])} "
+            f"| {med['unprofiled']:.3f} | {ratio_text(col['ours'], col['unprofiled'])} "
+            f"| {med['default']:.3f} |")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,36 +153,16 @@ def main() -> int:
     threads = cpu_threads()
     lines = ["| cell | harness median ms | bare loop ms | second opinion ms "
              "| harness / bare, median of rounds (range) "
+             "| harness without the profiled pass ms | with / without (range) "
              "| bare loop, glibc malloc defaults ms |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for cell in CELLS:
             if a.backend and cell[1] not in a.backend:
                 continue
-            ours, loop, tbench, default = [], [], [], []
-            for r in range(a.rounds):
-                # Alternate which runs first, so a machine that drifts within a
-                # round favours neither side.
-                if r % 2 == 0:
-                    ours.append(harness_median(cell, a.seconds, threads, Path(tmp)))
-                bare = bare_median(cell, a.seconds, threads, pinned=True)
-                if r % 2 == 1:
-                    ours.append(harness_median(cell, a.seconds, threads, Path(tmp)))
-                loop.append(bare["loop_median_ms"])
-                tbench.append(bare["second_opinion_median_ms"])
-                default.append(bare_median(cell, a.seconds, threads, False)["loop_median_ms"])
-                print(f"{cell[0]} round {r + 1}: harness {ours[-1]:.3f} ms, "
-                      f"bare {loop[-1]:.3f} ms, bare (malloc defaults) {default[-1]:.3f} ms",
-                      file=sys.stderr)
-            h, b, t, d = (statistics.median(x) for x in (ours, loop, tbench, default))
-            # The ratio within each round, where harness and bare loop ran seconds
-            # apart: on a machine whose speed drifts by 10-20% over minutes (this
-            # 2-core VM) its median is steadier than the ratio of the medians.
-            ratios = sorted(o / l for o, l in zip(ours, loop))
-            lines.append(f"| {cell[0]}, B={SHAPE['batch']} N={SHAPE['seq_len']} "
-                         f"H={SHAPE['heads']} D={SHAPE['head_dim']} float32 | {h:.3f} | {b:.3f} "
-                         f"| {t:.3f} | {statistics.median(ratios):.3f} "
-                         f"({ratios[0]:.2f}-{ratios[-1]:.2f}) | {d:.3f} |")
+            rounds = [one_round(cell, r, a.seconds, threads, Path(tmp))
+                      for r in range(a.rounds)]
+            lines.append(table_row(cell, rounds))
     print(f"\nfidelity on {threads} threads, median of {a.rounds} interleaved rounds\n")
     print("\n".join(lines))
     return 0

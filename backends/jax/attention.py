@@ -139,6 +139,7 @@ class Core:
 
 _CORES = {
     "jit": (BHND, einsum_attention),
+    "jit-graph": (BHND, einsum_attention),      # jit's core; the compile differs (steps.py)
     "dpa": (BNHD, dpa_attention("xla")),
     "dpa-cudnn": (BNHD, dpa_attention("cudnn")),
 }
@@ -151,6 +152,7 @@ def core_for(variant: str, precision=None) -> Core:
 
 KERNELS = {
     "jit": "einsum + softmax (XLA fusion)",
+    "jit-graph": "einsum + softmax (XLA fusion), launched from XLA command buffers",
     "dpa": "dot_product_attention, implementation xla",
     "dpa-cudnn": "dot_product_attention, implementation cudnn (fused)",
 }
@@ -159,6 +161,7 @@ KERNELS = {
 # How each variant takes a padded batch's lengths (case.padded), named in its kernel.
 PADDING_KERNELS = {
     "jit": "key mask j < L_b",
+    "jit-graph": "key mask j < L_b",
     "dpa": "query_seq_lengths + key_value_seq_lengths",
     "dpa-cudnn": "query_seq_lengths + key_value_seq_lengths (cuDNN padding mask)",
 }
@@ -179,7 +182,7 @@ def _masked_kernel(case: Case) -> str:
         return base
     if not hides_keys(t, s, True, window):
         return f"{base}, no mask (its one query sees every key)"
-    if case.variant != "jit" and t == s:
+    if case.variant not in ("jit", "jit-graph") and t == s:
         native = "sliding_window_length" if case.variant == "dpa-cudnn" else "local_window_size"
         return f"{base}, is_causal + {native}"
     mask = ("bottom-right" if t < s else "causal") + " boolean mask" \

@@ -1,4 +1,4 @@
-"""JAX/Flax backend: variants jit, dpa and dpa-cudnn (CUDA).
+"""JAX/Flax backend: variants jit, jit-graph (CUDA), dpa and dpa-cudnn (CUDA).
 
 Imported only inside a worker process, after settings.environment() is applied.
 What a step is (one jitted pure function; in decode mode with its caches donated)
@@ -19,7 +19,9 @@ import numpy as np
 from backends.common import BackendCommon, input_names, swap_heads
 from backends.jax.attention import BHND, core_for
 from backends.jax.layers import Built
-from backends.jax.steps import CACHES_ARGUMENT, DTYPES, PRECISION, Prepared, pure_step
+from backends.jax.steps import (
+    CACHES_ARGUMENT, COMPILER_OPTIONS, DTYPES, PRECISION, Prepared, pure_step,
+)
 from harness.measure import device_time
 from harness.measure.memory import CPU_METHOD, cpu_step_peak
 from harness.measure.timing import FLUSH_BYTES, cpu_cache_flusher
@@ -158,7 +160,8 @@ class JaxBackend(BackendCommon):
             caches = tuple((put(k, to_bhnd), put(v, to_bhnd))
                            for k, v in zip(inputs["k_cache"], inputs["v_cache"]))
         fn = jax.jit(pure_step(case, built, core),
-                     donate_argnums=() if caches is None else (CACHES_ARGUMENT,))
+                     donate_argnums=() if caches is None else (CACHES_ARGUMENT,),
+                     compiler_options=COMPILER_OPTIONS.get(case.variant))
         prepared = Prepared(case, fn, params, args, names, bhnd, caches)
         self._prepared = weakref.ref(prepared)
         return prepared

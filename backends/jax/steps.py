@@ -39,6 +39,12 @@ MATMUL_PRECISION = {"float32": "float32", "tf32": "TF32_TF32_F32"}   # for the c
 # in jax 0.10.2 (checked: the passed cache is deleted, the returned one has its
 # buffer, and no "Some donated buffers were not usable" warning), as XLA:GPU does.
 CACHES_ARGUMENT = 2
+# XLA:GPU records runs of 5+ kernels (fusions, cuBLAS, cuDNN, custom calls) into
+# command buffers, CUDA graphs, by default (xla_gpu_graph_min_graph_size = 5, so
+# `jit` already has some); jit-graph lowers the run to 1, every region it can. Per
+# compile, so `jit` in the same worker keeps XLA's defaults (docs/measurement.md,
+# "CUDA graphs").
+COMPILER_OPTIONS = {"jit-graph": {"xla_gpu_graph_min_graph_size": 1}}
 
 
 def to_numpy(a: jax.Array) -> np.ndarray:

@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"attnbench: error: {PLUGIN_ERRORS[0]}", file=sys.stderr)
         return 2
     args = parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # run --versions passes it on
     # A warning (a row cut off by a crash) is one line, not Python's source echo.
     warnings.formatwarning = lambda message, *_, **__: f"attnbench: warning: {message}\n"
     try:
@@ -45,6 +46,8 @@ def _dispatch(args) -> int:
         return show_env(console)
     if args.command == "compare":
         return commands.compare(args)
+    if args.command == "history":
+        return commands.history(args, console)
     if args.command == "export":
         return commands.export(args, console)
     if args.command == "publish":

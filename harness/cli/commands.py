@@ -2,6 +2,7 @@
 exit status (docs/design.md, "The command line and the Python surface")."""
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,9 +21,11 @@ from harness.spec.errors import UserError
 
 
 def run(args, console: Console) -> int:
-    suite = load_suite(args.suite)
+    suite = only_workloads(load_suite(args.suite), args.workload)
     if args.address and args.executor != "ray":
         raise UserError("--address names a Ray cluster: give it with --executor ray")
+    if args.versions:
+        return run_versions(args, console)
     if args.dry_run:
         return dry_run(args, suite)
     if args.resume and args.out:
@@ -41,6 +44,31 @@ def run(args, console: Console) -> int:
     except KeyboardInterrupt:
         return 130                     # the runner has said how to resume
     return 0
+
+
+def only_workloads(suite: Suite, workloads: list[str] | None) -> Suite:
+    """The suite's cells of these workloads (--workload), or a one-line error."""
+    if not workloads:
+        return suite
+    cases = tuple(c for c in suite.cases if c.workload in workloads)
+    if not cases:
+        raise UserError(f"{suite.path}: no cell of workload {', '.join(workloads)}")
+    return dataclasses.replace(suite, cases=cases)
+
+
+def run_versions(args, console: Console) -> int:
+    """The suite under each environment of --versions, then their history."""
+    from harness.run import versions
+    if args.resume or args.dry_run:
+        raise UserError("--versions makes new runs: --resume and --dry-run cannot go with it")
+    specs = versions.parse(args.versions)
+    out = Path(args.out or f"results/versions-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
+    run_folder.writable_folder(out, "--out" if args.out else "the default --out")
+    argv = versions.without_flags(args.argv[args.argv.index("run") + 1:],
+                                  ("--versions", "--out"))
+    folders = versions.run_each(specs, argv, out, lambda text: console.print(text))
+    args.runs, args.out, args.min_step, args.fail_on_step = folders, out / "history", 5.0, None
+    return history(args, console)
 
 
 def dry_run(args, suite: Suite) -> int:
@@ -139,6 +167,30 @@ def compare(args) -> int:
             raise UserError(f"--out {show(args.out)}: cannot write "
                             f"({exc.strerror or exc})") from None
     return 1 if result["verdict"].map(comparing.is_regression).any() else 0
+
+
+def history(args, console: Console) -> int:
+    from harness.history import analysis, page
+    from harness.report import publish as publishing
+    out = Path(args.out or f"results/history-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
+    run_folder.writable_folder(out, "--out" if args.out else "the default --out")
+    found = analysis.collect(args.runs, args.min_step)
+    html = page.write(found, out)
+    if out.resolve().parent == publishing.ROOT.resolve():
+        publishing.write_index()              # the index links the published history
+    console.print(f"{page.summary(found)}\nwrote {out}/: history.md, steps.csv, "
+                  f"series.csv\nhistory: {html}")
+    if args.fail_on_step is None:
+        return 0
+    slower = analysis.newest_slowdowns(found, args.fail_on_step)
+    for step in slower:
+        changed = "; ".join(step.changed) or "nothing recorded changed"
+        console.print(f"[red]step[/red] {step.series.label}: {step.size_pct:+.1f}% "
+                      f"from {step.after.run_id} ({changed})")
+    if slower:
+        console.print(f"{len(slower)} cells slowed by at least {args.fail_on_step:g}% in the "
+                      f"newest run, {found.runs[-1].run_id}")
+    return 1 if slower else 0
 
 
 def export(args, console: Console) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from harness.cli.examples import EXAMPLES
 from harness.run import check
 from harness.run.suite import DEVICE_RE
 from harness.spec import DTYPES, MODES, WORKLOADS
@@ -13,42 +14,6 @@ DESCRIPTION = """\
 attnbench: one Transformer spec (attention core, multi-head attention, pre-LN
 block, block stack) in PyTorch, TensorFlow and JAX, measured the same way on
 every device and checked against one float64 reference."""
-
-EXAMPLES = {
-    "run": """\
-examples:
-  attnbench run suites/smoke.toml                  # a one-minute sweep on this machine
-  attnbench run suites/default.toml --backend torch --out results/mine
-  attnbench run suites/default.toml --resume results/mine  # after Ctrl-C or a crash
-  attnbench run suites/default.toml --repeat 3      # 3 processes per cell: their spread
-  attnbench run suites/gpu.toml --dry-run          # what would run, and where
-  attnbench run suites/gpu.toml --executor ray --address 10.0.0.5:6379   # on a cluster""",
-    "check": """\
-examples:
-  attnbench check                                  # every backend this machine has
-  attnbench check --backend jax --dtype float32 --workload mha
-  attnbench check --all-shapes --jobs 4            # every case at every shape""",
-    "env": """\
-example:
-  attnbench env          # host, CPU, GPUs (NVML), framework versions, dense peaks
-  attnbench env --calibrate --threads 2   # measure this CPU's roof per dtype""",
-    "report": """\
-examples:
-  attnbench report results/20261128-101500-default   # into the run folder itself
-  attnbench report results/cpu-run results/h100-run --out results/cpu-vs-h100
-  attnbench report results/RUN --baseline "torch eager" """,
-    "compare": """\
-example:
-  attnbench compare results/before results/after --threshold 5   # exit 1 on a regression""",
-    "publish": """\
-example:
-  attnbench publish results/20261129-062220-default --name cpu-xeon-2core""",
-    "export": """\
-examples:
-  attnbench export results/RUN --format pytest-benchmark --out run.json
-  pytest-benchmark compare run.json other.json     # pytest-benchmark's own tools
-  attnbench report other.json                      # and back: any pytest-benchmark file""",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     _add_env(sub)
     _add_report(sub)
     _add_compare(sub)
+    _add_history(sub)
     _add_publish(sub)
     _add_export(sub)
     return top
@@ -110,6 +76,8 @@ def _add_run(sub) -> None:
                           "one, wrote it; the cells are recorded under DIR's suite name")
     run.add_argument("--backend", action="extend", nargs="+", choices=BACKENDS, metavar="B",
                      help=f"only these backends ({', '.join(BACKENDS)})")
+    run.add_argument("--workload", action="extend", nargs="+", choices=WORKLOADS,
+                     metavar="W", help=f"only these workloads ({', '.join(WORKLOADS)})")
     run.add_argument("--device", action="extend", nargs="+", type=_device, metavar="DEV",
                      help="only cells on these devices, after the suite's own are expanded: "
                           "cpu, cuda (every GPU), cuda:N, gpu:TYPE (every GPU whose name has "
@@ -143,6 +111,12 @@ def _add_run(sub) -> None:
                           "this machine can run and why not; run nothing")
     run.add_argument("--verbose", "-v", action="store_true",
                      help="with --dry-run, list every planned cell")
+    run.add_argument("--versions", metavar="SPECS",
+                     help="run the suite once per environment, e.g. jax==0.9.2,jax==0.10.2 "
+                          "(pins of one environment joined by '+'), each a virtual "
+                          "environment made on demand from the package index (kept in "
+                          "ATTNBENCH_VENVS, default ~/.cache/attnbench/venvs); the runs go "
+                          "to --out/NN-SPEC and their history to --out/history")
     _add_gate_options(run)
     run.add_argument("--quiet", "-q", action="store_true",
                      help="no progress bar or summary table, only the closing lines")
@@ -226,6 +200,23 @@ def _add_compare(sub) -> None:
     cmp.add_argument("--out", metavar="FILE", help="also write the markdown to FILE")
 
 
+def _add_history(sub) -> None:
+    his = _command(sub, "history", "One time series per cell across runs (run folders, "
+                                   "published folders, pytest-benchmark JSON), ordered by "
+                                   "date; the steps in each, with what changed between the "
+                                   "runs either side; history.html, history.md, steps.csv.")
+    his.add_argument("runs", nargs="+", metavar="RUN",
+                     help="run folders or files, or a folder of run folders")
+    his.add_argument("--out", metavar="DIR",
+                     help="where to write (default results/history-<time>/)")
+    his.add_argument("--min-step", type=_percent, default=5.0, metavar="PCT",
+                     help="smallest change of level, in percent, that can be a step "
+                          "(default 5)")
+    his.add_argument("--fail-on-step", type=_percent, metavar="PCT",
+                     help="exit 1 when the newest run starts a slowdown of at least PCT "
+                          "percent on any cell, and list those cells")
+
+
 def _add_publish(sub) -> None:
     pub = _command(sub, "publish", "Write the report of a run into results/published/NAME/ "
                                    "and list it in results/published/README.md.")
@@ -252,6 +243,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a percentage above 0, got {text}")
     return value
 
 

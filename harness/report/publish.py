@@ -3,10 +3,13 @@
 A published folder is a run folder (results.jsonl, env.json, and the gate's
 check.md) plus its report (report.md, report.html, report.csv, tables/, plots/),
 so `attnbench report` and `attnbench compare` read it like any run.
-results/published/README.md lists every one; it is rewritten on each publish.
+results/published/README.md and index.html list every one, and the history of
+them all (history/, written by `attnbench history results/published --out
+results/published/history`); both are rewritten on each publish.
 """
 from __future__ import annotations
 
+import html
 import os
 import reprlib
 import shutil
@@ -15,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.report import run_report
+from harness.report.page import CSS
 from harness.report.tables import versions_text
 from harness.results import store
 from harness.spec.errors import UserError
@@ -69,27 +73,55 @@ def _fill(run: Path, dest: Path) -> None:
 
 
 def write_index(root: Path = ROOT) -> Path:
-    """root/README.md: one line per published folder, newest first."""
-    entries = []
-    for folder in sorted(p for p in root.iterdir() if (p / store.ENV).is_file()):
-        env = store.read_env(folder)
-        frame = store.load(folder)
-        devices = ", ".join(g.get("name", "") for g in env.get("gpus") or []) or env.get("cpu")
-        versions = versions_text(env)
-        ok = int((frame["status"] == "ok").sum())
-        entries.append({
-            "published": f"[{folder.name}]({folder.name}/report.md) "
-                         f"([page]({folder.name}/report.html))",
-            "run": env.get("run_id", ""), "suite": env.get("suite", ""),
-            "devices": devices, "threads": env.get("threads", ""), "versions": versions,
-            "cells ok": f"{ok} of {len(frame)}", "started": env.get("started_at", "")})
-    entries.sort(key=lambda e: e["started"], reverse=True)
+    """root/README.md and root/index.html: one line per published folder, newest
+    first, and a link to the history where one was written."""
+    entries = sorted((_entry(folder) for folder in root.iterdir()
+                      if (folder / store.ENV).is_file()),
+                     key=lambda e: e["started"], reverse=True)
+    history = (root / HISTORY / "history.html").is_file()
     lines = ["# Published results", "",
              "Each folder is a run folder and its report, written by `attnbench publish RUN "
              "--name NAME` (`make publish RUN=... NAME=...`). This list is rewritten on every "
              "publish.", ""]
+    if history:
+        lines += [f"The history of these runs, cell by cell with its steps: "
+                  f"[{HISTORY}/history.md]({HISTORY}/history.md) "
+                  f"([page]({HISTORY}/history.html)).", ""]
     if entries:
-        lines.append(pd.DataFrame(entries).to_markdown(index=False))
+        table = pd.DataFrame(entries)
+        table.insert(0, "published", [f"[{e['name']}]({e['name']}/report.md) "
+                                      f"([page]({e['name']}/report.html))" for e in entries])
+        lines.append(table.drop(columns="name").to_markdown(index=False))
+    (root / "index.html").write_text(_index_html(entries, history))
     path = root / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+HISTORY = "history"
+
+
+def _entry(folder: Path) -> dict:
+    env = store.read_env(folder)
+    frame = store.load(folder)
+    devices = ", ".join(g.get("name", "") for g in env.get("gpus") or []) or env.get("cpu")
+    ok = int((frame["status"] == "ok").sum())
+    return {"name": folder.name, "run": env.get("run_id", ""), "suite": env.get("suite", ""),
+            "devices": devices, "threads": env.get("threads", ""),
+            "versions": versions_text(env), "cells ok": f"{ok} of {len(frame)}",
+            "started": env.get("started_at", "")}
+
+
+def _index_html(entries: list[dict], history: bool) -> str:
+    columns = ["run", "suite", "devices", "threads", "versions", "cells ok", "started"]
+    head = "".join(f"<th>{c}</th>" for c in ["published", *columns])
+    rows = "".join(
+        f"<tr><td><a href='{html.escape(e['name'])}/report.html'>{html.escape(e['name'])}</a>"
+        f"</td>" + "".join(f"<td>{html.escape(str(e[c]))}</td>" for c in columns) + "</tr>"
+        for e in entries)
+    link = (f"<p><a href='{HISTORY}/history.html'>The history of these runs</a>: each cell "
+            f"across them, with its steps and what changed.</p>") if history else ""
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>attnbench: "
+            f"published results</title><style>{CSS}</style></head><body><h1>Published "
+            f"results</h1>{link}<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
+            f"</table></body></html>\n")

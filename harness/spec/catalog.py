@@ -84,6 +84,9 @@ REGISTRY: dict[str, BackendInfo] = {
         module="backends.jax.backend", settings="backends.jax.settings",
         variants=(
             Variant("jit", "the spec's math as Flax NNX modules under jax.jit"),
+            Variant("jit-graph", "jit with every region XLA can capture in a command "
+                    "buffer (a CUDA graph), not only runs of 5+ kernels",
+                    devices=_GPU_ONLY, tuned=True),
             Variant("dpa", "jax.nn.dot_product_attention (implementation xla), jitted"),
             Variant("dpa-cudnn", "jax.nn.dot_product_attention (implementation cudnn)",
                     devices=_GPU_ONLY, dtypes=("bfloat16", "float16"), tuned=True),

@@ -142,6 +142,21 @@ def test_the_sdpa_step_replayed_from_a_cuda_graph_matches_float64(mode):
     assert peak == prepared.capture_peak > 0 and "capture" in method
 
 
+@pytest.mark.parametrize("mode", ["forward", "decode"])
+def test_jax_jit_graph_launches_from_more_command_buffers_and_matches_float64(mode):
+    """jit-graph compiles with xla_gpu_graph_min_graph_size = 1: its compiled step
+    has at least one XLA command buffer (a `%command_buffer` computation, a CUDA
+    graph at run time), and no fewer than jit's at XLA's default of 5."""
+    c = case("jax", "jit-graph", workload="mha", mode=mode, heads=4)
+    prepared, _, _, verdict = run(c)
+    assert verdict.correct, verdict
+
+    def buffers(p) -> int:
+        return p.fn.lower(*p._arguments()).compile().as_text().count("%command_buffer")
+    plain, _, _, _ = run(c.replace(variant="jit"))
+    assert buffers(prepared) >= max(1, buffers(plain)), (buffers(prepared), buffers(plain))
+
+
 @pytest.mark.parametrize("head_dim", [64, 512])
 def test_the_pinned_kernel_probe_agrees_with_running_the_case(head_dim):
     """`unsupported` asks torch up front which SDPA kernel would run. Where it says

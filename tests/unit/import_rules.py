@@ -20,7 +20,7 @@ RANKS = {
     "harness.measure": 1,
     "harness.correctness": 2, "harness.results": 2, "backends": 2,
     "harness.report": 3,
-    "harness.run": 4,
+    "harness.run": 4, "harness.history": 4,
     "harness.cli": 5, "harness.pytest_plugin": 5,
 }
 # The old module names users import; each is the module it names (sys.modules).
