@@ -3,7 +3,8 @@ bfloat16 (torch sdpa-flash and the other pinned kernels, JAX dpa and dpa-cudnn),
 forward and train: TFLOP/s and percent of the device's dense peak, device time and
 launch overhead, watts and TFLOP per joule, beside the published FlashAttention marks
 of docs/measurement.md (↓: the GPU throttled while the cell was timed); and its decode steps: latency
-and GB/s against the cache length, with the share of the device's memory bandwidth.
+and GB/s against the cache length, with the share of the device's memory bandwidth, and
+their device time and launch overhead (what a CUDA graph, sdpa-graph or jit-graph, removes).
 Framework-free; markdown out.
 
 usage: python3 scripts/gpu_figures.py RUN_DIR [--seq-len 8192] [--head-dim 128]
@@ -69,16 +70,20 @@ def decode_table(run: Path) -> str:
         return f"no decode cells in {run}"
     lines = ["Decode steps (q_len new tokens against a KV cache of seq_len)", "",
              "| workload | backend | variant | batch | heads / kv | q_len | cache | median ms "
-             "| GB/s | % of bandwidth | kernel | correct |", "|---" * 12 + "|"]
+             "| GB/s | % of bandwidth | device ms | launch ms | kernel | correct |",
+             "|---" * 14 + "|"]
     for _, r in cells.iterrows():
         ok = r["status"] == "ok" and r["gb_s"] == r["gb_s"]
         peak = devices.peak_bandwidth_gb_s(str(r.get("device_name") or ""))
         ms, gb_s = (f"{r['median_ms']:.3f}", f"{r['gb_s']:.3g}") if ok else ("-", "-")
         share = f"{100 * r['gb_s'] / peak:.0f}%" if ok and peak else "-"
+        # A graph's replay (sdpa-graph, jit-graph) shows here as launch time removed.
+        device, launch = (f"{r[c]:.3f}" if ok and r.get(c) == r.get(c) and r.get(c) is not None
+                          else "-" for c in ("device_ms", "launch_overhead_ms"))
         lines.append(
             f"| {r['workload']} | {r['backend']} | {r['variant']} | {r['batch']} "
             f"| {r['heads']} / {r['kv_heads']} | {r['q_len']} | {r['seq_len']} | {ms} "
-            f"| {gb_s} | {share} | {r.get('kernel') or '-'} "
+            f"| {gb_s} | {share} | {device} | {launch} | {r.get('kernel') or '-'} "
             f"| {r.get('correct') if r['status'] == 'ok' else r['status']} |")
     return "\n".join(lines)
 

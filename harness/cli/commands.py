@@ -177,6 +177,7 @@ def history(args, console: Console) -> int:
     found = analysis.collect(args.runs, args.min_step)
     html = page.write(found, out)
     if out.resolve().parent == publishing.ROOT.resolve():
+        publishing.keep_history_inputs(found.runs, out)
         publishing.write_index()              # the index links the published history
     console.print(f"{page.summary(found)}\nwrote {out}/: history.md, steps.csv, "
                   f"series.csv\nhistory: {html}")

@@ -115,7 +115,7 @@ def _add_run(sub) -> None:
                      help="run the suite once per environment, e.g. jax==0.9.2,jax==0.10.2 "
                           "(pins of one environment joined by '+'), each a virtual "
                           "environment made on demand from the package index (kept in "
-                          "ATTNBENCH_VENVS, default ~/.cache/attnbench/venvs); the runs go "
+                          "ATTNBENCH_VENVS, default ~/.cache/attnbench-venvs); the runs go "
                           "to --out/NN-SPEC and their history to --out/history")
     _add_gate_options(run)
     run.add_argument("--quiet", "-q", action="store_true",

@@ -14,6 +14,11 @@ from harness.history.steps import Drift, Step
 from harness.report.page import CSS, _table
 from harness.report.tables import versions_text
 
+MOVED = "Level changes without a step"
+MOVED_NOTE = ("Between steps, the last runs sit at least the threshold away from the first "
+              "ones, but no single boundary passed the rules: a slow drift, or a step too "
+              "small against the runs' own noise (more runs either side can confirm it).")
+
 
 def steps_frame(steps: list[Step]) -> pd.DataFrame:
     """One row per step, the largest first."""
@@ -55,7 +60,8 @@ def summary(h: History) -> str:
     slower = sum(s.size_pct > 0 for s in h.steps)
     return (f"{len(h.runs)} runs, {len(h.series)} cells, {len(h.steps)} steps of at least "
             f"{h.min_step_pct:g}% ({slower} slower, {len(h.steps) - slower} faster; "
-            f"{sum(s.provisional for s in h.steps)} provisional), {len(h.drifts)} drifts")
+            f"{sum(s.provisional for s in h.steps)} provisional), {len(h.drifts)} level "
+            f"changes without a step")
 
 
 def write(h: History, out: Path) -> Path:
@@ -65,8 +71,8 @@ def write(h: History, out: Path) -> Path:
     series_frame(h.series).to_csv(out / "series.csv", index=False)
     md = ["# attnbench history", "", summary(h) + ".", "", "## Steps, largest first", "",
           steps.to_markdown(index=False) if len(steps) else "No steps.", "",
-          "## Drifts (a level that moved without a step)", "",
-          drifts.to_markdown(index=False) if len(drifts) else "No drifts.", "",
+          f"## {MOVED}", "", MOVED_NOTE, "",
+          drifts.to_markdown(index=False) if len(drifts) else "None.", "",
           "## Runs, oldest first", "", runs.to_markdown(index=False), ""]
     (out / "history.md").write_text("\n".join(md))
     figures = plots.trend_figures(h.series, h.steps, h.runs) if h.series else {}
@@ -84,8 +90,8 @@ def _html(h: History, steps, drifts, runs, figures: dict[str, str]) -> str:
              + "<a href='#steps'>steps</a><a href='#runs'>runs</a></nav>",
              "<section id='steps'><h2>steps, largest first</h2>",
              f"<div class='wide'>{_table(steps)}</div>" if len(steps) else "<p>No steps.</p>",
-             "<h3>drifts</h3>",
-             f"<div class='wide'>{_table(drifts)}</div>" if len(drifts) else "<p>No drifts.</p>",
+             f"<h3>{MOVED.lower()}</h3><p class='note'>{html.escape(MOVED_NOTE)}</p>",
+             f"<div class='wide'>{_table(drifts)}</div>" if len(drifts) else "<p>None.</p>",
              "</section>"]
     for workload, svg in figures.items():
         parts.append(f"<section id='{workload}'><h2>{html.escape(workload)}</h2>"

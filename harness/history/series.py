@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.results import store
+from harness.results import pytest_benchmark_format, store
 from harness.spec import CASE_FIELDS
 from harness.spec.errors import UserError
 
@@ -51,8 +51,8 @@ class Series:
 
 def cell_label(cell: dict) -> str:
     """'mha torch sdpa forward bfloat16 B1·N512·H8·D64 causal on H200'."""
-    shape = "·".join(f"{k[0].upper()}{cell[k]}" for k in ("batch", "seq_len", "heads",
-                                                          "head_dim"))
+    shape = "·".join(f"{letter}{cell[k]}" for letter, k in
+                     (("B", "batch"), ("N", "seq_len"), ("H", "heads"), ("D", "head_dim")))
     extras = [f"{k} {cell[k]}" for k in ("q_len", "kv_heads", "window", "lengths")
               if cell.get(k) not in (None, "None", "", cell.get("seq_len"), cell.get("heads"))]
     layers = [f"{cell['layers']} layers"] if str(cell.get("layers")) not in ("1", "None") else []
@@ -78,10 +78,11 @@ def read_runs(paths: list[str | os.PathLike]) -> list[tuple[Run, pd.DataFrame]]:
 
 def expand(paths: list[str | os.PathLike]) -> list[str]:
     """The inputs, a folder of run folders (results/published) standing for the run
-    folders in it."""
+    folders and pytest-benchmark files in it."""
     found = []
     for path in map(Path, paths):
-        inner = sorted(p for p in path.iterdir() if (p / store.RESULTS).is_file()) \
+        inner = sorted(p for p in path.iterdir() if (p / store.RESULTS).is_file()
+                       or (p.is_file() and pytest_benchmark_format.is_benchmark_file(p))) \
             if path.is_dir() and not (path / store.RESULTS).exists() else []
         found += [str(p) for p in inner] or [str(path)]
     return found

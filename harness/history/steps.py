@@ -85,14 +85,15 @@ def find_steps(series: Series, min_step_pct: float = MIN_STEP_PCT) -> list[Step]
 
 
 def run_noise(series: Series, y: np.ndarray) -> float:
-    """A run's own scatter in log units: the median absolute difference between
-    consecutive runs (one step moves one difference, not the median), as a
-    standard deviation; never below the runs' median relative sample spread."""
+    """A run's own scatter in log units, as a standard deviation: the median
+    absolute difference between consecutive runs (a step moves one difference, not
+    their median); never below the runs' median relative sample spread, or
+    NOISE_FLOOR."""
     diffs = np.abs(np.diff(y))
     from_runs = 1.4826 * float(np.median(diffs)) / np.sqrt(2) if len(diffs) else 0.0
     spreads = [_relative_iqr(s) for s in series.samples if s is not None and len(s) >= 4]
-    within = float(np.median(spreads)) / 1.349 if spreads else 0.0
-    return max(from_runs, within, NOISE_FLOOR)
+    own = float(np.median(spreads)) / 1.349 if spreads else 0.0
+    return max(from_runs, own, NOISE_FLOOR)
 
 
 def _relative_iqr(samples: np.ndarray) -> float:

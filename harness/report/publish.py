@@ -3,9 +3,11 @@
 A published folder is a run folder (results.jsonl, env.json, and the gate's
 check.md) plus its report (report.md, report.html, report.csv, tables/, plots/),
 so `attnbench report` and `attnbench compare` read it like any run.
-results/published/README.md and index.html list every one, and the history of
-them all (history/, written by `attnbench history results/published --out
-results/published/history`); both are rewritten on each publish.
+A published history (`attnbench history RUNS... --out results/published/NAME`) is
+history.html and its tables, with copies of the runs it was drawn from under runs/;
+`attnbench history results/published --out results/published/history` draws every
+published run. results/published/README.md and index.html list the histories and
+the runs; both are rewritten on each publish.
 """
 from __future__ import annotations
 
@@ -73,32 +75,58 @@ def _fill(run: Path, dest: Path) -> None:
 
 
 def write_index(root: Path = ROOT) -> Path:
-    """root/README.md and root/index.html: one line per published folder, newest
-    first, and a link to the history where one was written."""
+    """root/README.md and root/index.html: the published histories (folders with a
+    history.html; root/history draws every published run), then one line per
+    published run, newest first."""
     entries = sorted((_entry(folder) for folder in root.iterdir()
                       if (folder / store.ENV).is_file()),
                      key=lambda e: e["started"], reverse=True)
-    history = (root / HISTORY / "history.html").is_file()
+    histories = {folder.name: _history_summary(folder) for folder in sorted(root.iterdir())
+                 if (folder / "history.html").is_file()}
     lines = ["# Published results", "",
              "Each folder is a run folder and its report, written by `attnbench publish RUN "
-             "--name NAME` (`make publish RUN=... NAME=...`). This list is rewritten on every "
-             "publish.", ""]
-    if history:
-        lines += [f"The history of these runs, cell by cell with its steps: "
-                  f"[{HISTORY}/history.md]({HISTORY}/history.md) "
-                  f"([page]({HISTORY}/history.html)).", ""]
+             "--name NAME` (`make publish RUN=... NAME=...`), or a history of runs "
+             "(`attnbench history RUNS... --out results/published/NAME`). This list is "
+             "rewritten on every publish.", ""]
+    if histories:
+        lines += ["Histories, each cell across runs with its steps:", ""]
+        lines += [f"- [{name}]({name}/history.md) ([page]({name}/history.html)): {summary}"
+                  for name, summary in histories.items()] + [""]
     if entries:
         table = pd.DataFrame(entries)
         table.insert(0, "published", [f"[{e['name']}]({e['name']}/report.md) "
                                       f"([page]({e['name']}/report.html))" for e in entries])
         lines.append(table.drop(columns="name").to_markdown(index=False))
-    (root / "index.html").write_text(_index_html(entries, history))
+    (root / "index.html").write_text(_index_html(entries, histories))
     path = root / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-HISTORY = "history"
+def _history_summary(folder: Path) -> str:
+    """The summary line history.md opens with (harness/history/page.py)."""
+    md = folder / "history.md"
+    lines = md.read_text().splitlines() if md.is_file() else []
+    return lines[2] if len(lines) > 2 else ""
+
+
+def keep_history_inputs(runs, out: Path) -> None:
+    """A published history keeps what it was drawn from, so that `attnbench history
+    OUT/runs` draws it again: each run folder's rows and env.json (or the
+    pytest-benchmark file) under OUT/runs/. Runs that are themselves published
+    folders beside it are not copied."""
+    for run in runs:
+        source = Path(run.source)
+        if source.resolve().parent == out.resolve().parent:
+            continue
+        dest = out / "runs" / source.name
+        if not source.is_dir():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest)
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        for part in (store.RESULTS, store.ENV):
+            shutil.copy2(source / part, dest / part)
 
 
 def _entry(folder: Path) -> dict:
@@ -112,16 +140,18 @@ def _entry(folder: Path) -> dict:
             "started": env.get("started_at", "")}
 
 
-def _index_html(entries: list[dict], history: bool) -> str:
+def _index_html(entries: list[dict], histories: dict[str, str]) -> str:
     columns = ["run", "suite", "devices", "threads", "versions", "cells ok", "started"]
     head = "".join(f"<th>{c}</th>" for c in ["published", *columns])
     rows = "".join(
         f"<tr><td><a href='{html.escape(e['name'])}/report.html'>{html.escape(e['name'])}</a>"
         f"</td>" + "".join(f"<td>{html.escape(str(e[c]))}</td>" for c in columns) + "</tr>"
         for e in entries)
-    link = (f"<p><a href='{HISTORY}/history.html'>The history of these runs</a>: each cell "
-            f"across them, with its steps and what changed.</p>") if history else ""
+    listed = "".join(f"<li><a href='{html.escape(name)}/history.html'>{html.escape(name)}</a>: "
+                     f"{html.escape(summary)}</li>" for name, summary in histories.items())
+    intro = (f"<h2>histories</h2><p class='note'>Each cell across runs, with its steps and "
+             f"what changed.</p><ul>{listed}</ul>") if histories else ""
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>attnbench: "
             f"published results</title><style>{CSS}</style></head><body><h1>Published "
-            f"results</h1>{link}<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
-            f"</table></body></html>\n")
+            f"results</h1>{intro}<h2>runs</h2><table><thead><tr>{head}</tr></thead><tbody>"
+            f"{rows}</tbody></table></body></html>\n")

@@ -8,7 +8,7 @@ A SPEC is one environment: pip requirements joined by '+' (`jax==0.9.2`, or
 environment gets the project (editable: every version runs this checkout's code)
 and the SPEC's pins; the other lines of the project's requirements file for the
 same framework (its companions: flax for jax) come too unless the SPEC pins them.
-Environments live in ATTNBENCH_VENVS (default ~/.cache/attnbench/venvs), one per
+Environments live in ATTNBENCH_VENVS (default ~/.cache/attnbench-venvs), one per
 SPEC, and are reused."""
 from __future__ import annotations
 
@@ -62,12 +62,20 @@ def companions(spec: list[str]) -> list[str]:
             and any(_name(line) in family for family in families)]
 
 
+def venvs_root() -> Path:
+    """ATTNBENCH_VENVS, else attnbench-venvs beside (never inside) the cache: the
+    cache prunes its oldest files past its size limit, and an environment is
+    hundreds of MB (harness/results/cache.py)."""
+    chosen = os.environ.get("ATTNBENCH_VENVS")
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(chosen) if chosen else Path(base) / "attnbench-venvs"
+
+
 def environment(spec: list[str], log) -> Path:
     """The Python of the SPEC's environment, made and installed if missing."""
-    home = Path(os.environ.get("ATTNBENCH_VENVS", Path.home() / ".cache/attnbench/venvs"))
-    folder = home / slug(spec)
+    folder = venvs_root() / slug(spec)
     python = folder / "bin" / "python"
-    if (folder / ".installed").is_file():
+    if (folder / ".installed").is_file() and python.exists():
         return python
     log(f"making {folder} ({' '.join(spec)}): a few minutes the first time")
     try:

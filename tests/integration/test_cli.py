@@ -133,7 +133,23 @@ def test_good_suite_text_is_accepted(tmp_path):
     assert f"bad: {cells} cells planned" in proc.stdout
 
 
+def test_workload_keeps_that_workloads_cells_alone():
+    suite = load_suite(ROOT / "suites/default.toml")
+    wanted = sum(c.workload == "attention" for c in suite.cases)
+    assert 0 < wanted < len(suite.cases)
+    proc = harness("run", "suites/default.toml", "--workload", "attention", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert f"default: {wanted} cells planned" in proc.stdout
+
+
 # --- bad options ---------------------------------------------------------------------
+
+def test_a_workload_the_suite_lacks_and_a_single_version_are_one_line():
+    assert_one_line_error(harness("run", "suites/flash.toml", "--workload", "transformer"),
+                          "suites/flash.toml", "no cell of workload transformer")
+    assert_one_line_error(harness("run", "suites/smoke.toml", "--versions", "jax==0.10.2"),
+                          "--versions", "at least two")
+
 
 def test_unknown_backend_option(tmp_path):
     assert_one_line_error(harness("run", "suites/smoke.toml", "--backend", "nope", "--dry-run"),

@@ -99,6 +99,10 @@ def test_a_folder_of_runs_and_a_pytest_benchmark_export_read_as_runs(tmp_path):
                  "--out", str(tmp_path / "h")]) == 0
     series = pd.read_csv(tmp_path / "h" / "series.csv")
     assert series.groupby("workload")["run"].count().to_dict() == {"attention": 7, "mha": 7}
+    # In a folder of runs, the file counts too.
+    exported.rename(tmp_path / "runs" / exported.name)
+    assert main(["history", str(tmp_path / "runs"), "--out", str(tmp_path / "h2")]) == 0
+    assert len(pd.read_csv(tmp_path / "h2" / "series.csv")) == 14
 
 
 def test_a_published_history_is_linked_from_the_index(tmp_path, monkeypatch):
@@ -111,6 +115,21 @@ def test_a_published_history_is_linked_from_the_index(tmp_path, monkeypatch):
     assert "href='history/history.html'" in index
     assert all(f"href='run-{i}/report.html'" in index for i in range(3))
     assert "history/history.md" in (published / "README.md").read_text()
+    assert not (published / "history" / "runs").exists()     # published already
+
+
+def test_a_published_history_keeps_its_runs_and_draws_again_from_them(tmp_path, monkeypatch):
+    folders = runs(tmp_path, [10.0] * 4 + [13.0] * 4)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "results" / "published" / "jax-versions"
+    assert main(["history", *folders, "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [f"r{i:02d}" for i in range(8)]
+    assert main(["history", str(out / "runs"), "--out", str(tmp_path / "again")]) == 0
+    first, again = (pd.read_csv(p / "steps.csv") for p in (out, tmp_path / "again"))
+    assert len(first) == 1
+    pd.testing.assert_frame_equal(first, again)
+    index = (tmp_path / "results" / "published" / "index.html").read_text()
+    assert "href='jax-versions/history.html'" in index and "1 steps" in index
 
 
 def test_a_path_that_is_not_a_run_is_one_line(tmp_path):

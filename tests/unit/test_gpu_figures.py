@@ -45,7 +45,8 @@ def test_the_decode_table_gives_gb_s_and_share_of_the_gpus_bandwidth(tmp_path):
     for n, ms in ((4096, 0.05), (16384, 0.2)):
         c = Case("gpu-check", "mha", "torch", "sdpa", "decode", "bfloat16", "cuda:0",
                  4, n, 32, 128, True, kv_heads=8)
-        rows.append(_row(c, H200, ms, "r", gb_s=costs.bytes_moved(c) / (ms * 1e-3) / 1e9))
+        rows.append(_row(c, H200, ms, "r", gb_s=costs.bytes_moved(c) / (ms * 1e-3) / 1e9,
+                         device_ms=ms * 0.4, launch_overhead_ms=ms * 0.6))
     forward = Case("gpu-check", "mha", "torch", "sdpa", "forward", "bfloat16", "cuda:0",
                    4, 4096, 32, 128, True)
     rows.append(_row(forward, H200, 1.0, "r"))              # not a decode step: not shown
@@ -59,3 +60,4 @@ def test_the_decode_table_gives_gb_s_and_share_of_the_gpus_bandwidth(tmp_path):
         assert cells[4:7] == ["32 / 8", "1", str(row["seq_len"])]
         assert cells[8] == f"{row['gb_s']:.3g}"
         assert cells[9] == f"{100 * row['gb_s'] / 4800:.0f}%"       # the H200's 4.8 TB/s
+        assert cells[10:12] == [f"{row['device_ms']:.3f}", f"{row['launch_overhead_ms']:.3f}"]

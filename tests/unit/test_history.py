@@ -134,7 +134,8 @@ def test_identity_leaves_out_suite_and_device_index_and_keeps_model_and_threads(
     cpu = {**row, "device": "cpu", "device_name": "Xeon", "threads": 2}
     assert identity(cpu)["device_model"] == "Xeon, 2 threads"
     assert identity({**cpu, "threads": 16}) != identity(cpu)
-    assert cell_label(identity(cpu)).endswith("causal on Xeon, 2 threads")
+    assert cell_label(identity(cpu)) == ("attention jax jit forward float32 B1·N512·H8·D64 "
+                                         "causal on Xeon, 2 threads")
 
 
 def test_newest_slowdowns_are_the_slower_steps_the_newest_run_starts():

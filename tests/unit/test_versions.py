@@ -46,3 +46,35 @@ def test_versions_and_out_are_not_passed_on_to_each_run():
             "--out=results/x", "--quiet"]
     assert versions.without_flags(argv, ("--versions", "--out")) == [
         "suites/default.toml", "--backend", "jax", "--quiet"]
+
+
+def test_environments_live_outside_the_pruned_cache(monkeypatch, tmp_path):
+    """The cache deletes its oldest files past its limit (results/cache.py): a run
+    there once pruned an environment's bin/ between two runs of --versions."""
+    from harness.results import cache
+    monkeypatch.delenv("ATTNBENCH_VENVS", raising=False)
+    monkeypatch.delenv("ATTNBENCH_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert not versions.venvs_root().is_relative_to(cache.root())
+    monkeypatch.setenv("ATTNBENCH_VENVS", str(tmp_path / "v"))
+    assert versions.venvs_root() == tmp_path / "v"
+
+
+def test_an_environment_missing_its_python_is_made_again(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTNBENCH_VENVS", str(tmp_path))
+    folder = tmp_path / versions.slug(["jax==0.10.2"])
+    (folder / "bin").mkdir(parents=True)
+    (folder / ".installed").write_text("jax==0.10.2\n")        # its python pruned away
+    made = []
+
+    def fake_run(command, **_):
+        made.append(command[:3])
+        if command[1:3] == ["-m", "venv"]:
+            (folder / "bin" / "python").touch()
+        return None
+    monkeypatch.setattr(versions.subprocess, "run", fake_run)
+    assert versions.environment(["jax==0.10.2"], lambda _: None) == folder / "bin" / "python"
+    assert [c[1:3] for c in made] == [["-m", "venv"], ["-m", "pip"]]
+    made.clear()
+    versions.environment(["jax==0.10.2"], lambda _: None)          # whole now: reused
+    assert made == []
