@@ -87,15 +87,15 @@ def _html(h: History, steps, drifts, runs, figures: dict[str, str]) -> str:
              f"holds over the runs after it; a lone noisy run is not one, nor is a slow "
              f"drift (docs/history.md).</p>",
              "<nav>" + "".join(f"<a href='#{w}'>{w}</a>" for w in figures)
-             + "<a href='#steps'>steps</a><a href='#runs'>runs</a></nav>",
-             "<section id='steps'><h2>steps, largest first</h2>",
-             f"<div class='wide'>{_table(steps)}</div>" if len(steps) else "<p>No steps.</p>",
-             f"<h3>{MOVED.lower()}</h3><p class='note'>{html.escape(MOVED_NOTE)}</p>",
-             f"<div class='wide'>{_table(drifts)}</div>" if len(drifts) else "<p>None.</p>",
-             "</section>"]
+             + "<a href='#steps'>steps</a><a href='#runs'>runs</a></nav>"]
     for workload, svg in figures.items():
         parts.append(f"<section id='{workload}'><h2>{html.escape(workload)}</h2>"
                      f"<div class='figure'>{svg}</div></section>")
+    parts += ["<section id='steps'><h2>steps, largest first</h2>",
+              f"<div class='wide'>{_table(steps)}</div>" if len(steps) else "<p>No steps.</p>",
+              f"<h3>{MOVED.lower()}</h3><p class='note'>{html.escape(MOVED_NOTE)}</p>",
+              f"<div class='wide'>{_table(drifts)}</div>" if len(drifts) else "<p>None.</p>",
+              "</section>"]
     parts.append(f"<section id='runs'><h2>runs, oldest first</h2>"
                  f"<div class='wide'>{_table(runs)}</div></section>")
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

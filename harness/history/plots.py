@@ -42,7 +42,9 @@ def trend_figures(series: list[Series], steps: list[Step], runs: list[Run]) -> d
 def _figure(workload: str, families: dict, steps: list[Step], order: dict, labels: list):
     cols = min(3, len(families))
     rows = math.ceil(len(families) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    longest = max(len(members) for members in families.values())
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, (4.0 + 0.13 * longest) * rows),
+                             squeeze=False)
     marked = {(id(s.series), s.index): s for s in steps}
     for ax, (family, members) in zip(axes.flat, families.items()):
         for s in members:
@@ -60,7 +62,9 @@ def _figure(workload: str, families: dict, steps: list[Step], order: dict, label
         ax.set_ylabel("median ms per step")
         ax.set_xticks(range(len(labels)), labels, fontsize=6)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="best")
+        # Below the panel: inside, a legend of a dozen cells hides the lines.
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                  frameon=False)
     for ax in list(axes.flat)[len(families):]:
         ax.set_visible(False)
     fig.suptitle(f"{workload}: median per run (▲ slower step, ▼ faster; hollow: the newest "
@@ -70,6 +74,8 @@ def _figure(workload: str, families: dict, steps: list[Step], order: dict, label
 
 
 def _line_name(s: Series) -> str:
+    """The cell's label less what the panel and page already say (workload, backend,
+    variant, device)."""
     c = s.cell
-    return (f"{c['mode']} {c['dtype']} B{c['batch']}·N{c['seq_len']}·H{c['heads']}"
-            f"·D{c['head_dim']}{' causal' if c['causal'] == 'True' else ''}")
+    head = f"{c['workload']} {c['backend']} {c['variant']} "
+    return s.label.removeprefix(head).removesuffix(f" on {c['device_model']}")
