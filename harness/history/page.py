@@ -14,6 +14,8 @@ from harness.history.steps import Drift, Step
 from harness.report.page import CSS, _table
 from harness.report.tables import versions_text
 
+LEGEND = ("The median of each run, oldest first; ▲ a slower step, ▼ a faster one, hollow "
+          "while provisional (the newest run alone past it).")
 MOVED = "Level changes without a step"
 MOVED_NOTE = ("Between steps, the last runs sit at least the threshold away from the first "
               "ones, but no single boundary passed the rules: a slow drift, or a step too "
@@ -90,7 +92,7 @@ def _html(h: History, steps, drifts, runs, figures: dict[str, str]) -> str:
              + "<a href='#steps'>steps</a><a href='#runs'>runs</a></nav>"]
     for workload, svg in figures.items():
         parts.append(f"<section id='{workload}'><h2>{html.escape(workload)}</h2>"
-                     f"<div class='figure'>{svg}</div></section>")
+                     f"<p class='note'>{LEGEND}</p><div class='figure'>{svg}</div></section>")
     parts += ["<section id='steps'><h2>steps, largest first</h2>",
               f"<div class='wide'>{_table(steps)}</div>" if len(steps) else "<p>No steps.</p>",
               f"<h3>{MOVED.lower()}</h3><p class='note'>{html.escape(MOVED_NOTE)}</p>",

@@ -1,5 +1,6 @@
-"""Trend figures: per workload, a panel per cell family (backend and variant), a
-line per cell (mode, dtype, shape, device) across the runs, steps marked."""
+"""Trend figures: per workload, a panel per cell family (backend and variant, and
+the device where the runs span several), a line per cell (mode, dtype, shape)
+across the runs, steps marked."""
 from __future__ import annotations
 
 import math
@@ -33,13 +34,16 @@ def trend_figures(series: list[Series], steps: list[Step], runs: list[Run]) -> d
     for workload in dict.fromkeys(s.cell["workload"] for s in series):
         mine = [s for s in series if s.cell["workload"] == workload]
         families = {}
+        several = len({s.cell["device_model"] for s in mine}) > 1
         for s in mine:
-            families.setdefault(f"{s.cell['backend']} {s.cell['variant']}", []).append(s)
-        figures[workload] = svg(_figure(workload, families, steps, order, labels))
+            name = f"{s.cell['backend']} {s.cell['variant']}"
+            name += f"\non {s.cell['device_model']}" if several else ""
+            families.setdefault(name, []).append(s)
+        figures[workload] = svg(_figure(families, steps, order, labels))
     return figures
 
 
-def _figure(workload: str, families: dict, steps: list[Step], order: dict, labels: list):
+def _figure(families: dict, steps: list[Step], order: dict, labels: list):
     cols = min(3, len(families))
     rows = math.ceil(len(families) / cols)
     longest = max(len(members) for members in families.values())
@@ -67,8 +71,6 @@ def _figure(workload: str, families: dict, steps: list[Step], order: dict, label
                   frameon=False)
     for ax in list(axes.flat)[len(families):]:
         ax.set_visible(False)
-    fig.suptitle(f"{workload}: median per run (▲ slower step, ▼ faster; hollow: the newest "
-                 f"run alone, provisional)", fontsize=10)
     fig.tight_layout()
     return fig
 
