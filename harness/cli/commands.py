@@ -3,6 +3,7 @@ exit status (docs/design.md, "The command line and the Python surface")."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,11 +62,15 @@ def run_versions(args, console: Console) -> int:
     from harness.run import versions
     if args.resume or args.dry_run:
         raise UserError("--versions makes new runs: --resume and --dry-run cannot go with it")
+    if os.environ.get(versions.CHILD):
+        raise UserError("--versions inside a run that --versions started")
     specs = versions.parse(args.versions)
     out = Path(args.out or f"results/versions-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
     run_folder.writable_folder(out, "--out" if args.out else "the default --out")
     argv = versions.without_flags(args.argv[args.argv.index("run") + 1:],
                                   ("--versions", "--out"))
+    # Each run starts where this one did, but its paths must not depend on that.
+    argv[argv.index(args.suite)] = str(Path(args.suite).resolve())
     folders = versions.run_each(specs, argv, out, lambda text: console.print(text))
     args.runs, args.out, args.min_step, args.fail_on_step = folders, out / "history", 5.0, None
     return history(args, console)
@@ -174,7 +179,8 @@ def history(args, console: Console) -> int:
     from harness.report import publish as publishing
     out = Path(args.out or f"results/history-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
     run_folder.writable_folder(out, "--out" if args.out else "the default --out")
-    found = analysis.collect(args.runs, args.min_step)
+    # A --fail-on-step below --min-step must still see its steps.
+    found = analysis.collect(args.runs, min(args.min_step, args.fail_on_step or args.min_step))
     html = page.write(found, out)
     if out.resolve().parent == publishing.ROOT.resolve():
         publishing.keep_history_inputs(found.runs, out)
@@ -184,6 +190,10 @@ def history(args, console: Console) -> int:
     if args.fail_on_step is None:
         return 0
     slower = analysis.newest_slowdowns(found, args.fail_on_step)
+    if analysis.too_short(found):
+        console.print(f"note: {analysis.too_short(found)} cells have fewer than "
+                      f"{analysis.MIN_RUNS} runs: no step can be judged there (for two runs, "
+                      f"`attnbench compare`)")
     for step in slower:
         changed = "; ".join(step.changed) or "nothing recorded changed"
         console.print(f"[red]step[/red] {step.series.label}: {step.size_pct:+.1f}% "

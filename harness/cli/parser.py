@@ -57,8 +57,11 @@ def _add_env(sub) -> None:
 
 
 def _command(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    # No abbreviations: `run --version X` must not be read as --versions, which
+    # passes the rest on to runs that would read it the same way.
     return sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          allow_abbrev=False)
 
 
 def _add_run(sub) -> None:

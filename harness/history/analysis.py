@@ -29,6 +29,15 @@ def collect(paths: list[str | os.PathLike], min_step_pct: float = MIN_STEP_PCT) 
     return History([run for run, _ in runs], series, steps, drifts, min_step_pct)
 
 
+MIN_RUNS = 3       # the fewest runs of a cell in which steps.py can judge a step
+
+
+def too_short(h: History) -> int:
+    """Cells with fewer than MIN_RUNS points: no step can be judged in them (two runs
+    are `attnbench compare`'s question)."""
+    return sum(len(s.medians) < MIN_RUNS for s in h.series)
+
+
 def newest_slowdowns(h: History, pct: float) -> list[Step]:
     """Steps of at least `pct` percent slower that the newest run starts."""
     newest = h.runs[-1].run_id

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.history import plots
+from harness.history import analysis, plots
 from harness.history.analysis import History
 from harness.history.series import Run, Series
 from harness.history.steps import Drift, Step
@@ -15,7 +15,7 @@ from harness.report.page import CSS, _table
 from harness.report.tables import versions_text
 
 LEGEND = ("The median of each run, oldest first; ▲ a slower step, ▼ a faster one, hollow "
-          "while provisional (the newest run alone past it).")
+          "while provisional (the cell's last run alone past it).")
 MOVED = "Level changes without a step"
 MOVED_NOTE = ("Between steps, the last runs sit at least the threshold away from the first "
               "ones, but no single boundary passed the rules: a slow drift, or a step too "
@@ -30,7 +30,7 @@ def steps_frame(steps: list[Step]) -> pd.DataFrame:
              "last run before": s.before.run_id, "first run after": s.after.run_id,
              "what changed": "; ".join(s.changed) or "nothing recorded",
              "p": "" if s.p_value is None else f"{s.p_value:.1e}",
-             "provisional": "newest run alone" if s.provisional else ""}
+             "provisional": "its last run alone" if s.provisional else ""}
             for s in sorted(steps, key=lambda s: -abs(s.size_pct))]
     return pd.DataFrame(rows, columns=["cell", "change %", "across the boundary %",
                                        "ms before", "ms after", "last run before",
@@ -60,10 +60,13 @@ def series_frame(series: list[Series]) -> pd.DataFrame:
 
 def summary(h: History) -> str:
     slower = sum(s.size_pct > 0 for s in h.steps)
+    short = analysis.too_short(h)
     return (f"{len(h.runs)} runs, {len(h.series)} cells, {len(h.steps)} steps of at least "
             f"{h.min_step_pct:g}% ({slower} slower, {len(h.steps) - slower} faster; "
             f"{sum(s.provisional for s in h.steps)} provisional), {len(h.drifts)} level "
-            f"changes without a step")
+            f"changes without a step"
+            + (f"; {short} cells in fewer than {analysis.MIN_RUNS} runs, where no step can "
+               f"be judged" if short else ""))
 
 
 def write(h: History, out: Path) -> Path:
@@ -88,10 +91,11 @@ def _html(h: History, steps, drifts, runs, figures: dict[str, str]) -> str:
              f"<p class='note'>{html.escape(summary(h))}. A step is a change of level that "
              f"holds over the runs after it; a lone noisy run is not one, nor is a slow "
              f"drift (docs/history.md).</p>",
-             "<nav>" + "".join(f"<a href='#{w}'>{w}</a>" for w in figures)
+             "<nav>" + "".join(f"<a href='#{html.escape(w)}'>{html.escape(w)}</a>"
+                               for w in figures)
              + "<a href='#steps'>steps</a><a href='#runs'>runs</a></nav>"]
     for workload, svg in figures.items():
-        parts.append(f"<section id='{workload}'><h2>{html.escape(workload)}</h2>"
+        parts.append(f"<section id='{html.escape(workload)}'><h2>{html.escape(workload)}</h2>"
                      f"<p class='note'>{LEGEND}</p><div class='figure'>{svg}</div></section>")
     parts += ["<section id='steps'><h2>steps, largest first</h2>",
               f"<div class='wide'>{_table(steps)}</div>" if len(steps) else "<p>No steps.</p>",

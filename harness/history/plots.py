@@ -28,7 +28,7 @@ def run_labels(runs: list[Run]) -> list[str]:
 
 def trend_figures(series: list[Series], steps: list[Step], runs: list[Run]) -> dict[str, str]:
     """workload -> inline SVG."""
-    order = {r.run_id: i for i, r in enumerate(runs)}
+    order = {id(r): i for i, r in enumerate(runs)}      # two runs may share a run_id
     labels = run_labels(runs)
     figures = {}
     for workload in dict.fromkeys(s.cell["workload"] for s in series):
@@ -52,7 +52,7 @@ def _figure(families: dict, steps: list[Step], order: dict, labels: list):
     marked = {(id(s.series), s.index): s for s in steps}
     for ax, (family, members) in zip(axes.flat, families.items()):
         for s in members:
-            x = [order[r.run_id] for r in s.runs]
+            x = [order[id(r)] for r in s.runs]
             line, = ax.plot(x, s.medians, marker="o", markersize=3, linewidth=1,
                             label=_line_name(s))
             for i, _ in enumerate(s.runs):

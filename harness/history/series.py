@@ -7,6 +7,7 @@ keeps the device's model, and on a CPU the thread count, since 2 and 16 threads 
 different machines for this purpose (docs/history.md, "What a series is")."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +83,22 @@ def expand(paths: list[str | os.PathLike]) -> list[str]:
     found = []
     for path in map(Path, paths):
         inner = sorted(p for p in path.iterdir() if (p / store.RESULTS).is_file()
-                       or (p.is_file() and pytest_benchmark_format.is_benchmark_file(p))) \
+                       or (p.is_file() and _holds_benchmarks(p))) \
             if path.is_dir() and not (path / store.RESULTS).exists() else []
         found += [str(p) for p in inner] or [str(path)]
-    return found
+    # A run given twice (a folder and a run inside it) counts once.
+    return list({os.path.realpath(p): p for p in found}.values())
+
+
+def _holds_benchmarks(path: Path) -> bool:
+    """A pytest-benchmark JSON file: a .json holding a `benchmarks` list. Any other
+    JSON beside the runs in a folder is not a run."""
+    if not pytest_benchmark_format.is_benchmark_file(path):
+        return False
+    try:
+        return isinstance(json.loads(path.read_text()).get("benchmarks"), list)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _run(source: str, env: dict, frame: pd.DataFrame) -> Run:
@@ -110,22 +123,29 @@ def _first(frame: pd.DataFrame, column: str):
 
 
 def gather(runs: list[tuple[Run, pd.DataFrame]]) -> list[Series]:
-    """The series of every cell that has a timed (`ok`) row in any run, in the order
-    cells first appear. A run where the cell failed or computed the wrong thing adds
-    no point: its time says nothing about the cell's speed."""
+    """The series of every cell that has a timed (`ok`, finite) row in any run, in
+    the order cells first appear. A run where the cell failed or computed the wrong
+    thing adds no point: its time says nothing about the cell's speed. A run adds
+    one point a cell: where it timed the cell more than once (each GPU of one model,
+    two suites' copies), the median of those medians, their samples pooled."""
     found: dict[tuple, Series] = {}
     for run, frame in runs:
         timed = frame[(frame["status"] == "ok") & (frame["correct"] != False)]  # noqa: E712
+        medians = pd.to_numeric(timed["median_ms"], errors="coerce")
+        timed = timed[np.isfinite(medians) & (medians > 0)]
+        points: dict[tuple, list[dict]] = {}
         for row in timed.to_dict("records"):
             cell = identity(row)
-            key = tuple(cell.values())
-            series = found.setdefault(key, Series(key=key, cell=cell))
+            points.setdefault(tuple(cell.values()), []).append(row)
+            found.setdefault(tuple(cell.values()), Series(key=tuple(cell.values()), cell=cell))
+        for key, rows in points.items():
+            series = found[key]
             series.runs.append(run)
-            series.medians.append(float(row["median_ms"]))
-            samples = row.get("samples_ms")
-            series.samples.append(np.asarray(samples, float)
-                                  if isinstance(samples, (list, np.ndarray)) and len(samples)
-                                  else None)
+            series.medians.append(float(np.median([float(r["median_ms"]) for r in rows])))
+            kept = [np.asarray(r["samples_ms"], float) for r in rows
+                    if isinstance(r.get("samples_ms"), (list, np.ndarray))
+                    and len(r["samples_ms"])]
+            series.samples.append(np.concatenate(kept) if len(kept) == len(rows) else None)
     return list(found.values())
 
 

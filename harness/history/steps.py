@@ -6,8 +6,8 @@ that neither a lone noisy run nor a slow drift is called a step (docs/history.md
 "How a step is found"):
 
 1. size: the medians of the segments either side differ by at least `min_step_pct`;
-2. sharpness: so do the runs at the boundary (the mean of the two runs after over the
-   two before), which a drift of a percent a run never reaches;
+2. sharpness: so do the runs at the boundary (the geometric mean of the two runs
+   after over the two before), which a drift of a percent a run never reaches;
 3. noise: that jump is at least NOISE_FACTOR (4) times the series' own run-to-run noise
    (the spread of consecutive differences, floored by the runs' own sample spread);
 4. persistence: each of those two runs after sits past the old level by at least

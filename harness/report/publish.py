@@ -115,18 +115,25 @@ def keep_history_inputs(runs, out: Path) -> None:
     OUT/runs` draws it again: each run folder's rows and env.json (or the
     pytest-benchmark file) under OUT/runs/. Runs that are themselves published
     folders beside it are not copied."""
+    kept = out.resolve() / "runs"
     for run in runs:
-        source = Path(run.source)
-        if source.resolve().parent == out.resolve().parent:
+        source = Path(run.source).resolve()
+        # Published beside it, or already kept (a history drawn again from its runs/).
+        if source.parent == out.resolve().parent or source.is_relative_to(kept):
             continue
-        dest = out / "runs" / source.name
+        dest = kept / source.name
+        for number in range(2, 1000):         # two runs of one name: 01-jax, 01-jax-2
+            if not dest.exists():
+                break
+            dest = kept / f"{source.name}-{number}"
         if not source.is_dir():
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            kept.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest)
             continue
-        dest.mkdir(parents=True, exist_ok=True)
+        dest.mkdir(parents=True)
         for part in (store.RESULTS, store.ENV):
-            shutil.copy2(source / part, dest / part)
+            if (source / part).is_file():
+                shutil.copy2(source / part, dest / part)
 
 
 def _entry(folder: Path) -> dict:

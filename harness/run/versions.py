@@ -12,6 +12,7 @@ Environments live in ATTNBENCH_VENVS (default ~/.cache/attnbench-venvs), one per
 SPEC, and are reused."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -24,6 +25,10 @@ from harness.spec.errors import UserError
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "requirements" / "cpu.txt"
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+# '+' between pins, not inside a local version: "jax==0.9.2+flax==0.12.0" is two
+# pins, "torch==2.4.0+cpu" one.
+_PIN_JOIN = re.compile(r"\+(?=\s*[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\])?\s*"
+                       r"(?:==|>=|<=|~=|!=|<|>))")
 _SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[A-Za-z0-9,._-]+\])?\s*"
                    r"(==|>=|<=|~=|!=|<|>)\s*[A-Za-z0-9.*+!_-]+$")
 
@@ -31,7 +36,7 @@ _SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[A-Za-z0-9,._-]+\])?\s*"
 def parse(text: str) -> list[list[str]]:
     """'jax==0.9.2,jax==0.10.2+flax==0.12.8' -> [['jax==0.9.2'], ['jax==0.10.2',
     'flax==0.12.8']]; a one-line UserError for anything else."""
-    specs = [[pin.strip() for pin in item.split("+")] for item in text.split(",")]
+    specs = [[pin.strip() for pin in _PIN_JOIN.split(item)] for item in text.split(",")]
     for spec in specs:
         for pin in spec:
             if not _SPEC.match(pin):
@@ -44,7 +49,11 @@ def parse(text: str) -> list[list[str]]:
 
 
 def slug(spec: list[str]) -> str:
-    return "+".join(re.sub(r"[^A-Za-z0-9._=+-]", "_", pin.replace(" ", "")) for pin in spec)
+    """A folder name for the SPEC; where characters had to be replaced (jax>=0.9 and
+    jax<=0.9 would both read jax_=0.9), a digest of the SPEC keeps it apart."""
+    text = "+".join(pin.replace(" ", "") for pin in spec)
+    safe = re.sub(r"[^A-Za-z0-9._=+-]", "_", text)
+    return safe if safe == text else f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def _name(requirement: str) -> str:
@@ -59,7 +68,13 @@ def companions(spec: list[str]) -> list[str]:
                 if pinned & set(info.distributions)]
     lines = [line.split("#")[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
     return [line for line in lines if line and _name(line) not in pinned
+            and not any(_builds_of_one(_name(line), name) for name in pinned)
             and any(_name(line) in family for family in families)]
+
+
+def _builds_of_one(a: str, b: str) -> bool:
+    """tensorflow and tensorflow-cpu: two builds of one module, never companions."""
+    return a.startswith(f"{b}-") or b.startswith(f"{a}-")
 
 
 def venvs_root() -> Path:
@@ -75,7 +90,8 @@ def environment(spec: list[str], log) -> Path:
     """The Python of the SPEC's environment, made and installed if missing."""
     folder = venvs_root() / slug(spec)
     python = folder / "bin" / "python"
-    if (folder / ".installed").is_file() and python.exists():
+    marker = folder / ".installed"
+    if marker.is_file() and python.exists() and marker.read_text().split() == spec:
         return python
     log(f"making {folder} ({' '.join(spec)}): a few minutes the first time")
     try:
@@ -92,17 +108,20 @@ def environment(spec: list[str], log) -> Path:
     return python
 
 
+CHILD = "ATTNBENCH_VERSIONS_CHILD"      # set in each run: it never starts --versions again
+
+
 def run_each(specs: list[list[str]], argv: list[str], out: Path, log) -> list[Path]:
     """`attnbench run` with `argv` (the suite and its flags, without --versions and
-    --out) under each SPEC in turn, into out/NN-SLUG; the run folders made. A run
-    that fails stops the rest: its output says why."""
+    --out; paths in it absolute) under each SPEC in turn, into out/NN-SLUG; the run
+    folders made. A run that fails stops the rest: its output says why."""
     folders = []
     for number, spec in enumerate(specs, 1):
         python = environment(spec, log)
-        folder = out / f"{number:02d}-{slug(spec)}"
+        folder = out.resolve() / f"{number:02d}-{slug(spec)}"
         log(f"running under {' '.join(spec)} into {folder}")
         done = subprocess.run([str(python), "-m", "harness", "run", *argv,
-                               "--out", str(folder)], cwd=ROOT)
+                               "--out", str(folder)], env={**os.environ, CHILD: "1"})
         if done.returncode != 0:
             raise UserError(f"--versions: the run under {' '.join(spec)} failed (exit "
                             f"{done.returncode}); its folder: {folder}")

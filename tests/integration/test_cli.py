@@ -149,6 +149,9 @@ def test_a_workload_the_suite_lacks_and_a_single_version_are_one_line():
                           "suites/flash.toml", "no cell of workload transformer")
     assert_one_line_error(harness("run", "suites/smoke.toml", "--versions", "jax==0.10.2"),
                           "--versions", "at least two")
+    # No abbreviations: --version is not --versions (whose runs would read it again).
+    assert_one_line_error(harness("run", "suites/smoke.toml", "--version", "jax==1,jax==2"),
+                          "unrecognized arguments", "--version")
 
 
 def test_unknown_backend_option(tmp_path):

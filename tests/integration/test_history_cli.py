@@ -138,3 +138,50 @@ def test_a_path_that_is_not_a_run_is_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("attnbench: error:") \
         and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_one_point_a_run_a_cell_and_each_run_once(tmp_path):
+    """Two rows of one cell in a run (two GPUs of one model, two suites) make one
+    point, their median; a NaN median makes none; a run given twice counts once;
+    a JSON file that is not pytest-benchmark's is not a run."""
+    folders = runs(tmp_path, [10.0] * 3)
+    with RunWriter(folders[-1]) as writer:              # the last run: two more rows
+        for suite, median in (("other", 20.0), ("third", float("nan"))):
+            writer.append({**CELLS[0].replace(suite=suite).to_dict(), "status": "ok",
+                           "correct": True, "median_ms": median, "device_name": "Xeon",
+                           "threads": 2, "run_id": "run-02"})
+    (tmp_path / "runs" / "notes.json").write_text('{"hello": 1}')
+    assert main(["history", str(tmp_path / "runs"), folders[0],
+                 "--out", str(tmp_path / "h")]) == 0
+    series = pd.read_csv(tmp_path / "h" / "series.csv")
+    attention = series[series["workload"] == "attention"]
+    assert list(attention["run"]) == ["run-00", "run-01", "run-02"]
+    last = load_median(folders[-1])
+    assert attention["median_ms"].iloc[-1] == pytest.approx(np.median([last, 20.0]))
+    assert "2 cells in fewer than" not in (tmp_path / "h" / "history.md").read_text()
+
+
+def load_median(folder) -> float:
+    rows = [json.loads(line) for line in open(f"{folder}/results.jsonl")]
+    return next(r["median_ms"] for r in rows if r["workload"] == "attention")
+
+
+def test_two_runs_judge_no_step_and_say_so(tmp_path, capsys):
+    folders = runs(tmp_path, [10.0, 20.0])
+    assert main(["history", *folders, "--out", str(tmp_path / "h"),
+                 "--fail-on-step", "10"]) == 0
+    said = capsys.readouterr().out
+    assert "0 steps" in said and "2 cells in fewer than 3 runs" in said
+    assert "attnbench compare" in said
+
+
+def test_a_published_history_drawn_again_into_itself_keeps_one_copy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = runs(tmp_path / "a", [10.0] * 4)
+    out = tmp_path / "results" / "published" / "h"
+    assert main(["history", *first, "--out", str(out)]) == 0
+    later = tmp_path / "b" / "r00"                     # another run of the same name
+    write_run(later, 9, [13.0, 5.0], "0.10.2")
+    assert main(["history", str(out / "runs"), str(later), "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "r00", "r00-2", "r01", "r02", "r03"]

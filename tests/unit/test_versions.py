@@ -37,7 +37,7 @@ def test_the_companions_come_from_the_requirements_file_unless_pinned():
 
 def test_slugs_are_folder_names_and_differ_by_version():
     assert versions.slug(["jax==0.9.2", "flax==0.12.0"]) == "jax==0.9.2+flax==0.12.0"
-    assert versions.slug(["jax[cuda12]==0.9.2"]) == "jax_cuda12_==0.9.2"
+    assert versions.slug(["jax[cuda12]==0.9.2"]).startswith("jax_cuda12_==0.9.2-")
     assert versions.slug(["jax==0.9.2"]) != versions.slug(["jax==0.10.2"])
 
 
@@ -78,3 +78,29 @@ def test_an_environment_missing_its_python_is_made_again(monkeypatch, tmp_path):
     made.clear()
     versions.environment(["jax==0.10.2"], lambda _: None)          # whole now: reused
     assert made == []
+
+
+def test_a_plus_inside_a_local_version_stays_in_its_pin():
+    assert versions.parse("torch==2.4.0+cpu,torch==2.5.0+cpu+numpy==2.1") == [
+        ["torch==2.4.0+cpu"], ["torch==2.5.0+cpu", "numpy==2.1"]]
+
+
+def test_specs_that_read_alike_once_made_safe_get_folders_of_their_own():
+    assert versions.slug(["jax>=0.9"]) != versions.slug(["jax<=0.9"])
+    assert versions.slug(["jax==0.9"]) == "jax==0.9"                 # nothing replaced
+
+
+def test_another_build_of_the_pinned_module_is_no_companion():
+    assert "tensorflow-cpu" not in " ".join(versions.companions(["tensorflow==2.20.0"]))
+
+
+def test_an_environment_made_for_another_spec_is_made_again(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTNBENCH_VENVS", str(tmp_path))
+    folder = tmp_path / versions.slug(["jax==0.10.2"])
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "python").touch()
+    (folder / ".installed").write_text("jax==0.10.1\n")
+    made = []
+    monkeypatch.setattr(versions.subprocess, "run", lambda command, **_: made.append(command))
+    versions.environment(["jax==0.10.2"], lambda _: None)
+    assert len(made) == 2 and (folder / ".installed").read_text().split() == ["jax==0.10.2"]
