@@ -150,12 +150,8 @@ def gather(runs: list[tuple[Run, pd.DataFrame]]) -> list[Series]:
 
 
 def identity(row: dict) -> dict:
-    """The fields that name a cell across runs, as text (2 and 2.0 are one value)."""
-    def text(value) -> str:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return str(None if value is None or value != value else value)
-    cell = {f: text(row.get(f)) for f in IDENTITY if f != "device_model"}
+    """The fields that name a cell across runs, as text (store.field_text)."""
+    cell = {f: store.field_text(row.get(f)) for f in IDENTITY if f != "device_model"}
     model = row.get("device_name") or row.get("device") or "unknown device"
     if str(row.get("device", "")).startswith("cpu") and row.get("threads"):
         model = f"{model}, {int(row['threads'])} threads"

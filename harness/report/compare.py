@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from harness.measure.stats import ALPHA, Shift, quartiles, shift, summarize
+from harness.results import store
 from harness.spec import CASE_FIELDS
 
 # The suite is a label, not part of what was measured: renamed suites still compare.
@@ -70,12 +71,7 @@ def _cells(frame: pd.DataFrame) -> dict[tuple, dict]:
 
 
 def _key(row: dict) -> tuple:
-    # As text, so 2 and 2.0 (a column that also holds a NaN turns float) still match.
-    def text(value) -> str:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return str(None if value != value else value)      # NaN (no window): None
-    return tuple(text(row.get(field)) for field in MATCH_FIELDS)
+    return tuple(store.field_text(row.get(field)) for field in MATCH_FIELDS)
 
 
 def _row(base: dict | None, new: dict | None, threshold_pct: float) -> dict:

@@ -169,6 +169,14 @@ def read_env(folder: str | os.PathLike) -> dict:
     return env
 
 
+def field_text(value) -> str:
+    """A row's field as text that matches across runs: 2 and 2.0 are one value (a
+    column that also holds a NaN turns float), and a NaN (no window) is None."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(None if value is None or value != value else value)
+
+
 def cell_key(case_or_row) -> tuple:
     """What identifies a cell across a run and its resumption: its Case fields
     (a Case or a row), as text."""
